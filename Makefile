@@ -1,0 +1,78 @@
+# codemode — build, rootfs, run and test.  See README.md.
+#   make          build build/codemode
+#   make run      install deps, build, build rootfs, start engine, run demo chain
+#   make test     install deps, build (normal + ASan/UBSan), unit + integration tests
+CC      ?= gcc
+PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+INCLUDES := -Iengine -Iisolate -Iproviders -Ipolicies
+WARN    := -Wall -Wextra -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lpthread
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS     := $(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c))
+LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
+OBJS     := $(SRCS:%.c=build/obj/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
+SAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
+PYTHON  := /usr/bin/python3.11
+ROOTFS  := build/rootfs
+ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON)
+
+.PHONY: all deps rootfs run test unit integration asan format clean
+all: build/codemode
+
+deps:
+	@scripts/install-deps.sh
+
+build/codemode: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+asan: build/asan/codemode
+build/asan/codemode: $(SAN_OBJS)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+build/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE $(WARN) $(SAN_FLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+# The rootfs is rebuilt only when one of its inputs changes.
+rootfs: $(ROOTFS)/.stamp
+$(ROOTFS)/.stamp: $(ROOTFS_INPUTS)
+	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS)
+	@touch $@
+
+run: deps all rootfs
+	@scripts/demo.sh
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all asan rootfs
+	$(PYTHON) -m unittest discover -s tests/integration -t . -v
+
+test: deps
+	@$(MAKE) --no-print-directory all asan rootfs $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+format:
+	clang-format -i $(SRCS) $(wildcard engine/*.h isolate/*.h providers/*.h policies/*.h tests/unit/*.c)
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)

@@ -1,0 +1,51 @@
+/* config.h — the engine configuration: a YAML or JSON file with the
+ * `.utcp_config.json` keys (`manual_call_templates`, `variables`,
+ * `load_variables_from`) plus an optional `engine:` section for engine
+ * settings.  Unknown top-level keys are an error (typos must not pass). */
+#ifndef CM_CONFIG_H
+#define CM_CONFIG_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+typedef struct cm_config {
+    char *path;     /* config file path, NULL when running on defaults */
+    char *base_dir; /* directory of the config file (or cwd): relative paths resolve here */
+    cJSON *root;    /* whole document, owned */
+    /* borrowed from root (may be NULL) */
+    const cJSON *manual_call_templates; /* array */
+    const cJSON *variables;             /* object */
+    const cJSON *load_variables_from;   /* array */
+    /* engine: section, defaults filled in */
+    char *rootfs;             /* engine.rootfs, absolute; default: <dir of binary>/rootfs */
+    int workers;              /* engine.workers: threads running tool calls/chains (default 8) */
+    int queue_max;            /* engine.queue_max: queued requests before `busy` (default 256) */
+    int default_timeout_s;    /* engine.default_timeout_s (30) */
+    int max_timeout_s;        /* engine.max_timeout_s (300) */
+    size_t max_request_bytes; /* engine.max_request_bytes: one JSON-RPC line (4 MiB) */
+    size_t max_output_bytes;  /* engine.max_output_bytes: a chain's logs (1 MiB) */
+    size_t max_result_bytes;  /* engine.max_result_bytes: a chain's result (4 MiB) */
+    size_t tmp_size_bytes;    /* engine.tmp_size_mb: sandbox /tmp (16 MiB) */
+    uid_t sandbox_uid;        /* engine.sandbox_uid (100000) */
+    gid_t sandbox_gid;        /* engine.sandbox_gid (100000) */
+    int max_tool_calls;       /* engine.max_tool_calls per chain (1000) */
+    int max_inflight_calls;   /* engine.max_inflight_calls per chain (16) */
+    size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
+} cm_config;
+
+/* path NULL → defaults only.  exe_dir is where the codemode binary lives
+ * (for the default rootfs path). */
+int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err);
+void cm_config_free(cm_config *cfg);
+
+/* Parses a YAML (or JSON) document into cJSON.  Quoted scalars stay strings;
+ * plain scalars become null/bool/number when they look like one. */
+int cm_yaml_to_json(const char *text, size_t len, cJSON **out, cm_error *err);
+/* JSON when the text parses as JSON, else YAML. */
+int cm_parse_json_or_yaml(const char *text, size_t len, const char *what, cJSON **out,
+                          cm_error *err);
+
+#endif

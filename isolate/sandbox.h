@@ -1,0 +1,50 @@
+/* sandbox.h — start one process inside a fresh set of namespaces with the
+ * rootfs as its root.  Foundation floor: new user (root inside maps to an
+ * unprivileged host uid/gid, setgroups denied), pid, mount, network, ipc and
+ * uts namespaces; the rootfs bind-mounted read-only and pivot_root'ed into
+ * (old root detached); a size-capped tmpfs on /tmp; /dev/{null,zero,urandom}
+ * bind-mounted; no host path visible; no_new_privs; parent-death SIGKILL.
+ *
+ * The caller owns the result: it must cm_sandbox_kill() and/or
+ * cm_sandbox_reap() it exactly once.  Safe to call from any thread of a
+ * multi-threaded process (the child only makes raw system calls before
+ * execve). */
+#ifndef CM_SANDBOX_H
+#define CM_SANDBOX_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "error.h"
+
+typedef struct cm_sandbox_spec {
+    const char *rootfs;      /* absolute, symlink-free path of the rootfs directory */
+    uid_t host_uid;          /* host uid that sandbox uid 0 maps to (never 0) */
+    gid_t host_gid;          /* host gid that sandbox gid 0 maps to (never 0) */
+    const char *const *argv; /* argv[0] is a path inside the rootfs */
+    const char *const *envp;
+    int control_fd;          /* becomes fd 3 inside (the control socket) */
+    int output_fd;           /* becomes fd 1 and 2 inside; -1 for /dev/null */
+    size_t tmp_size_bytes;   /* size cap of the /tmp tmpfs */
+} cm_sandbox_spec;
+
+typedef struct cm_sandbox {
+    pid_t pid;  /* host pid of the sandbox's pid 1; -1 when reaped */
+    int pidfd;  /* pidfd of that process (O_CLOEXEC); -1 when reaped */
+} cm_sandbox;
+
+/* Spawns the sandboxed process and waits until it has exec'd argv[0] (or
+ * failed to: then returns -1 with the child's own error message, kind
+ * CM_ERR_SANDBOX_FAILURE, and nothing is left running). */
+int cm_sandbox_spawn(const cm_sandbox_spec *spec, cm_sandbox *out, cm_error *err);
+
+/* SIGKILL to the sandbox's pid 1 (so the kernel kills its whole pid
+ * namespace).  Idempotent; safe after the process already exited. */
+void cm_sandbox_kill(cm_sandbox *sb);
+
+/* Waits for pid 1 to exit and collects it; fills *status (waitpid-style) and
+ * *usage (may be NULL).  Closes the pidfd. */
+int cm_sandbox_reap(cm_sandbox *sb, int *status, struct rusage *usage, cm_error *err);
+
+#endif

@@ -1,0 +1,42 @@
+/* provider.h — the one entry point from the engine to the providers.  A
+ * provider turns a (variable-substituted) call template plus arguments into
+ * a JSON result, on the host side, never inside a sandbox.  Dispatch is by
+ * the template's "call_template_type". */
+#ifndef CM_PROVIDER_H
+#define CM_PROVIDER_H
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "vars.h"
+
+typedef struct cm_call_ctx {
+    const cm_vars *vars;        /* variable resolver (may be NULL: no variables) */
+    const char *manual_name;    /* manual that owns the template (for namespaced variables) */
+    const char *base_dir;       /* directory relative paths are resolved against */
+    int64_t deadline_ms;        /* absolute cm_now_ms() deadline; 0 = none */
+    const atomic_bool *cancel;  /* set when the caller gave up (chain ended); may be NULL */
+    size_t max_output_bytes;    /* cap on captured tool output */
+} cm_call_ctx;
+
+/* Runs a tool.  `tmpl` is the tool's tool_call_template as registered (not
+ * yet substituted; the provider substitutes variables itself), `args` an
+ * object (may be NULL).  On success *result is a new cJSON value owned by the
+ * caller.  Failures use CM_ERR_TOOL_ERROR (or CM_ERR_TIMEOUT when the
+ * deadline passed) with a message naming the tool's command/URL. */
+int cm_provider_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
+                     cm_error *err);
+
+/* Discovery: produce the UTCP manual ({utcp_version, manual_version, tools[]})
+ * a manual call template points at (text: its content; file: file_path; cli:
+ * stdout of its commands).  Failures use CM_ERR_CONFIG. */
+int cm_provider_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual,
+                         cm_error *err);
+
+/* True when the engine can run templates of this type. */
+int cm_provider_supported(const char *call_template_type);
+
+#endif

@@ -1,0 +1,21 @@
+#!/bin/sh
+# install-deps.sh — installs the Debian packages codemode builds and tests
+# with, only those missing.  Idempotent and silent when all are present.
+set -eu
+PKGS="gcc make pkg-config libc6-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libcap-dev
+libseccomp-dev libbpf-dev libcmocka-dev python3.11 libpython3.11-dev clang bpftool iproute2
+util-linux"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages:$missing (run as root, or install them)" >&2
+    exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
