@@ -60,9 +60,13 @@ run: deps all rootfs
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	$(PYTHON) -m unittest discover -s tests/unit -p 'test_*.py' -t .
 
+# The integration suite runs twice: normal build, then ASan+UBSan build.
 integration: all asan rootfs
-	$(PYTHON) -m unittest discover -s tests/integration -t . -v
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/integration -t .
+	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
 test: deps
 	@$(MAKE) --no-print-directory all asan rootfs $(UNIT_BINS)

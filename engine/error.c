@@ -69,7 +69,20 @@ int cm_error_prefix(cm_error *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    /* truncation is acceptable: the message stays a bounded, readable prefix */
+    size_t cap = sizeof err->message - 1;
+    size_t plen = strnlen(prefix, cap);
+    memcpy(err->message, prefix, plen);
+    size_t pos = plen;
+    if (pos + 2 <= cap) {
+        memcpy(err->message + pos, ": ", 2);
+        pos += 2;
+    }
+    size_t olen = strnlen(old, sizeof old - 1);
+    if (olen > cap - pos)
+        olen = cap - pos;
+    memcpy(err->message + pos, old, olen);
+    err->message[pos + olen] = '\0';
     return -1;
 }
 

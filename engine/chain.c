@@ -1,0 +1,607 @@
+/* chain.c — the life of one tool chain: start a sandbox running the rootfs
+ * runner, send it the code, serve its tool calls (each on its own thread so
+ * asyncio.gather overlaps them), collect logs and the result, enforce the
+ * timeout and output bounds, then kill and reap the sandbox.  The sandbox is
+ * untrusted: every frame is validated and any violation ends the chain, never
+ * the engine. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "provider.h"
+#include "sandbox.h"
+#include "tools.h"
+
+#define DIAG_MAX 65536
+#define POLL_SLICE_MS 100
+
+static const char *const runner_argv[] = {
+    "/usr/bin/python3.11", "-I", "-S", "-B", "-c", "import _codemode_runner as r; r.main(3)", NULL};
+static const char *const runner_envp[] = {"LANG=C.UTF-8", NULL};
+static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_error",
+                                                 "policy_denied", "result_not_serializable"};
+
+typedef struct chain chain;
+
+typedef struct tool_call {
+    chain *ch;
+    double id;
+    char *tool;
+    cJSON *args;
+    pthread_t thread;
+    struct tool_call *next;
+} tool_call;
+
+struct chain {
+    cm_engine *eng;
+    cm_conn *conn;
+    int ctl_fd, out_fd, wake_fd;
+    cm_sandbox sb;
+    bool spawned;
+    cm_frame_reader reader;
+    cm_buf to_sandbox; /* chain thread only */
+    cm_buf diag;       /* runner's stdout/stderr, capped */
+    pthread_mutex_t lock;
+    cm_buf finished_calls; /* encoded result frames from tool threads (under lock) */
+    int inflight;          /* under lock */
+    atomic_bool cancel;
+    tool_call *calls;
+    int ncalls;
+    cJSON *logs;
+    size_t log_bytes;
+    cJSON *result;
+    cJSON *error;
+    bool finished;
+    int64_t start_us, deadline_ms, ready_us;
+    double timeout_s;
+};
+
+/* ---- results --------------------------------------------------------- */
+
+static void set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback)
+{
+    if (ch->error)
+        return;
+    ch->error = cJSON_CreateObject();
+    cJSON_AddStringToObject(ch->error, "kind", cm_errkind_name(kind));
+    cJSON_AddStringToObject(ch->error, "message", message);
+    if (traceback)
+        cJSON_AddStringToObject(ch->error, "traceback", traceback);
+    ch->finished = true;
+}
+
+static void set_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    set_error(ch, kind, msg, NULL);
+}
+
+/* ---- tool calls (worker threads) -------------------------------------- */
+
+static cJSON *result_frame(double id, cJSON *value, const cm_error *err)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "t", "result");
+    cJSON_AddNumberToObject(f, "id", id);
+    cJSON_AddBoolToObject(f, "ok", err == NULL);
+    if (err) {
+        cJSON *e = cJSON_AddObjectToObject(f, "error");
+        cJSON_AddStringToObject(e, "kind", cm_errkind_name(err->kind));
+        cJSON_AddStringToObject(e, "message", err->message);
+    } else {
+        cJSON_AddItemToObject(f, "value", value ? value : cJSON_CreateNull());
+    }
+    return f;
+}
+
+static void post_result(chain *ch, cJSON *frame)
+{
+    cm_error err;
+    pthread_mutex_lock(&ch->lock);
+    if (cm_frame_encode(frame, &ch->finished_calls, &err) < 0)
+        cm_log("error", "chain: cannot encode tool result: %s", err.message);
+    ch->inflight--;
+    pthread_mutex_unlock(&ch->lock);
+    cJSON_Delete(frame);
+    uint64_t one = 1;
+    (void)!write(ch->wake_fd, &one, sizeof one);
+}
+
+static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
+{
+    cm_autojson cJSON *def = NULL;
+    cm_autofree char *manual = NULL;
+    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
+        return -1;
+    cm_call_ctx ctx = {
+        .vars = ch->eng->vars,
+        .manual_name = manual,
+        .base_dir = ch->eng->cfg.base_dir,
+        .deadline_ms = ch->deadline_ms,
+        .cancel = &ch->cancel,
+        .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
+    };
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
+    if (cm_provider_call(tmpl, tc->args, &ctx, value, err) < 0)
+        return cm_error_prefix(err, "%s", tc->tool);
+    return 0;
+}
+
+static void *tool_call_main(void *arg)
+{
+    tool_call *tc = arg;
+    cm_error err;
+    cJSON *value = NULL;
+    if (run_provider(tc->ch, tc, &value, &err) < 0)
+        post_result(tc->ch, result_frame(tc->id, NULL, &err));
+    else
+        post_result(tc->ch, result_frame(tc->id, value, NULL));
+    return NULL;
+}
+
+static void queue_to_sandbox(chain *ch, cJSON *frame)
+{
+    cm_error err;
+    if (cm_frame_encode(frame, &ch->to_sandbox, &err) < 0)
+        set_errorf(ch, CM_ERR_INTERNAL, "cannot encode control frame: %s", err.message);
+    cJSON_Delete(frame);
+}
+
+static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, ...)
+{
+    cm_error err = {.kind = kind};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof err.message, fmt, ap);
+    va_end(ap);
+    queue_to_sandbox(ch, result_frame(id, NULL, &err));
+}
+
+static void start_call(chain *ch, const cJSON *msg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const char *tool = cm_json_str(msg, "tool");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
+    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                   "protocol violation: call frame needs numeric id, tool and object args");
+        return;
+    }
+    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
+    if (++ch->ncalls > ch->eng->cfg.max_tool_calls) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
+                    "tool call budget of %d calls per chain exhausted",
+                    ch->eng->cfg.max_tool_calls);
+        return;
+    }
+    pthread_mutex_lock(&ch->lock);
+    bool full = ch->inflight >= ch->eng->cfg.max_inflight_calls;
+    if (!full)
+        ch->inflight++;
+    pthread_mutex_unlock(&ch->lock);
+    if (full) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
+                    "too many concurrent tool calls (max %d)", ch->eng->cfg.max_inflight_calls);
+        return;
+    }
+    tool_call *tc = cm_xcalloc(1, sizeof *tc);
+    tc->ch = ch;
+    tc->id = id->valuedouble;
+    tc->tool = cm_xstrdup(tool);
+    tc->args = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+    int rc = pthread_create(&tc->thread, NULL, tool_call_main, tc);
+    if (rc != 0) {
+        pthread_mutex_lock(&ch->lock);
+        ch->inflight--;
+        pthread_mutex_unlock(&ch->lock);
+        refuse_call(ch, tc->id, CM_ERR_TOOL_ERROR, "cannot start tool call: %s", strerror(rc));
+        free(tc->tool);
+        cJSON_Delete(tc->args);
+        free(tc);
+        return;
+    }
+    tc->next = ch->calls;
+    ch->calls = tc;
+}
+
+static void join_calls(chain *ch)
+{
+    atomic_store(&ch->cancel, true);
+    while (ch->calls) {
+        tool_call *tc = ch->calls;
+        ch->calls = tc->next;
+        pthread_join(tc->thread, NULL);
+        free(tc->tool);
+        cJSON_Delete(tc->args);
+        free(tc);
+    }
+}
+
+/* ---- frames from the runner ------------------------------------------- */
+
+static void take_log(chain *ch, const cJSON *msg)
+{
+    const char *line = cm_json_str(msg, "line");
+    if (!line) {
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: log frame without line");
+        return;
+    }
+    size_t len = strlen(line) + 1;
+    if (ch->log_bytes + len > ch->eng->cfg.max_output_bytes) {
+        set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "printed output exceeded %zu bytes; chain stopped",
+                   ch->eng->cfg.max_output_bytes);
+        return;
+    }
+    ch->log_bytes += len;
+    cJSON_AddItemToArray(ch->logs, cJSON_CreateString(line));
+}
+
+static bool known_runner_kind(const char *kind)
+{
+    for (size_t i = 0; i < sizeof runner_error_kinds / sizeof *runner_error_kinds; i++)
+        if (strcmp(kind, runner_error_kinds[i]) == 0)
+            return true;
+    return false;
+}
+
+static void take_done(chain *ch, const cJSON *msg)
+{
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
+    if (cJSON_IsTrue(ok)) {
+        const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        cm_autofree char *text = result ? cm_json_print(result) : NULL;
+        if (text && strlen(text) > ch->eng->cfg.max_result_bytes) {
+            set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %zu",
+                       strlen(text), ch->eng->cfg.max_result_bytes);
+            return;
+        }
+        ch->result = result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull();
+        ch->finished = true;
+        return;
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
+    const char *kind = cm_json_str(e, "kind");
+    const char *message = cm_json_str(e, "message");
+    if (!kind || !message) {
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
+        return;
+    }
+    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_EXCEPTION,
+              message, cm_json_str(e, "traceback"));
+}
+
+static void take_frame(chain *ch, const cJSON *msg)
+{
+    const char *t = cm_json_str(msg, "t");
+    if (!t)
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: frame without type");
+    else if (strcmp(t, "log") == 0)
+        take_log(ch, msg);
+    else if (strcmp(t, "call") == 0)
+        start_call(ch, msg);
+    else if (strcmp(t, "done") == 0)
+        take_done(ch, msg);
+    else if (strcmp(t, "ready") == 0)
+        ch->ready_us = cm_now_us();
+    else
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'",
+                   t);
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+
+/* Returns 0 on EOF, 1 when data (or nothing yet) was read. */
+static int read_control(chain *ch)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(ch->ctl_fd, buf, sizeof buf);
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            return (errno == EAGAIN || errno == EINTR) ? 1 : 0;
+        cm_error err;
+        if (cm_frame_feed(&ch->reader, buf, (size_t)n, &err) < 0) {
+            set_errorf(ch, CM_ERR_INTERNAL, "%s", err.message);
+            return 1;
+        }
+        cJSON *msg;
+        int rc;
+        while (!ch->finished && (rc = cm_frame_next(&ch->reader, &msg, &err)) != 0) {
+            if (rc < 0) {
+                set_errorf(ch, err.kind, "protocol violation: %s", err.message);
+                break;
+            }
+            take_frame(ch, msg);
+            cJSON_Delete(msg);
+        }
+        if (ch->finished)
+            return 1;
+    }
+}
+
+static void read_diag(chain *ch)
+{
+    char buf[8192];
+    ssize_t n = read(ch->out_fd, buf, sizeof buf);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            close(ch->out_fd);
+            ch->out_fd = -1;
+        }
+        return;
+    }
+    size_t room = ch->diag.len < DIAG_MAX ? DIAG_MAX - ch->diag.len : 0;
+    cm_error err;
+    cm_buf_append(&ch->diag, buf, (size_t)n < room ? (size_t)n : room, &err);
+}
+
+static void write_control(chain *ch)
+{
+    while (ch->to_sandbox.len > 0) {
+        ssize_t n = send(ch->ctl_fd, ch->to_sandbox.data, ch->to_sandbox.len,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            cm_buf_consume(&ch->to_sandbox, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        return; /* peer gone: the EOF path reports it */
+    }
+}
+
+static void collect_finished_calls(chain *ch)
+{
+    uint64_t v;
+    (void)!read(ch->wake_fd, &v, sizeof v);
+    cm_error err;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->finished_calls.len)
+        cm_buf_append(&ch->to_sandbox, ch->finished_calls.data, ch->finished_calls.len, &err);
+    cm_buf_consume(&ch->finished_calls, ch->finished_calls.len);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void runner_died(chain *ch)
+{
+    /* the process is gone: take whatever it managed to send first */
+    if (!ch->finished)
+        read_control(ch);
+    if (ch->finished)
+        return;
+    while (ch->out_fd >= 0)
+        read_diag(ch);
+    const char *tail = ch->diag.len > 2000 ? ch->diag.data + ch->diag.len - 2000 : ch->diag.data;
+    set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "the sandbox runner exited without a result%s%s",
+               ch->diag.len ? ": " : "", ch->diag.len ? tail : "");
+}
+
+static void serve(chain *ch)
+{
+    while (!ch->finished) {
+        int64_t now = cm_now_ms();
+        if (now >= ch->deadline_ms) {
+            set_errorf(ch, CM_ERR_TIMEOUT, "chain exceeded its timeout of %gs and was killed",
+                       ch->timeout_s);
+            return;
+        }
+        if (atomic_load(&ch->conn->closed)) {
+            set_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
+            return;
+        }
+        struct pollfd p[4] = {
+            {.fd = ch->ctl_fd, .events = POLLIN | (ch->to_sandbox.len ? POLLOUT : 0)},
+            {.fd = ch->sb.pidfd, .events = POLLIN},
+            {.fd = ch->wake_fd, .events = POLLIN},
+            {.fd = ch->out_fd, .events = POLLIN},
+        };
+        int64_t wait = ch->deadline_ms - now;
+        int n = poll(p, ch->out_fd >= 0 ? 4 : 3, wait < POLL_SLICE_MS ? (int)wait : POLL_SLICE_MS);
+        if (n < 0 && errno != EINTR) {
+            set_errorf(ch, CM_ERR_INTERNAL, "poll: %s", strerror(errno));
+            return;
+        }
+        if (n <= 0)
+            continue;
+        if (p[2].revents & POLLIN)
+            collect_finished_calls(ch);
+        if (p[3].revents)
+            read_diag(ch);
+        if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (read_control(ch) == 0 && !ch->finished) {
+                runner_died(ch);
+                return;
+            }
+        }
+        if (ch->to_sandbox.len)
+            write_control(ch);
+        if ((p[1].revents & POLLIN) && !ch->finished) {
+            runner_died(ch);
+            return;
+        }
+    }
+}
+
+/* ---- set-up and tear-down --------------------------------------------- */
+
+static int start_sandbox(chain *ch, cm_error *err)
+{
+    int sv[2], pipefd[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "socketpair");
+    cm_autofd int child_ctl = sv[1];
+    ch->ctl_fd = sv[0];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "pipe2");
+    cm_autofd int child_out = pipefd[1];
+    ch->out_fd = pipefd[0];
+    ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ch->wake_fd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "eventfd");
+    if (cm_set_nonblock(ch->ctl_fd, true, err) < 0 || cm_set_nonblock(ch->out_fd, true, err) < 0)
+        return -1;
+    cm_sandbox_spec spec = {
+        .rootfs = ch->eng->cfg.rootfs,
+        .host_uid = ch->eng->cfg.sandbox_uid,
+        .host_gid = ch->eng->cfg.sandbox_gid,
+        .argv = runner_argv,
+        .envp = runner_envp,
+        .control_fd = child_ctl,
+        .output_fd = child_out,
+        .tmp_size_bytes = ch->eng->cfg.tmp_size_bytes,
+    };
+    if (cm_sandbox_spawn(&spec, &ch->sb, err) < 0)
+        return -1;
+    ch->spawned = true;
+    return 0;
+}
+
+static void send_run(chain *ch, const char *code)
+{
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "t", "run");
+    cJSON_AddStringToObject(f, "code", code);
+    cJSON_AddItemToObject(f, "tools", cm_registry_chain_tools(ch->eng->registry));
+    queue_to_sandbox(ch, f);
+    write_control(ch);
+}
+
+static cJSON *build_response(chain *ch, struct rusage *ru)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddItemToObject(r, "result",
+                          ch->result && !ch->error ? cm_steal_ptr(&ch->result) : cJSON_CreateNull());
+    cJSON_AddItemToObject(r, "logs", cm_steal_ptr(&ch->logs));
+    cJSON_AddItemToObject(r, "error", ch->error ? cm_steal_ptr(&ch->error) : cJSON_CreateNull());
+    cJSON *s = cJSON_AddObjectToObject(r, "stats");
+    int64_t end = cm_now_us();
+    cJSON_AddNumberToObject(s, "wall_ms", (double)(end - ch->start_us) / 1000.0);
+    double cpu = ru ? (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1000.0 +
+                          (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1000.0
+                    : 0;
+    cJSON_AddNumberToObject(s, "cpu_ms", cpu);
+    cJSON_AddNumberToObject(s, "peak_memory_bytes", ru ? (double)ru->ru_maxrss * 1024.0 : 0);
+    cJSON_AddNumberToObject(s, "tool_calls", ch->ncalls);
+    cJSON_AddNumberToObject(s, "timeout_s", ch->timeout_s);
+    if (ch->ready_us)
+        cJSON_AddNumberToObject(s, "startup_ms", (double)(ch->ready_us - ch->start_us) / 1000.0);
+    return r;
+}
+
+static void chain_close(chain *ch)
+{
+    cm_autofd int a = ch->ctl_fd, b = ch->out_fd, c = ch->wake_fd;
+    cm_frame_reader_free(&ch->reader);
+    cm_buf_free(&ch->to_sandbox);
+    cm_buf_free(&ch->diag);
+    cm_buf_free(&ch->finished_calls);
+    pthread_mutex_destroy(&ch->lock);
+    cJSON_Delete(ch->logs);
+    cJSON_Delete(ch->result);
+    cJSON_Delete(ch->error);
+}
+
+cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
+{
+    chain ch = {.eng = eng, .conn = conn, .ctl_fd = -1, .out_fd = -1, .wake_fd = -1};
+    pthread_mutex_init(&ch.lock, NULL);
+    ch.reader.max_frame = eng->cfg.max_result_bytes + eng->cfg.max_output_bytes + 65536;
+    ch.logs = cJSON_CreateArray();
+    ch.start_us = cm_now_us();
+    ch.timeout_s = timeout_s;
+    ch.deadline_ms = ch.start_us / 1000 + (int64_t)(timeout_s * 1000.0);
+    cm_error err;
+    struct rusage ru = {0};
+    bool have_ru = false;
+    if (start_sandbox(&ch, &err) < 0) {
+        set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
+    } else {
+        send_run(&ch, code);
+        serve(&ch);
+    }
+    if (ch.spawned) {
+        int status;
+        cm_sandbox_kill(&ch.sb);
+        if (cm_sandbox_reap(&ch.sb, &status, &ru, &err) == 0)
+            have_ru = true;
+        else
+            cm_log("error", "chain: %s", err.message);
+    }
+    join_calls(&ch);
+    if (ch.error)
+        atomic_fetch_add(&eng->stats.chains_failed, 1);
+    else
+        atomic_fetch_add(&eng->stats.chains_ok, 1);
+    cJSON *response = build_response(&ch, have_ru ? &ru : NULL);
+    chain_close(&ch);
+    return response;
+}
+
+static cJSON *invalid_chain_request(const char *message)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNullToObject(r, "result");
+    cJSON_AddArrayToObject(r, "logs");
+    cJSON *e = cJSON_AddObjectToObject(r, "error");
+    cJSON_AddStringToObject(e, "kind", "invalid_request");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON *s = cJSON_AddObjectToObject(r, "stats");
+    cJSON_AddNumberToObject(s, "wall_ms", 0);
+    cJSON_AddNumberToObject(s, "cpu_ms", 0);
+    cJSON_AddNumberToObject(s, "peak_memory_bytes", 0);
+    cJSON_AddNumberToObject(s, "tool_calls", 0);
+    return r;
+}
+
+void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+{
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+    const char *code = cm_json_str(args, "code");
+    const cJSON *timeout = cJSON_GetObjectItemCaseSensitive(args, "timeout");
+    char msg[256];
+    if (!code) {
+        cm_rpc_reply(conn, id,
+                     cm_tool_result(invalid_chain_request("call_tool_chain: code must be a "
+                                                          "string"),
+                                    true));
+        return;
+    }
+    double t = eng->cfg.default_timeout_s;
+    if (timeout && !cJSON_IsNull(timeout)) {
+        if (!cJSON_IsNumber(timeout) || !(timeout->valuedouble > 0)) {
+            cm_rpc_reply(conn, id,
+                         cm_tool_result(invalid_chain_request("call_tool_chain: timeout must be "
+                                                              "a positive number of seconds"),
+                                        true));
+            return;
+        }
+        t = timeout->valuedouble;
+    }
+    if (t > eng->cfg.max_timeout_s) {
+        snprintf(msg, sizeof msg, "timeout clamped from %gs to the engine maximum of %ds", t,
+                 eng->cfg.max_timeout_s);
+        cm_log("info", "%s", msg);
+        t = eng->cfg.max_timeout_s;
+    }
+    cJSON *response = cm_chain_run(eng, conn, code, t);
+    bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
+    cm_rpc_reply(conn, id, cm_tool_result(response, failed));
+}

@@ -1,0 +1,23 @@
+/* client.h — the client side of the engine socket, used by `codemode run`
+ * (and later by other subcommands): connect, send one request, read one
+ * answer. */
+#ifndef CM_CLIENT_H
+#define CM_CLIENT_H
+
+#include <cjson/cJSON.h>
+
+#include "error.h"
+
+/* Default socket: $CODEMODE_SOCKET, else /run/codemode/codemode.sock for
+ * root, else $XDG_RUNTIME_DIR/codemode.sock, else /tmp/codemode-<uid>.sock.
+ * Caller frees. */
+char *cm_default_socket_path(void);
+
+/* Sends a JSON-RPC request and returns the matching response object. */
+int cm_client_call(const char *socket_path, const char *method, cJSON *params, int timeout_ms,
+                   cJSON **response, cm_error *err);
+
+/* `codemode run [--socket PATH] [--timeout S] FILE|-`; returns the exit code. */
+int cm_cmd_run(int argc, char **argv);
+
+#endif

@@ -1,0 +1,84 @@
+/* engine.h — the engine context: the one struct that holds every piece of
+ * mutable engine state (config, registry, worker pool, connections,
+ * counters).  Nothing in codemode keeps state in globals; everything hangs
+ * off a cm_engine passed down explicitly. */
+#ifndef CM_ENGINE_H
+#define CM_ENGINE_H
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "error.h"
+#include "registry.h"
+#include "util.h"
+#include "vars.h"
+
+#define CM_VERSION "0.1.0"
+
+typedef struct cm_jobs cm_jobs;
+typedef struct cm_engine cm_engine;
+
+/* One client connection.  The event loop owns the fd; workers only append
+ * responses to `out` (under `lock`) and wake the loop.  Reference-counted:
+ * a worker holding a request keeps the struct alive after a disconnect. */
+typedef struct cm_conn {
+    cm_engine *eng;
+    int fd;
+    atomic_int refs;
+    atomic_bool closed;   /* peer gone: workers drop responses, chains stop */
+    atomic_int inflight;  /* requests queued or running for this client */
+    pthread_mutex_t lock; /* guards out */
+    cm_buf out;
+    cm_buf in;            /* event loop only */
+    bool discarding;      /* event loop only: skipping an oversized line */
+    bool want_out;        /* event loop only: EPOLLOUT armed */
+    struct ucred peer;
+    struct cm_conn *next, *prev; /* event loop only */
+} cm_conn;
+
+typedef struct cm_engine_stats {
+    atomic_long chains_ok;
+    atomic_long chains_failed;
+    atomic_long tool_calls;
+    atomic_long requests;
+    atomic_long busy_rejections;
+} cm_engine_stats;
+
+struct cm_engine {
+    cm_config cfg;
+    cm_vars *vars;
+    cm_registry *registry;
+    cm_jobs *jobs;
+    char *socket_path;
+    int listen_fd;
+    int epoll_fd;
+    int wake_fd;   /* eventfd: workers → event loop (output pending) */
+    int signal_fd; /* SIGTERM/SIGINT */
+    atomic_bool stopping;
+    cm_conn *conns; /* event loop only */
+    int nconns;     /* event loop only */
+    cm_engine_stats stats;
+};
+
+/* Registers every manual of the config; failures are logged, not fatal. */
+void cm_engine_load_manuals(cm_engine *eng);
+/* Registers one manual call template (discovery + registry); report as
+ * registry.h describes. */
+int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, cJSON **report,
+                              cm_error *err);
+
+/* Connection references and output (thread-safe). */
+void cm_conn_ref(cm_conn *c);
+void cm_conn_unref(cm_conn *c);
+/* Queues one JSON-RPC message (plus '\n') for the client and wakes the loop.
+ * Takes ownership of msg. Dropped silently when the client is gone. */
+void cm_conn_send(cm_conn *c, cJSON *msg);
+
+/* Structured log line on stderr: {"level","msg",...}. */
+void cm_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,163 @@
+/* main.c — the `codemode` command: subcommand dispatch and `serve`, which
+ * assembles the engine context (config, variables, registry, worker pool,
+ * socket) and runs the event loop until SIGTERM/SIGINT. */
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "engine.h"
+#include "jobs.h"
+#include "server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: codemode COMMAND [OPTIONS]\n\n"
+               "Commands:\n"
+               "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
+               "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
+               "response\n"
+               "  version                               print the version\n\n"
+               "Run `codemode COMMAND --help` for a command's options.\n");
+}
+
+static void serve_usage(FILE *f)
+{
+    fprintf(f, "usage: codemode serve [--socket PATH] [--config FILE]\n"
+               "Serves newline-delimited JSON-RPC 2.0 (MCP methods) on a Unix socket.\n"
+               "Default socket: $CODEMODE_SOCKET, /run/codemode/codemode.sock as root.\n");
+}
+
+static char *exe_dir(void)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return cm_xstrdup(".");
+    path[n] = '\0';
+    return cm_xstrdup(dirname(path));
+}
+
+static int check_rootfs(const cm_config *cfg, cm_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/usr/bin/python3.11", cfg->rootfs);
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "rootfs at %s has no usr/bin/python3.11 (build it with `make rootfs` "
+                            "or set engine.rootfs)",
+                            cfg->rootfs);
+    return 0;
+}
+
+/* Privileged engines drop supplementary groups: sandboxes inherit them
+ * otherwise (setgroups is denied inside). */
+static int drop_supplementary_groups(cm_error *err)
+{
+    if (geteuid() != 0)
+        return 0;
+    if (setgroups(0, NULL) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "setgroups");
+    return 0;
+}
+
+static int engine_open(cm_engine *eng, const char *config, const char *socket_path,
+                       cm_error *err)
+{
+    cm_autofree char *dir = exe_dir();
+    if (cm_config_load(config, dir, &eng->cfg, err) < 0)
+        return -1;
+    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(err) < 0)
+        return -1;
+    if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from,
+                    eng->cfg.base_dir, err) < 0)
+        return cm_error_prefix(err, "variables");
+    if (cm_registry_new(&eng->registry, err) < 0)
+        return -1;
+    if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
+        return -1;
+    cm_engine_load_manuals(eng);
+    return cm_server_listen(eng, socket_path, err);
+}
+
+static void engine_close(cm_engine *eng)
+{
+    cm_jobs_stop(eng->jobs);
+    cm_server_close(eng);
+    cm_registry_free(eng->registry);
+    cm_vars_free(eng->vars);
+    cm_config_free(&eng->cfg);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    cm_autofree char *socket_path = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:c:h", opts, NULL)) != -1) {
+        if (c == 's') {
+            free(socket_path);
+            socket_path = cm_xstrdup(optarg);
+        } else if (c == 'c') {
+            config = optarg;
+        } else if (c == 'h') {
+            serve_usage(stdout);
+            return 0;
+        } else {
+            serve_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        serve_usage(stderr);
+        return 2;
+    }
+    if (!socket_path)
+        socket_path = cm_default_socket_path();
+    signal(SIGPIPE, SIG_IGN);
+    cm_engine eng = {.listen_fd = -1, .epoll_fd = -1, .wake_fd = -1, .signal_fd = -1};
+    cm_error err;
+    int rc = 0;
+    if (engine_open(&eng, config, socket_path, &err) < 0 || cm_server_run(&eng, &err) < 0) {
+        cm_log("error", "%s", err.message);
+        rc = 1;
+    }
+    engine_close(&eng);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("codemode %s\n", CM_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "codemode: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

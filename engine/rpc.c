@@ -1,0 +1,173 @@
+/* rpc.c — JSON-RPC 2.0 with MCP's method vocabulary (initialize, ping,
+ * tools/list, tools/call) plus engine-only `codemode/` methods.  Parses and
+ * validates each request line, answers cheap methods inline and hands slow
+ * tools (chains, manual registration) to the worker pool. */
+#include <stdio.h>
+#include <string.h>
+
+#include "jobs.h"
+#include "server.h"
+#include "tools.h"
+
+static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
+                                                 "2024-11-05"};
+
+cJSON *cm_rpc_error(const cJSON *id, int code, const char *message)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON *e = cJSON_AddObjectToObject(r, "error");
+    cJSON_AddNumberToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", message);
+    return r;
+}
+
+static cJSON *rpc_result(const cJSON *id, cJSON *result)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(id, 1));
+    cJSON_AddItemToObject(r, "result", result);
+    return r;
+}
+
+void cm_rpc_reply(cm_conn *conn, const cJSON *id, cJSON *result)
+{
+    if (!id) {
+        cJSON_Delete(result);
+        return;
+    }
+    cm_conn_send(conn, rpc_result(id, result));
+}
+
+static cJSON *initialize_result(const cJSON *params)
+{
+    const char *asked = cm_json_str(params, "protocolVersion");
+    const char *version = supported_versions[0];
+    for (size_t i = 0; asked && i < sizeof supported_versions / sizeof *supported_versions; i++)
+        if (strcmp(asked, supported_versions[i]) == 0)
+            version = supported_versions[i];
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "protocolVersion", version);
+    cJSON *caps = cJSON_AddObjectToObject(r, "capabilities");
+    cJSON *tools = cJSON_AddObjectToObject(caps, "tools");
+    cJSON_AddBoolToObject(tools, "listChanged", 0);
+    cJSON *info = cJSON_AddObjectToObject(r, "serverInfo");
+    cJSON_AddStringToObject(info, "name", "codemode");
+    cJSON_AddStringToObject(info, "version", CM_VERSION);
+    cJSON_AddStringToObject(
+        r, "instructions",
+        "Call call_tool_chain with Python code (the body of an async function: top-level await "
+        "and return work). Registered tools are manual.tool(**kwargs); use search_tools and "
+        "tools_info to discover them.");
+    return r;
+}
+
+static bool valid_id(const cJSON *id)
+{
+    return cJSON_IsString(id) || cJSON_IsNumber(id);
+}
+
+static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                              const cJSON *params)
+{
+    const char *name = cm_json_str(params, "name");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
+    if (!name) {
+        cm_conn_send(conn, cm_rpc_error(id, -32602, "tools/call: params.name must be a string"));
+        return;
+    }
+    if (args && !cJSON_IsObject(args) && !cJSON_IsNull(args)) {
+        cm_conn_send(conn,
+                     cm_rpc_error(id, -32602, "tools/call: params.arguments must be an object"));
+        return;
+    }
+    const cm_tool_def *def = cm_tools_find(name);
+    if (!def) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "unknown tool '%.200s'", name);
+        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
+        return;
+    }
+    if (!def->slow) {
+        def->run(eng, conn, id, params);
+        return;
+    }
+    cm_error err;
+    if (cm_jobs_submit(eng->jobs, def->run, conn, id, params, &err) < 0) {
+        atomic_fetch_add(&eng->stats.busy_rejections, 1);
+        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+    }
+}
+
+static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJSON *id,
+                     const cJSON *params)
+{
+    if (strcmp(method, "initialize") == 0) {
+        cm_rpc_reply(conn, id, initialize_result(params));
+    } else if (strcmp(method, "ping") == 0) {
+        cm_rpc_reply(conn, id, cJSON_CreateObject());
+    } else if (strncmp(method, "notifications/", 14) == 0) {
+        /* initialized, cancelled, ...: nothing to answer */
+    } else if (strcmp(method, "tools/list") == 0) {
+        cm_rpc_reply(conn, id, cm_tools_list());
+    } else if (strcmp(method, "tools/call") == 0) {
+        handle_tools_call(eng, conn, id, params);
+    } else if (strcmp(method, "codemode/stats") == 0) {
+        cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
+    } else if (id) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "method not found: %.200s", method);
+        cm_conn_send(conn, cm_rpc_error(id, -32601, msg));
+    }
+}
+
+void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t len)
+{
+    atomic_fetch_add(&eng->stats.requests, 1);
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (!cm_utf8_valid(line, len)) {
+        cm_conn_send(conn, cm_rpc_error(NULL, -32700, "parse error: request is not valid UTF-8"));
+        return;
+    }
+    const char *end = NULL;
+    cm_autojson cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+    if (!req) {
+        cm_conn_send(conn, cm_rpc_error(NULL, -32700, "parse error: request is not valid JSON"));
+        return;
+    }
+    if (!cJSON_IsObject(req)) {
+        cm_conn_send(conn, cm_rpc_error(NULL, -32600,
+                                        "invalid request: expected one JSON-RPC object "
+                                        "(batches are not supported)"));
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
+    if (id && !valid_id(id)) {
+        cm_conn_send(conn, cm_rpc_error(NULL, -32600, "invalid request: id must be a string or "
+                                                      "number"));
+        return;
+    }
+    const char *method = cm_json_str(req, "method");
+    const char *version = cm_json_str(req, "jsonrpc");
+    if (!version || strcmp(version, "2.0") != 0 || !method) {
+        if (id || !method)
+            cm_conn_send(conn, cm_rpc_error(id, -32600,
+                                            "invalid request: need jsonrpc \"2.0\" and a method"));
+        return;
+    }
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "params");
+    if (params && !cJSON_IsObject(params)) {
+        if (id)
+            cm_conn_send(conn, cm_rpc_error(id, -32602, "invalid params: must be an object"));
+        return;
+    }
+    if (atomic_load(&eng->stopping) && strcmp(method, "ping") != 0) {
+        if (id)
+            cm_conn_send(conn, cm_rpc_error(id, -32000, "engine is shutting down"));
+        return;
+    }
+    dispatch(eng, conn, method, id, params);
+}

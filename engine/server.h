@@ -1,0 +1,22 @@
+/* server.h — the engine's Unix-socket server: listening socket, epoll event
+ * loop, per-connection line framing, signals.  Request semantics live in
+ * rpc.c; this file only moves bytes and enforces the transport's bounds. */
+#ifndef CM_SERVER_H
+#define CM_SERVER_H
+
+#include "engine.h"
+
+/* Creates the listening socket (mode 0660).  Refuses to replace a socket
+ * another engine is serving on; removes a stale one. */
+int cm_server_listen(cm_engine *eng, const char *path, cm_error *err);
+/* Runs the event loop until SIGTERM/SIGINT; then stops accepting, lets
+ * running requests finish and flushes their answers. */
+int cm_server_run(cm_engine *eng, cm_error *err);
+void cm_server_close(cm_engine *eng);
+
+/* rpc.c: handles one complete request line from a client. */
+void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t len);
+/* rpc.c: a JSON-RPC error response for id (may be NULL → null). */
+cJSON *cm_rpc_error(const cJSON *id, int code, const char *message);
+
+#endif

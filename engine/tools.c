@@ -1,0 +1,243 @@
+/* tools.c — the engine's MCP tools other than call_tool_chain (which lives in
+ * chain.c): manual registration and tool discovery.  Shapes follow the Code
+ * Mode MCP bridge so existing clients work unchanged. */
+#include "tools.h"
+
+#include <string.h>
+
+#include "jobs.h"
+
+static cJSON *args_of(const cJSON *params)
+{
+    return cJSON_GetObjectItemCaseSensitive(params, "arguments");
+}
+
+cJSON *cm_tool_result(cJSON *structured, bool is_error)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON *content = cJSON_AddArrayToObject(r, "content");
+    cJSON *text = cJSON_CreateObject();
+    cJSON_AddStringToObject(text, "type", "text");
+    char *s = cm_json_print(structured);
+    cJSON_AddStringToObject(text, "text", s);
+    free(s);
+    cJSON_AddItemToArray(content, text);
+    cJSON_AddItemToObject(r, "structuredContent", structured);
+    cJSON_AddBoolToObject(r, "isError", is_error);
+    return r;
+}
+
+cJSON *cm_tool_result_error(cm_errkind kind, const char *message)
+{
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddBoolToObject(s, "success", 0);
+    cJSON *e = cJSON_AddObjectToObject(s, "error");
+    cJSON_AddStringToObject(e, "kind", cm_errkind_name(kind));
+    cJSON_AddStringToObject(e, "message", message);
+    return cm_tool_result(s, true);
+}
+
+static void reply_error(cm_conn *conn, const cJSON *id, const cm_error *err)
+{
+    cm_rpc_reply(conn, id, cm_tool_result_error(err->kind, err->message));
+}
+
+static void tool_register_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                 const cJSON *params)
+{
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(args_of(params), "manual_call_template");
+    cm_error err;
+    if (!cJSON_IsObject(tmpl)) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "register_manual: manual_call_template must be an object");
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *report = NULL;
+    if (cm_engine_register_manual(eng, tmpl, &report, &err) < 0) {
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON_AddBoolToObject(report, "success", 1);
+    cm_rpc_reply(conn, id, cm_tool_result(report, false));
+}
+
+static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                   const cJSON *params)
+{
+    const char *name = cm_json_str(args_of(params), "manual_name");
+    cm_error err;
+    if (!name) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST, "deregister_manual: manual_name must be a "
+                                                   "string");
+        reply_error(conn, id, &err);
+        return;
+    }
+    if (cm_registry_remove(eng->registry, name, &err) < 0) {
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddBoolToObject(s, "success", 1);
+    cJSON_AddStringToObject(s, "manual_name", name);
+    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+}
+
+static void tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+{
+    (void)params;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "tools", cm_registry_access_names(eng->registry));
+    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+}
+
+static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                              const cJSON *params)
+{
+    const cJSON *args = args_of(params);
+    const char *query = cm_json_str(args, "task_description");
+    const cJSON *limit = cJSON_GetObjectItemCaseSensitive(args, "limit");
+    cm_error err;
+    if (!query) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "search_tools: task_description must be a string");
+        reply_error(conn, id, &err);
+        return;
+    }
+    if (limit && (!cJSON_IsNumber(limit) || limit->valuedouble < 1 || limit->valuedouble > 1000)) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST, "search_tools: limit must be 1..1000");
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddItemToObject(s, "tools",
+                          cm_registry_search(eng->registry, query, limit ? limit->valueint : 10));
+    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+}
+
+static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+{
+    const cJSON *names = cJSON_GetObjectItemCaseSensitive(args_of(params), "tool_names");
+    cm_error err;
+    if (!cJSON_IsArray(names)) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST, "tools_info: tool_names must be an array");
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *s = cJSON_CreateObject();
+    cJSON *tools = cJSON_AddArrayToObject(s, "tools");
+    cJSON *missing = cJSON_AddArrayToObject(s, "not_found");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, names)
+    {
+        if (!cJSON_IsString(n))
+            continue;
+        cJSON *def = NULL;
+        char *manual = NULL;
+        if (cm_registry_lookup(eng->registry, n->valuestring, &def, &manual, &err) == 0)
+            cJSON_AddItemToArray(tools, def);
+        else
+            cJSON_AddItemToArray(missing, cJSON_CreateString(n->valuestring));
+        free(manual);
+    }
+    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+}
+
+static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                               const cJSON *params)
+{
+    const char *name = cm_json_str(args_of(params), "tool_name");
+    cm_error err;
+    if (!name) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "get_required_keys_for_tool: tool_name must be a string");
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *def = NULL;
+    char *manual = NULL;
+    if (cm_registry_lookup(eng->registry, name, &def, &manual, &err) < 0) {
+        reply_error(conn, id, &err);
+        return;
+    }
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddBoolToObject(s, "success", 1);
+    cJSON_AddStringToObject(s, "tool_name", cm_json_str(def, "name"));
+    cJSON *req = cJSON_AddArrayToObject(s, "required_variables");
+    cm_vars_required(cJSON_GetObjectItemCaseSensitive(def, "tool_call_template"), req);
+    cJSON_Delete(def);
+    free(manual);
+    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+}
+
+#define OBJ(props, req) "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" req "]}"
+
+static const cm_tool_def tool_defs[] = {
+    {"call_tool_chain",
+     "Run Python code in a fresh sandbox. The code is the body of an async function: top-level "
+     "await and return work. Every registered tool is callable as manual.tool(**kwargs). "
+     "Returns {result, logs, error, stats}.",
+     OBJ("\"code\":{\"type\":\"string\",\"description\":\"Python code (async function body)\"},"
+         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"}",
+         "\"code\""),
+     true, false, cm_tool_call_tool_chain},
+    {"register_manual", "Register a UTCP manual (its tools become callable in chains).",
+     OBJ("\"manual_call_template\":{\"type\":\"object\"}", "\"manual_call_template\""), true,
+     false, tool_register_manual},
+    {"deregister_manual", "Remove a registered manual and its tools.",
+     OBJ("\"manual_name\":{\"type\":\"string\"}", "\"manual_name\""), false, false,
+     tool_deregister_manual},
+    {"list_tools", "List the access names (manual.tool) of all registered tools.", OBJ("", ""),
+     false, true, tool_list_tools},
+    {"search_tools", "Find tools relevant to a task description, best first.",
+     OBJ("\"task_description\":{\"type\":\"string\"},\"limit\":{\"type\":\"integer\","
+         "\"default\":10}",
+         "\"task_description\""),
+     false, true, tool_search_tools},
+    {"tools_info", "Full definitions (inputs, outputs, description) of the named tools.",
+     OBJ("\"tool_names\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}", "\"tool_names\""),
+     false, true, tool_tools_info},
+    {"get_required_keys_for_tool", "Variables (secrets) a tool needs to be configured.",
+     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true,
+     tool_required_keys},
+};
+
+const cm_tool_def *cm_tools_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof tool_defs / sizeof *tool_defs; i++)
+        if (strcmp(tool_defs[i].name, name) == 0)
+            return &tool_defs[i];
+    return NULL;
+}
+
+cJSON *cm_tools_list(void)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(r, "tools");
+    for (size_t i = 0; i < sizeof tool_defs / sizeof *tool_defs; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddStringToObject(t, "name", tool_defs[i].name);
+        cJSON_AddStringToObject(t, "description", tool_defs[i].description);
+        cJSON_AddItemToObject(t, "inputSchema", cJSON_Parse(tool_defs[i].input_schema));
+        cJSON *ann = cJSON_AddObjectToObject(t, "annotations");
+        cJSON_AddBoolToObject(ann, "readOnlyHint", tool_defs[i].read_only);
+        if (tool_defs[i].read_only)
+            cJSON_AddBoolToObject(ann, "idempotentHint", 1);
+        cJSON_AddItemToArray(arr, t);
+    }
+    return r;
+}
+
+cJSON *cm_engine_stats_json(cm_engine *eng)
+{
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddNumberToObject(s, "chains_ok", (double)atomic_load(&eng->stats.chains_ok));
+    cJSON_AddNumberToObject(s, "chains_failed", (double)atomic_load(&eng->stats.chains_failed));
+    cJSON_AddNumberToObject(s, "tool_calls", (double)atomic_load(&eng->stats.tool_calls));
+    cJSON_AddNumberToObject(s, "requests", (double)atomic_load(&eng->stats.requests));
+    cJSON_AddNumberToObject(s, "busy_rejections",
+                            (double)atomic_load(&eng->stats.busy_rejections));
+    cJSON_AddNumberToObject(s, "queued", cm_jobs_queued(eng->jobs));
+    cJSON_AddNumberToObject(s, "running", cm_jobs_running(eng->jobs));
+    return s;
+}

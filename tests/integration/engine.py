@@ -1,0 +1,167 @@
+"""Test harness: start a real codemode engine on a temporary socket and talk
+JSON-RPC to it.  Used by every integration test; stdlib only.
+
+CODEMODE_BIN selects the binary (default build/codemode); `make test` runs the
+suite against both the normal and the ASan/UBSan build."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("CODEMODE_BIN", os.path.join(ROOT, "build", "codemode"))
+ROOTFS = os.path.join(ROOT, "build", "rootfs")
+
+
+class Client:
+    """One connection to the engine: newline-delimited JSON-RPC."""
+
+    def __init__(self, path, timeout=60):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_message(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("engine closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def request(self, method, params=None):
+        rid = self.next_id
+        self.next_id += 1
+        msg = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send_raw(json.dumps(msg).encode() + b"\n")
+        while True:
+            resp = self.read_message()
+            if resp.get("id") == rid:
+                return resp
+
+    def call_tool(self, name, arguments=None):
+        resp = self.request("tools/call", {"name": name, "arguments": arguments or {}})
+        if "error" in resp:
+            raise AssertionError("JSON-RPC error: %r" % resp["error"])
+        return resp["result"]
+
+    def chain(self, code, timeout=None):
+        args = {"code": code}
+        if timeout is not None:
+            args["timeout"] = timeout
+        res = self.call_tool("call_tool_chain", args)
+        sc = res["structuredContent"]
+        assert res["isError"] == (sc["error"] is not None), res
+        assert json.loads(res["content"][0]["text"]) == sc
+        return sc
+
+
+class Engine:
+    """A running `codemode serve` with its own temp dir, socket and config."""
+
+    def __init__(self, config=None, config_name="config.yaml", files=None):
+        self.dir = tempfile.mkdtemp(prefix="codemode-test-")
+        self.socket = os.path.join(self.dir, "engine.sock")
+        self.config_path = None
+        for name, text in (files or {}).items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        if config is not None:
+            self.config_path = os.path.join(self.dir, config_name)
+            with open(self.config_path, "w") as f:
+                f.write(config if isinstance(config, str) else json.dumps(config))
+        self.log_path = os.path.join(self.dir, "engine.log")
+        self.proc = None
+
+    def start(self, wait=True):
+        cmd = [BIN, "serve", "--socket", self.socket]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        self.log = open(self.log_path, "w")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        self.proc = subprocess.Popen(cmd, stderr=self.log, stdout=self.log, env=env)
+        if wait:
+            deadline = time.time() + 20
+            while not os.path.exists(self.socket):
+                if self.proc.poll() is not None:
+                    raise RuntimeError("engine exited %s: %s" % (self.proc.returncode, self.read_log()))
+                if time.time() > deadline:
+                    raise RuntimeError("engine did not start: " + self.read_log())
+                time.sleep(0.02)
+        return self
+
+    def read_log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def client(self, timeout=60):
+        return Client(self.socket, timeout)
+
+    def stop(self):
+        """SIGTERM, wait, and return the exit code."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        if getattr(self, "log", None):
+            self.log.close()
+        return rc
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class EngineTest(unittest.TestCase):
+    """Starts one engine per test class (CONFIG / FILES class attributes)."""
+
+    CONFIG = None
+    CONFIG_NAME = "config.yaml"
+    FILES = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.engine = Engine(cls.CONFIG, cls.CONFIG_NAME, cls.FILES)
+        try:
+            cls.engine.start()
+        except Exception:
+            cls.engine.cleanup()
+            raise
+        cls.client = cls.engine.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        rc = cls.engine.stop()
+        log = cls.engine.read_log()
+        cls.engine.cleanup()
+        if rc != 0:
+            raise AssertionError("engine exited with %s on SIGTERM; log:\n%s" % (rc, log[-4000:]))
+        if "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+            raise AssertionError("sanitizer report in engine log:\n" + log[-6000:])
