@@ -1,0 +1,405 @@
+/* config.c — loads and validates the engine configuration (see config.h).
+ * The file is the `.utcp_config.json` format plus an `engine:` section, so
+ * one file serves both the UTCP libraries and this engine.  Everything is
+ * checked up front, with errors naming the offending key, so a typo fails at
+ * start-up instead of silently falling back to a default. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define CONFIG_MAX_BYTES (16u << 20)
+
+/* ---- engine: section ------------------------------------------------- */
+
+typedef enum { EK_INT, EK_SIZE, EK_SIZE_MB, EK_UID, EK_GID } engine_kind;
+
+typedef struct engine_key {
+    const char *key;
+    engine_kind kind;
+    size_t offset;
+    double min, max;
+} engine_key;
+
+static const engine_key ENGINE_KEYS[] = {
+    {"workers", EK_INT, offsetof(cm_config, workers), 1, 256},
+    {"queue_max", EK_INT, offsetof(cm_config, queue_max), 1, 1000000},
+    {"default_timeout_s", EK_INT, offsetof(cm_config, default_timeout_s), 1, 3600},
+    {"max_timeout_s", EK_INT, offsetof(cm_config, max_timeout_s), 1, 3600},
+    {"max_request_bytes", EK_SIZE, offsetof(cm_config, max_request_bytes), 1024, 1 << 30},
+    {"max_output_bytes", EK_SIZE, offsetof(cm_config, max_output_bytes), 1024, 1 << 30},
+    {"max_result_bytes", EK_SIZE, offsetof(cm_config, max_result_bytes), 1024, 1 << 30},
+    {"tmp_size_mb", EK_SIZE_MB, offsetof(cm_config, tmp_size_bytes), 1, 65536},
+    {"sandbox_uid", EK_UID, offsetof(cm_config, sandbox_uid), 1, 4294967294.0},
+    {"sandbox_gid", EK_GID, offsetof(cm_config, sandbox_gid), 1, 4294967294.0},
+    {"max_tool_calls", EK_INT, offsetof(cm_config, max_tool_calls), 1, 1000000},
+    {"max_inflight_calls", EK_INT, offsetof(cm_config, max_inflight_calls), 1, 1024},
+    {"max_tool_output_bytes", EK_SIZE, offsetof(cm_config, max_tool_output_bytes), 1024, 1 << 30},
+};
+
+static void set_engine_defaults(cm_config *cfg)
+{
+    cfg->workers = 8;
+    cfg->queue_max = 256;
+    cfg->default_timeout_s = 30;
+    cfg->max_timeout_s = 300;
+    cfg->max_request_bytes = 4u << 20;
+    cfg->max_output_bytes = 1u << 20;
+    cfg->max_result_bytes = 4u << 20;
+    cfg->tmp_size_bytes = 16u << 20;
+    cfg->sandbox_uid = 100000;
+    cfg->sandbox_gid = 100000;
+    cfg->max_tool_calls = 1000;
+    cfg->max_inflight_calls = 16;
+    cfg->max_tool_output_bytes = 1u << 20;
+}
+
+static void store_engine_value(cm_config *cfg, const engine_key *k, double v)
+{
+    char *field = (char *)cfg + k->offset;
+    switch (k->kind) {
+    case EK_INT:
+        *(int *)field = (int)v;
+        break;
+    case EK_SIZE:
+        *(size_t *)field = (size_t)v;
+        break;
+    case EK_SIZE_MB:
+        *(size_t *)field = (size_t)v << 20;
+        break;
+    case EK_UID:
+        *(uid_t *)field = (uid_t)v;
+        break;
+    case EK_GID:
+        *(gid_t *)field = (gid_t)v;
+        break;
+    }
+}
+
+/* Integral and small enough to convert exactly (no libm: floor needs -lm). */
+static bool is_integral(const cJSON *v)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble > 9e15 || v->valuedouble < -9e15)
+        return false;
+    return v->valuedouble == (double)(long long)v->valuedouble;
+}
+
+static int apply_engine_number(cm_config *cfg, const engine_key *k, const cJSON *v, cm_error *err)
+{
+    if (!is_integral(v))
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.%s: must be an integer", k->key);
+    if (v->valuedouble < k->min || v->valuedouble > k->max)
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.%s: %.0f out of range %.0f..%.0f", k->key,
+                            v->valuedouble, k->min, k->max);
+    store_engine_value(cfg, k, v->valuedouble);
+    return 0;
+}
+
+/* Joins dir and a relative path; absolute paths are returned as is. */
+static char *resolve_path(const char *dir, const char *path)
+{
+    if (path[0] == '/')
+        return cm_xstrdup(path);
+    size_t n = strlen(dir) + strlen(path) + 2;
+    char *out = cm_xmalloc(n);
+    snprintf(out, n, "%s/%s", dir, path);
+    return out;
+}
+
+static int apply_engine_rootfs(cm_config *cfg, const cJSON *v, cm_error *err)
+{
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.rootfs: must be a non-empty string");
+    free(cfg->rootfs);
+    cfg->rootfs = resolve_path(cfg->base_dir, v->valuestring);
+    return 0;
+}
+
+static const engine_key *find_engine_key(const char *name)
+{
+    for (size_t i = 0; i < sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0]; i++)
+        if (!strcmp(ENGINE_KEYS[i].key, name))
+            return &ENGINE_KEYS[i];
+    return NULL;
+}
+
+static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *err)
+{
+    if (!cJSON_IsObject(engine))
+        return cm_error_set(err, CM_ERR_CONFIG, "engine: must be an object");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, engine)
+    {
+        if (!strcmp(item->string, "rootfs")) {
+            if (apply_engine_rootfs(cfg, item, err) < 0)
+                return -1;
+            continue;
+        }
+        const engine_key *k = find_engine_key(item->string);
+        if (!k)
+            return cm_error_set(err, CM_ERR_CONFIG, "engine: unknown key '%s'", item->string);
+        if (apply_engine_number(cfg, k, item, err) < 0)
+            return -1;
+    }
+    if (cfg->default_timeout_s > cfg->max_timeout_s)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.default_timeout_s: %d exceeds engine.max_timeout_s %d",
+                            cfg->default_timeout_s, cfg->max_timeout_s);
+    return 0;
+}
+
+/* ---- UTCP sections ----------------------------------------------------- */
+
+static int require_string_field(const cJSON *obj, const char *what, size_t idx, const char *key,
+                                cm_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        return cm_error_set(err, CM_ERR_CONFIG, "%s[%zu].%s: missing", what, idx, key);
+    if (!cJSON_IsString(v) || !v->valuestring[0])
+        return cm_error_set(err, CM_ERR_CONFIG, "%s[%zu].%s: must be a non-empty string", what, idx,
+                            key);
+    return 0;
+}
+
+static int validate_manual_call_templates(const cJSON *arr, cm_error *err)
+{
+    if (!cJSON_IsArray(arr))
+        return cm_error_set(err, CM_ERR_CONFIG, "manual_call_templates: must be an array");
+    size_t i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, arr)
+    {
+        if (!cJSON_IsObject(t))
+            return cm_error_set(err, CM_ERR_CONFIG, "manual_call_templates[%zu]: must be an object",
+                                i);
+        if (require_string_field(t, "manual_call_templates", i, "name", err) < 0 ||
+            require_string_field(t, "manual_call_templates", i, "call_template_type", err) < 0)
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+static cJSON *variable_as_string(const cJSON *v)
+{
+    char buf[64];
+    if (cJSON_IsString(v))
+        return cJSON_CreateString(v->valuestring);
+    if (cJSON_IsBool(v))
+        return cJSON_CreateString(cJSON_IsTrue(v) ? "true" : "false");
+    if (!cJSON_IsNumber(v))
+        return NULL;
+    if (is_integral(v))
+        snprintf(buf, sizeof buf, "%.0f", v->valuedouble);
+    else
+        snprintf(buf, sizeof buf, "%.17g", v->valuedouble);
+    return cJSON_CreateString(buf);
+}
+
+/* Numbers and booleans become strings in place so consumers see only strings. */
+static int normalize_variables(cJSON *vars, cm_error *err)
+{
+    if (!cJSON_IsObject(vars))
+        return cm_error_set(err, CM_ERR_CONFIG, "variables: must be an object");
+    for (cJSON *v = vars->child; v; v = v->next) {
+        if (cJSON_IsString(v))
+            continue;
+        cJSON *s = variable_as_string(v);
+        if (!s)
+            return cm_error_set(err, CM_ERR_CONFIG, "variables.%s: must be a string", v->string);
+        /* (ReplaceItemViaPointer would drop the key) */
+        cJSON_ReplaceItemInObjectCaseSensitive(vars, v->string, s);
+        v = s;
+    }
+    return 0;
+}
+
+static int validate_variable_loaders(const cJSON *arr, cm_error *err)
+{
+    if (!cJSON_IsArray(arr))
+        return cm_error_set(err, CM_ERR_CONFIG, "load_variables_from: must be an array");
+    size_t i = 0;
+    const cJSON *l;
+    cJSON_ArrayForEach(l, arr)
+    {
+        if (!cJSON_IsObject(l))
+            return cm_error_set(err, CM_ERR_CONFIG, "load_variables_from[%zu]: must be an object",
+                                i);
+        if (require_string_field(l, "load_variables_from", i, "variable_loader_type", err) < 0)
+            return -1;
+        const char *type = cm_json_str(l, "variable_loader_type");
+        if (strcmp(type, "dotenv") != 0)
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "load_variables_from[%zu].variable_loader_type: unsupported '%s' "
+                                "(only \"dotenv\")",
+                                i, type);
+        if (require_string_field(l, "load_variables_from", i, "env_file_path", err) < 0)
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+/* `tool_repository`, `tool_search_strategy` and `post_processing` belong to
+ * the UTCP client libraries' .utcp_config.json; they are accepted so the same
+ * file works with both, and ignored (the engine has its own registry and
+ * search, and returns tool results unmodified). */
+static bool is_ignored_utcp_key(const char *key)
+{
+    return !strcmp(key, "tool_repository") || !strcmp(key, "tool_search_strategy") ||
+           !strcmp(key, "post_processing");
+}
+
+static int validate_top_level(cm_config *cfg, cm_error *err)
+{
+    if (!cJSON_IsObject(cfg->root))
+        return cm_error_set(err, CM_ERR_CONFIG, "%s: top level must be an object", cfg->path);
+    for (cJSON *item = cfg->root->child; item; item = item->next) {
+        const char *k = item->string;
+        int rc = 0;
+        if (!strcmp(k, "manual_call_templates")) {
+            rc = validate_manual_call_templates(item, err);
+            cfg->manual_call_templates = item;
+        } else if (!strcmp(k, "variables")) {
+            rc = normalize_variables(item, err);
+            cfg->variables = item;
+        } else if (!strcmp(k, "load_variables_from")) {
+            rc = validate_variable_loaders(item, err);
+            cfg->load_variables_from = item;
+        } else if (!strcmp(k, "engine")) {
+            rc = apply_engine_section(cfg, item, err);
+        } else if (!is_ignored_utcp_key(k)) {
+            return cm_error_set(err, CM_ERR_CONFIG, "unknown key '%s' at top level of %s", k,
+                                cfg->path);
+        }
+        if (rc < 0)
+            return cm_error_prefix(err, "%s", cfg->path);
+    }
+    return 0;
+}
+
+/* ---- parsing the file -------------------------------------------------- */
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcasecmp(s + n - m, suffix);
+}
+
+static void offset_to_line_col(const char *text, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static int parse_json_strict(const char *text, size_t len, cJSON **out, cm_error *err)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t off = end ? (size_t)(end - text) : 0;
+    if (j) {
+        while (off < len && isspace((unsigned char)text[off]))
+            off++;
+        if (off == len) {
+            *out = j;
+            return 0;
+        }
+        cJSON_Delete(j);
+    }
+    size_t line, col;
+    offset_to_line_col(text, off, &line, &col);
+    return cm_error_set(err, CM_ERR_CONFIG, "line %zu:%zu: invalid JSON%s", line, col,
+                        j ? " (trailing characters)" : "");
+}
+
+static int parse_config_text(const char *path, const char *text, size_t len, cJSON **out,
+                             cm_error *err)
+{
+    if (has_suffix(path, ".json"))
+        return parse_json_strict(text, len, out, err);
+    if (has_suffix(path, ".yaml") || has_suffix(path, ".yml"))
+        return cm_yaml_to_json(text, len, out, err);
+    return cm_parse_json_or_yaml(text, len, "config", out, err);
+}
+
+static int set_base_dir(cm_config *cfg, cm_error *err)
+{
+    if (!cfg->path) {
+        cfg->base_dir = getcwd(NULL, 0);
+        if (!cfg->base_dir)
+            return cm_error_sys(err, CM_ERR_IO, "getcwd");
+        return 0;
+    }
+    cm_autofree char *real = realpath(cfg->path, NULL);
+    if (!real)
+        return cm_error_sys(err, CM_ERR_IO, "cannot resolve %s", cfg->path);
+    cfg->base_dir = cm_xstrdup(dirname(real));
+    return 0;
+}
+
+static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err)
+{
+    cm_autofree char *cwd = NULL;
+    if (!exe_dir || exe_dir[0] != '/') {
+        cwd = getcwd(NULL, 0);
+        if (!cwd)
+            return cm_error_sys(err, CM_ERR_IO, "getcwd");
+    }
+    cm_autofree char *dir = exe_dir ? resolve_path(cwd ? cwd : "/", exe_dir) : cm_xstrdup(cwd);
+    cfg->rootfs = resolve_path(dir, "rootfs");
+    return 0;
+}
+
+static int load_file(cm_config *cfg, cm_error *err)
+{
+    cm_autofree char *text = NULL;
+    size_t len = 0;
+    if (cm_read_file(cfg->path, CONFIG_MAX_BYTES, &text, &len, err) < 0)
+        return -1;
+    if (parse_config_text(cfg->path, text, len, &cfg->root, err) < 0)
+        return cm_error_prefix(err, "%s", cfg->path);
+    return validate_top_level(cfg, err);
+}
+
+int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    set_engine_defaults(cfg);
+    if (path)
+        cfg->path = cm_xstrdup(path);
+    if (set_base_dir(cfg, err) < 0 || set_default_rootfs(cfg, exe_dir, err) < 0 ||
+        (path && load_file(cfg, err) < 0)) {
+        cm_config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void cm_config_free(cm_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    free(cfg->base_dir);
+    free(cfg->rootfs);
+    cJSON_Delete(cfg->root);
+    memset(cfg, 0, sizeof *cfg);
+}

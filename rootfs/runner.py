@@ -1,0 +1,852 @@
+"""codemode in-sandbox runner: the Python side of the control protocol.
+
+Installed in the rootfs as /usr/lib/python3.11/_codemode_runner.pyc and started by
+the engine as
+
+    /usr/bin/python3.11 -I -S -B -c "import _codemode_runner as r; r.main(3)"
+
+with fd 3 a connected AF_UNIX SOCK_STREAM socket to the engine.  The protocol is
+documented in rootfs/README.md.  This is a compatibility and error-reporting layer,
+NOT the security boundary (the kernel layers are).
+
+Uses only the standard library.  Also runnable as a script for tests:
+    python3.11 -I -S rootfs/runner.py      (fd 3 must be the control socket)
+"""
+
+import ast
+import asyncio
+import builtins
+import inspect
+import io
+import json
+import linecache
+import os
+import select
+import struct
+import sys
+import traceback
+
+# The default allow-list is imported before "ready" so a chain starts fast.
+DEFAULT_ALLOWED_IMPORTS = (
+    "json", "math", "asyncio", "datetime", "time", "re", "typing", "collections",
+    "itertools", "functools", "operator", "uuid", "random", "string", "textwrap",
+    "decimal", "fractions", "statistics", "base64", "copy", "dataclasses", "enum",
+    "heapq", "bisect",
+)
+for _m in DEFAULT_ALLOWED_IMPORTS:
+    __import__(_m)
+import _strptime  # noqa: E402,F401  (lazily imported by datetime/time.strptime)
+
+MAX_FRAME = 64 * 1024 * 1024          # largest frame accepted from / sent to the engine
+MAX_LOG_LINE = 1024 * 1024            # longer lines are sent in pieces of this many chars
+CHAIN_FILENAME = "<chain>"
+EXIT_OK, EXIT_MALFORMED, EXIT_EOF = 0, 3, 4
+
+REMOVED_BUILTINS = ("exec", "eval", "compile", "open", "input", "breakpoint")
+# asyncio functions whose tool-call arguments are left as awaitable Pendings.
+ASYNC_CONSUMERS = frozenset(
+    ("gather", "wait", "create_task", "ensure_future", "wait_for", "shield", "as_completed"))
+
+_real_import = builtins.__import__
+_orig_gather = asyncio.gather
+_orig_wait = asyncio.wait
+_orig_create_task = asyncio.create_task
+_orig_ensure_future = asyncio.ensure_future
+_orig_wait_for = asyncio.wait_for
+_orig_shield = asyncio.shield
+_orig_as_completed = asyncio.as_completed
+
+
+# --------------------------------------------------------------------------- errors
+class ToolError(Exception):
+    """A tool call failed.  Attributes: kind, message, tool."""
+
+    def __init__(self, message="", kind="tool_error", tool=None):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.tool = tool
+
+    def __str__(self):
+        return self.message
+
+
+class PolicyDenied(ToolError):
+    """The engine's policy refused a tool call."""
+
+    def __init__(self, message="", kind="policy_denied", tool=None):
+        super().__init__(message, kind, tool)
+
+
+ToolError.__module__ = "builtins"
+PolicyDenied.__module__ = "builtins"
+
+
+def _diag(msg):
+    """Diagnostics for the engine operator (fd 2 is the engine's diagnostics pipe)."""
+    try:
+        os.write(2, ("codemode-runner: " + msg + "\n").encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _fatal(code, msg):
+    _diag(msg)
+    os._exit(code)
+
+
+# --------------------------------------------------------------------------- framing
+class _Channel:
+    """Length-prefixed JSON frames over a non-blocking fd."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = bytearray()
+        self.frames = []             # decoded frames not yet dispatched
+        os.set_blocking(fd, False)
+
+    # -- output
+    @staticmethod
+    def encode(obj):
+        try:
+            text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:    # lone surrogates: fall back to \u escapes
+            data = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return data
+
+    def send(self, obj):
+        self.send_bytes(self.encode(obj))
+
+    def send_bytes(self, payload):
+        data = memoryview(struct.pack(">I", len(payload)) + payload)
+        while data:
+            try:
+                n = os.write(self.fd, data)
+                data = data[n:]
+            except BlockingIOError:
+                # Never block writing while the engine may be blocked writing to us.
+                r, _, _ = select.select([self.fd], [self.fd], [])
+                if r:
+                    self._read_available()
+            except OSError as e:
+                _fatal(EXIT_EOF, "control socket write failed: %s" % e)
+
+    # -- input
+    def _read_available(self):
+        """Read what is available without blocking; returns False if nothing was."""
+        try:
+            chunk = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            _fatal(EXIT_EOF, "control socket read failed: %s" % e)
+        if not chunk:
+            _fatal(EXIT_EOF, "engine closed the control socket")
+        self.buf += chunk
+        self._split()
+        return True
+
+    def _split(self):
+        buf = self.buf
+        while len(buf) >= 4:
+            (n,) = struct.unpack_from(">I", buf, 0)
+            if n > MAX_FRAME:
+                _fatal(EXIT_MALFORMED, "malformed frame: length %d exceeds %d" % (n, MAX_FRAME))
+            if len(buf) < 4 + n:
+                break
+            payload = bytes(buf[4:4 + n])
+            del buf[:4 + n]
+            try:
+                obj = json.loads(payload.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as e:
+                _fatal(EXIT_MALFORMED, "malformed frame: invalid JSON: %s" % e)
+            if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
+                _fatal(EXIT_MALFORMED, "malformed frame: not an object with a string 't'")
+            self.frames.append(obj)
+
+    def wait_readable(self):
+        select.select([self.fd], [], [])
+
+    def recv(self):
+        """Blocking: the next frame."""
+        while not self.frames:
+            if not self._read_available():
+                self.wait_readable()
+        return self.frames.pop(0)
+
+
+# --------------------------------------------------------------------------- tool calls
+class _Pending:
+    """A tool call whose request frame has been sent.  Awaitable; _cm_sync() blocks on it."""
+
+    __slots__ = ("id", "tool", "done", "ok", "value", "error", "future")
+
+    def __init__(self, call_id, tool):
+        self.id = call_id
+        self.tool = tool
+        self.done = False
+        self.ok = False
+        self.value = None
+        self.error = None
+        self.future = None
+
+    def __repr__(self):
+        return "<pending tool call %s #%d>" % (self.tool, self.id)
+
+    def _outcome(self):
+        if self.ok:
+            return self.value
+        raise self.error
+
+    def resolve(self, ok, value, error):
+        self.done, self.ok, self.value, self.error = True, ok, value, error
+        fut = self.future
+        if fut is not None and not fut.done():
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(error)
+
+    def __await__(self):
+        if not self.done:
+            if self.future is None:
+                self.future = asyncio.get_running_loop().create_future()
+            yield from self.future.__await__()
+        return self._outcome()
+
+    def sync(self):
+        _STATE.wait_for(self)
+        return self._outcome()
+
+
+class _State:
+    def __init__(self, chan):
+        self.chan = chan
+        self.next_id = 1
+        self.pending = {}
+
+    def call(self, tool, kwargs):
+        try:
+            payload = json.dumps(kwargs, allow_nan=False, default=_json_default)
+        except (TypeError, ValueError) as e:
+            raise TypeError("arguments to tool %s are not JSON-serializable: %s" % (tool, e)) from None
+        call_id = self.next_id
+        self.next_id += 1
+        p = _Pending(call_id, tool)
+        self.pending[call_id] = p
+        head = '{"t":"call","id":%d,"tool":%s,"args":' % (call_id, json.dumps(tool))
+        self.chan.send_bytes(head.encode() + payload.encode("utf-8", "surrogatepass") + b"}")
+        return p
+
+    def dispatch(self):
+        chan = self.chan
+        while chan.frames:
+            f = chan.frames.pop(0)
+            if f["t"] != "result":
+                _fatal(EXIT_MALFORMED, "malformed frame: unexpected %r during a run" % f["t"])
+            cid = f.get("id")
+            if type(cid) is not int or cid not in self.pending:
+                _fatal(EXIT_MALFORMED, "malformed frame: result for unknown call id %r" % (cid,))
+            p = self.pending.pop(cid)
+            ok = f.get("ok")
+            if ok is True:
+                if "value" not in f:
+                    _fatal(EXIT_MALFORMED, "malformed frame: result without value")
+                p.resolve(True, f["value"], None)
+            elif ok is False:
+                err = f.get("error")
+                if not isinstance(err, dict) or not isinstance(err.get("kind"), str):
+                    _fatal(EXIT_MALFORMED, "malformed frame: failed result without error.kind")
+                kind = err["kind"]
+                msg = err.get("message")
+                if not isinstance(msg, str):
+                    msg = kind
+                cls = PolicyDenied if kind == "policy_denied" else ToolError
+                p.resolve(False, None, cls(msg, kind, p.tool))
+            else:
+                _fatal(EXIT_MALFORMED, "malformed frame: result without boolean ok")
+
+    def on_readable(self):
+        """Event-loop reader callback for the control fd."""
+        while self.chan._read_available():
+            pass
+        self.dispatch()
+
+    def wait_for(self, p):
+        """Block (the whole loop) until p is resolved, dispatching other results."""
+        self.dispatch()
+        while not p.done:
+            if not self.chan._read_available():
+                self.chan.wait_readable()
+            self.dispatch()
+
+
+_STATE = None
+
+
+def _json_default(o):
+    if isinstance(o, _Pending):
+        return o.sync()
+    raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+
+def _resolve_deep(v, depth=0):
+    """Replace Pendings inside lists/tuples/dicts by their values (blocking)."""
+    if isinstance(v, _Pending):
+        return v.sync()
+    if depth > 100:
+        return v
+    if type(v) is list:
+        return [_resolve_deep(x, depth + 1) for x in v]
+    if type(v) is tuple:
+        return tuple(_resolve_deep(x, depth + 1) for x in v)
+    if type(v) is dict:
+        return {k: _resolve_deep(x, depth + 1) for k, x in v.items()}
+    return v
+
+
+# helpers injected into the chain's globals by the AST rewrite
+def _cm_sync(v):
+    if isinstance(v, _Pending):
+        return v.sync()
+    return v
+
+
+def _cm_resolve_all(v):
+    """A container whose elements are tool calls: all requests are already sent, so
+    they run concurrently on the engine side; then wait for every one."""
+    if isinstance(v, list):
+        return [_cm_sync(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_cm_sync(x) for x in v)
+    if isinstance(v, set):
+        return {_cm_sync(x) for x in v}
+    if isinstance(v, dict):
+        return {k: _cm_sync(x) for k, x in v.items()}
+    return v
+
+
+async def _value(v):
+    return v
+
+
+async def _await_it(v):
+    return await v
+
+
+def _cm_aw(v):
+    """Operand of `await`: plain (already resolved) values are awaitable too."""
+    if inspect.isawaitable(v):
+        return v
+    return _value(v)
+
+
+def _as_coro(v):
+    if asyncio.iscoroutine(v):
+        return v
+    if inspect.isawaitable(v):
+        return _await_it(v)
+    return _value(v)
+
+
+def _as_future_like(v):
+    if inspect.isawaitable(v):
+        return v
+    return _value(v)
+
+
+# Chain-facing versions of asyncio functions: tolerate plain values and Pendings.
+def _gather(*aws, return_exceptions=False):
+    return _orig_gather(*[_as_future_like(a) for a in aws], return_exceptions=return_exceptions)
+
+
+def _create_task(coro, **kw):
+    return _orig_create_task(_as_coro(coro), **kw)
+
+
+def _ensure_future(v, **kw):
+    return _orig_ensure_future(_as_future_like(v), **kw)
+
+
+def _wait_for(aw, timeout):
+    return _orig_wait_for(_as_future_like(aw), timeout)
+
+
+def _shield(aw):
+    return _orig_shield(_as_future_like(aw))
+
+
+def _wait(fs, **kw):
+    return _orig_wait([_orig_ensure_future(_as_future_like(f)) for f in fs], **kw)
+
+
+def _as_completed(fs, **kw):
+    return _orig_as_completed([_as_future_like(f) for f in fs], **kw)
+
+
+def _patch_asyncio():
+    asyncio.gather = _gather
+    asyncio.create_task = _create_task
+    asyncio.ensure_future = _ensure_future
+    asyncio.wait_for = _wait_for
+    asyncio.shield = _shield
+    asyncio.wait = _wait
+    asyncio.as_completed = _as_completed
+
+
+class _Namespace:
+    """A manual as seen by the chain: attributes are its tools (or nested namespaces)."""
+
+    def __init__(self, name):
+        object.__setattr__(self, "_cm_name", name)
+
+    def __repr__(self):
+        names = sorted(k for k in vars(self) if not k.startswith("_cm_"))
+        return "<manual %s: %s>" % (self._cm_name, ", ".join(names))
+
+    def __dir__(self):
+        return sorted(k for k in vars(self) if not k.startswith("_cm_"))
+
+
+def _make_tool(utcp_name, manual, tool):
+    def tool_fn(*args, **kwargs):
+        if args:
+            raise TypeError(
+                "%s.%s() takes keyword arguments only (got %d positional argument%s); "
+                "call it as %s.%s(name=value, ...)"
+                % (manual, tool, len(args), "" if len(args) == 1 else "s", manual, tool))
+        return _STATE.call(utcp_name, kwargs)
+
+    tool_fn.__name__ = tool if tool.isidentifier() else "tool"
+    tool_fn.__qualname__ = "%s.%s" % (manual, tool)
+    tool_fn.__doc__ = "Tool %s (keyword arguments only)." % utcp_name
+    return tool_fn
+
+
+# --------------------------------------------------------------------------- AST rewrite
+def _dotted_root(node):
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Rewriter(ast.NodeTransformer):
+    """Wrap tool calls that are neither awaited nor handed to an asyncio consumer in
+    _cm_sync(...); containers of tool calls in _cm_resolve_all(...); and the operand
+    of every other `await` in _cm_aw(...)."""
+
+    def __init__(self, roots):
+        self.roots = roots
+        self.exempt = set()
+
+    def is_tool_call(self, node):
+        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and _dotted_root(node.func) in self.roots)
+
+    @staticmethod
+    def _wrap(name, node):
+        new = ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=[node], keywords=[])
+        return ast.copy_location(new, node)
+
+    def _exempt_elements(self, node):
+        if isinstance(node, ast.Starred):
+            node = node.value
+        if self.is_tool_call(node):
+            self.exempt.add(id(node))
+        elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            for e in node.elts:
+                self._exempt_elements(e)
+        elif isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.SetComp)):
+            if self.is_tool_call(node.elt):
+                self.exempt.add(id(node.elt))
+
+    def visit_Await(self, node):
+        if self.is_tool_call(node.value):
+            self.exempt.add(id(node.value))
+            self.generic_visit(node)
+            return node
+        self.generic_visit(node)
+        node.value = self._wrap("_cm_aw", node.value)
+        return node
+
+    def _container_of_calls(self, elts):
+        return any(self.is_tool_call(e) and id(e) not in self.exempt for e in elts)
+
+    def _visit_container(self, node, elts):
+        wrap = self._container_of_calls(elts)
+        if wrap:
+            for e in elts:
+                if self.is_tool_call(e):
+                    self.exempt.add(id(e))
+        self.generic_visit(node)
+        if wrap and not isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del)):
+            return self._wrap("_cm_resolve_all", node)
+        return node
+
+    def visit_List(self, node):
+        return self._visit_container(node, node.elts)
+
+    def visit_Tuple(self, node):
+        return self._visit_container(node, node.elts)
+
+    def visit_Set(self, node):
+        return self._visit_container(node, node.elts)
+
+    def visit_Dict(self, node):
+        return self._visit_container(node, node.values)
+
+    def visit_ListComp(self, node):
+        return self._visit_container(node, [node.elt])
+
+    def visit_SetComp(self, node):
+        return self._visit_container(node, [node.elt])
+
+    def visit_DictComp(self, node):
+        return self._visit_container(node, [node.value])
+
+    def visit_Call(self, node):
+        f = node.func
+        fname = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+        if fname in ASYNC_CONSUMERS and not self.is_tool_call(node):
+            for a in node.args:
+                self._exempt_elements(a)
+            for k in node.keywords:
+                if k.arg in ("fs", "aws", "coro", "arg"):
+                    self._exempt_elements(k.value)
+        tool = self.is_tool_call(node)
+        exempt = id(node) in self.exempt
+        self.generic_visit(node)
+        if tool and not exempt:
+            return self._wrap("_cm_sync", node)
+        return node
+
+
+def _compile_chain(code, roots):
+    """Compile the chain as the body of `async def __chain__()`; line numbers are the
+    user's.  Raises SyntaxError (or ValueError for NUL bytes)."""
+    tree = ast.parse(code, CHAIN_FILENAME, "exec")
+    body = tree.body or [ast.Pass(lineno=1, col_offset=0, end_lineno=1, end_col_offset=0)]
+    # yield at chain top level would turn the chain into a generator
+    _check_no_top_level_yield(body)
+    fn = ast.AsyncFunctionDef(
+        name="__chain__",
+        args=ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
+                           kw_defaults=[], kwarg=None, defaults=[]),
+        body=body, decorator_list=[], returns=None, type_comment=None,
+        lineno=1, col_offset=0, end_lineno=1, end_col_offset=0)
+    mod = ast.Module(body=[fn], type_ignores=[])
+    mod = _Rewriter(roots).visit(mod)
+    ast.fix_missing_locations(mod)
+    return compile(mod, CHAIN_FILENAME, "exec", dont_inherit=True)
+
+
+def _check_no_top_level_yield(body):
+    stack = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                             ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp)):
+            continue
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            err = SyntaxError("'yield' outside function")
+            err.filename, err.lineno, err.offset = CHAIN_FILENAME, node.lineno, node.col_offset + 1
+            raise err
+        stack.extend(ast.iter_child_nodes(node))
+
+
+# --------------------------------------------------------------------------- log capture
+class _LogSink:
+    def __init__(self, chan):
+        self.chan = chan
+        self.partial = []
+
+    def write(self, s):
+        parts = s.split("\n")
+        if len(parts) == 1:
+            self.partial.append(s)
+        else:
+            self.partial.append(parts[0])
+            self.emit("".join(self.partial))
+            for line in parts[1:-1]:
+                self.emit(line)
+            self.partial = [parts[-1]] if parts[-1] else []
+        if self.partial and sum(len(p) for p in self.partial) > MAX_LOG_LINE:
+            pending = "".join(self.partial)
+            while len(pending) > MAX_LOG_LINE:
+                self.emit(pending[:MAX_LOG_LINE])
+                pending = pending[MAX_LOG_LINE:]
+            self.partial = [pending] if pending else []
+
+    def emit(self, line):
+        self.chan.send({"t": "log", "line": line})
+
+    def flush_partial(self):
+        if self.partial:
+            line = "".join(self.partial)
+            self.partial = []
+            if line:
+                self.emit(line)
+
+
+class _LogStream(io.TextIOBase):
+    """sys.stdout / sys.stderr inside a chain: every complete line becomes a log frame."""
+
+    def __init__(self, sink, name):
+        super().__init__()
+        self._sink = sink
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    @property
+    def errors(self):
+        return "strict"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        if s:
+            self._sink.write(s)
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+# --------------------------------------------------------------------------- chain globals
+def _make_import(allowed):
+    def restricted_import(name, globals=None, locals=None, fromlist=(), level=0):
+        # C code importing on its own behalf (PyImport_Import, e.g. datetime.strptime
+        # -> _strptime, datetime.now -> time) calls the *current frame's* __import__
+        # with a list as fromlist; import statements pass None or a tuple.  Those
+        # implicit imports are not the chain's and pass through.
+        if type(fromlist) is list:
+            return _real_import(name, globals, locals, fromlist, level)
+        if level != 0:
+            raise ImportError("relative imports are not available in a chain")
+        top = name.partition(".")[0]
+        if allowed is not None and top not in allowed:
+            raise ImportError(
+                "import of '%s' is not allowed: module '%s' is not in the allow-list (%s)"
+                % (name, top, ", ".join(sorted(allowed))), name=name)
+        return _real_import(name, globals, locals, fromlist, level)
+
+    return restricted_import
+
+
+def _build_globals(tools, allowed):
+    b = dict(builtins.__dict__)
+    for name in REMOVED_BUILTINS:
+        b.pop(name, None)
+    b["__import__"] = _make_import(allowed)
+    g = {
+        "__name__": "__chain__",
+        "__builtins__": b,
+        "ToolError": ToolError,
+        "PolicyDenied": PolicyDenied,
+        "_cm_sync": _cm_sync,
+        "_cm_resolve_all": _cm_resolve_all,
+        "_cm_aw": _cm_aw,
+    }
+    roots = set()
+    for t in tools:
+        path = t["access_manual"].split(".")
+        root = path[0]
+        ns = g.get(root)
+        if not isinstance(ns, _Namespace):
+            ns = _Namespace(root)
+            g[root] = ns
+        roots.add(root)
+        for i, part in enumerate(path[1:], 1):
+            child = getattr(ns, part, None)
+            if not isinstance(child, _Namespace):
+                child = _Namespace(".".join(path[:i + 1]))
+                object.__setattr__(ns, part, child)
+            ns = child
+        object.__setattr__(ns, t["access_tool"], _make_tool(t["name"], t["access_manual"], t["access_tool"]))
+    return g, roots
+
+
+def _parse_run(frame):
+    if frame.get("t") != "run":
+        _fatal(EXIT_MALFORMED, "malformed frame: expected 'run', got %r" % frame.get("t"))
+    code = frame.get("code")
+    if not isinstance(code, str):
+        _fatal(EXIT_MALFORMED, "malformed frame: run.code must be a string")
+    tools = frame.get("tools", [])
+    if not isinstance(tools, list):
+        _fatal(EXIT_MALFORMED, "malformed frame: run.tools must be a list")
+    for t in tools:
+        if not (isinstance(t, dict) and all(isinstance(t.get(k), str) and t.get(k)
+                                            for k in ("name", "access_manual", "access_tool"))):
+            _fatal(EXIT_MALFORMED, "malformed frame: each tool needs string name, access_manual, access_tool")
+    allowed = frame.get("allowed_imports", None)
+    if allowed is None:
+        allowed = frozenset(DEFAULT_ALLOWED_IMPORTS)
+    elif allowed == "all":
+        allowed = None
+    elif isinstance(allowed, list) and all(isinstance(a, str) for a in allowed):
+        allowed = frozenset(allowed)
+    else:
+        _fatal(EXIT_MALFORMED, "malformed frame: allowed_imports must be a list of strings or \"all\"")
+    return code, tools, allowed
+
+
+# --------------------------------------------------------------------------- results
+def _format_traceback(exc):
+    runner_file = _format_traceback.__code__.co_filename
+    tb = exc.__traceback__
+    # skip the runner's own frames (the driver that awaited the chain, tool plumbing)
+    te = traceback.TracebackException(type(exc), exc, tb, compact=True)
+    _strip_frames(te, runner_file)
+    return "".join(te.format())
+
+
+def _strip_frames(te, runner_file, seen=None):
+    seen = seen if seen is not None else set()
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    kept = [fs for fs in te.stack if fs.filename != runner_file]
+    te.stack = traceback.StackSummary.from_list(kept)
+    for sub in (te.__cause__, te.__context__):
+        if sub is not None:
+            _strip_frames(sub, runner_file, seen)
+
+
+def _error(kind, message, tb=None):
+    err = {"kind": kind, "message": message}
+    if tb is not None:
+        err["traceback"] = tb
+    return {"t": "done", "ok": False, "error": err}
+
+
+def _exception_done(exc):
+    tb = _format_traceback(exc)
+    if isinstance(exc, ToolError):
+        return _error(exc.kind or "tool_error", exc.message, tb)
+    msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return _error("exception", msg, tb)
+
+
+def _result_done(value):
+    try:
+        value = _resolve_deep(value)
+    except ToolError as e:
+        return _exception_done(e)
+    bad = []
+
+    def default(o):
+        bad.append(type(o).__name__)
+        raise TypeError("not serializable")
+
+    try:
+        payload = json.dumps({"t": "done", "ok": True, "result": value}, ensure_ascii=False,
+                             allow_nan=False, separators=(",", ":"), default=default)
+        data = payload.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps({"t": "done", "ok": True, "result": value},
+                          allow_nan=False, separators=(",", ":")).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as e:
+        if bad:
+            what = bad[0]
+        elif isinstance(e, RecursionError):
+            what = "nesting too deep"
+        elif "Circular" in str(e):
+            what = "circular reference"
+        elif "Out of range float" in str(e):
+            what = "float nan/inf"
+        elif "keys must be" in str(e):
+            what = "dict key (%s)" % e
+        else:
+            what = str(e)
+        return _error("result_not_serializable", "return value is not JSON-serializable: %s" % what)
+    if len(data) > MAX_FRAME:
+        return _error("output_limit", "return value too large (%d bytes > %d)" % (len(data), MAX_FRAME))
+    return data
+
+
+# --------------------------------------------------------------------------- main
+def _run(fd):
+    global _STATE
+    chan = _Channel(fd)
+    _STATE = state = _State(chan)
+    chan.send({"t": "ready"})
+    code, tools, allowed = _parse_run(chan.recv())
+    if chan.frames:
+        _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
+
+    g, roots = _build_globals(tools, allowed)
+    sink = _LogSink(chan)
+
+    def finish(done):
+        sink.flush_partial()
+        if isinstance(done, bytes):
+            chan.send_bytes(done)
+        else:
+            chan.send(done)
+        return EXIT_OK
+
+    try:
+        codeobj = _compile_chain(code, roots)
+    except SyntaxError as e:
+        line = e.lineno if e.lineno is not None else 0
+        msg = "%s (line %d)" % (e.msg, line)
+        tb = "".join(traceback.format_exception_only(SyntaxError, e))
+        return finish(_error("syntax", msg, tb))
+    except (ValueError, RecursionError, MemoryError) as e:
+        return finish(_error("syntax", "%s (line 1)" % e))
+
+    linecache.cache[CHAIN_FILENAME] = (len(code), None, code.splitlines(True), CHAIN_FILENAME)
+    exec(codeobj, g)
+    chain_fn = g.pop("__chain__")
+
+    _patch_asyncio()
+    sys.stdout = _LogStream(sink, "<stdout>")
+    sys.stderr = _LogStream(sink, "<stderr>")
+    outcome = {}
+
+    async def drive():
+        try:
+            outcome["value"] = await chain_fn()
+        except BaseException as e:  # noqa: B902 - report everything, incl. SystemExit
+            outcome["exc"] = e
+
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda lp, ctx: _diag("asyncio: %s" % ctx.get("message")))
+    asyncio.set_event_loop(loop)
+    loop.add_reader(fd, state.on_readable)
+    try:
+        loop.run_until_complete(drive())
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+    if "exc" in outcome:
+        return finish(_exception_done(outcome["exc"]))
+    return finish(_result_done(outcome.get("value")))
+
+
+def main(fd=3):
+    try:
+        code = _run(fd)
+    except BaseException as e:  # a bug in the runner itself
+        _diag("internal error: %s" % "".join(traceback.format_exception(e)))
+        code = 1
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main(3)
