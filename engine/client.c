@@ -83,15 +83,15 @@ static int read_line(int fd, int timeout_ms, cm_buf *line, cm_error *err)
 int cm_client_call(const char *socket_path, const char *method, cJSON *params, int timeout_ms,
                    cJSON **response, cm_error *err)
 {
-    cm_autofd int fd = connect_socket(socket_path, err);
-    if (fd < 0)
-        return -1;
-    cm_autojson cJSON *req = cJSON_CreateObject();
+    cm_autojson cJSON *req = cJSON_CreateObject(); /* owns params from here on */
     cJSON_AddStringToObject(req, "jsonrpc", "2.0");
     cJSON_AddNumberToObject(req, "id", 1);
     cJSON_AddStringToObject(req, "method", method);
     if (params)
         cJSON_AddItemToObject(req, "params", params);
+    cm_autofd int fd = connect_socket(socket_path, err);
+    if (fd < 0)
+        return -1;
     cm_autofree char *text = cm_json_print(req);
     if (cm_write_all(fd, text, strlen(text), err) < 0 || cm_write_all(fd, "\n", 1, err) < 0)
         return cm_error_prefix(err, "sending request");

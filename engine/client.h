@@ -13,7 +13,8 @@
  * Caller frees. */
 char *cm_default_socket_path(void);
 
-/* Sends a JSON-RPC request and returns the matching response object. */
+/* Sends a JSON-RPC request and returns the matching response object.
+ * Takes ownership of params (also on failure). */
 int cm_client_call(const char *socket_path, const char *method, cJSON *params, int timeout_ms,
                    cJSON **response, cm_error *err);
 

@@ -364,7 +364,15 @@ static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err
             return cm_error_sys(err, CM_ERR_IO, "getcwd");
     }
     cm_autofree char *dir = exe_dir ? resolve_path(cwd ? cwd : "/", exe_dir) : cm_xstrdup(cwd);
+    /* <exe_dir>/rootfs, else <exe_dir>/../rootfs (build/asan/codemode uses build/rootfs) */
     cfg->rootfs = resolve_path(dir, "rootfs");
+    if (access(cfg->rootfs, F_OK) != 0) {
+        cm_autofree char *parent = resolve_path(dir, "../rootfs");
+        if (access(parent, F_OK) == 0) {
+            free(cfg->rootfs);
+            cfg->rootfs = cm_steal_ptr(&parent);
+        }
+    }
     return 0;
 }
 

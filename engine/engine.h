@@ -36,6 +36,7 @@ typedef struct cm_conn {
     cm_buf in;            /* event loop only */
     bool discarding;      /* event loop only: skipping an oversized line */
     bool want_out;        /* event loop only: EPOLLOUT armed */
+    bool half_closed;     /* event loop only: peer shut down writing; close when answered */
     struct ucred peer;
     struct cm_conn *next, *prev; /* event loop only */
 } cm_conn;
@@ -61,6 +62,7 @@ struct cm_engine {
     atomic_bool stopping;
     cm_conn *conns; /* event loop only */
     int nconns;     /* event loop only */
+    int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
 };
 

@@ -44,8 +44,15 @@ static char *exe_dir(void)
     return cm_xstrdup(dirname(path));
 }
 
-static int check_rootfs(const cm_config *cfg, cm_error *err)
+static int check_rootfs(cm_config *cfg, cm_error *err)
 {
+    char *real = realpath(cfg->rootfs, NULL);
+    if (!real)
+        return cm_error_sys(err, CM_ERR_CONFIG,
+                            "rootfs %s (build it with `make rootfs` or set engine.rootfs)",
+                            cfg->rootfs);
+    free(cfg->rootfs);
+    cfg->rootfs = real;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/usr/bin/python3.11", cfg->rootfs);
     struct stat st;
@@ -127,6 +134,8 @@ static int cmd_serve(int argc, char **argv)
     if (!socket_path)
         socket_path = cm_default_socket_path();
     signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    cm_server_block_signals(&mask);
     cm_engine eng = {.listen_fd = -1, .epoll_fd = -1, .wake_fd = -1, .signal_fd = -1};
     cm_error err;
     int rc = 0;

@@ -130,6 +130,14 @@ static int epoll_add(cm_engine *eng, int fd, uint32_t events, void *tag, cm_erro
     return 0;
 }
 
+void cm_server_block_signals(sigset_t *mask)
+{
+    sigemptyset(mask);
+    sigaddset(mask, SIGTERM);
+    sigaddset(mask, SIGINT);
+    pthread_sigmask(SIG_BLOCK, mask, NULL);
+}
+
 static int setup_loop(cm_engine *eng, cm_error *err)
 {
     eng->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -139,10 +147,7 @@ static int setup_loop(cm_engine *eng, cm_error *err)
     if (eng->wake_fd < 0)
         return cm_error_sys(err, CM_ERR_IO, "eventfd");
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    cm_server_block_signals(&mask);
     eng->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (eng->signal_fd < 0)
         return cm_error_sys(err, CM_ERR_IO, "signalfd");
@@ -155,6 +160,8 @@ static int setup_loop(cm_engine *eng, cm_error *err)
 
 static void conn_close(cm_engine *eng, cm_conn *c)
 {
+    if (c->half_closed)
+        eng->nhalf_closed--;
     atomic_store(&c->closed, true);
     epoll_ctl(eng->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -236,7 +243,18 @@ static void process_input(cm_engine *eng, cm_conn *c)
     }
 }
 
-static void read_client(cm_engine *eng, cm_conn *c)
+/* The peer shut down its write side but may still read: stop reading,
+ * finish what it asked for, then close (see sweep_half_closed). */
+static void half_close(cm_engine *eng, cm_conn *c)
+{
+    c->half_closed = true;
+    eng->nhalf_closed++;
+    struct epoll_event ev = {.events = c->want_out ? EPOLLOUT : 0, .data.ptr = c};
+    epoll_ctl(eng->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Returns -1 when the connection was closed (and c freed). */
+static int read_client(cm_engine *eng, cm_conn *c, uint32_t events)
 {
     char chunk[65536];
     for (int rounds = 0; rounds < 16; rounds++) {
@@ -245,17 +263,22 @@ static void read_client(cm_engine *eng, cm_conn *c)
             cm_error err;
             if (cm_buf_append(&c->in, chunk, (size_t)n, &err) < 0) {
                 conn_close(eng, c);
-                return;
+                return -1;
             }
             process_input(eng, c);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        /* EOF or error: the client is gone; its in-flight work is dropped */
+            return 0;
+        if (n == 0 && !(events & (EPOLLHUP | EPOLLERR))) {
+            half_close(eng, c);
+            return 0;
+        }
+        /* gone in both directions: its in-flight work is dropped */
         conn_close(eng, c);
-        return;
+        return -1;
     }
+    return 0;
 }
 
 /* Writes what is pending; returns -1 when the connection must be closed. */
@@ -280,8 +303,8 @@ static int flush_client(cm_engine *eng, cm_conn *c)
     if (atomic_load(&c->closed))
         return -1;
     if (pending != c->want_out) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (pending ? EPOLLOUT : 0),
-                                 .data.ptr = c};
+        uint32_t in = c->half_closed ? 0 : EPOLLIN | EPOLLRDHUP;
+        struct epoll_event ev = {.events = in | (pending ? EPOLLOUT : 0), .data.ptr = c};
         epoll_ctl(eng->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
         c->want_out = pending;
     }
@@ -305,12 +328,34 @@ static void flush_all(cm_engine *eng)
 static void handle_conn_event(cm_engine *eng, cm_conn *c, uint32_t events)
 {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        read_client(eng, c);
-        if (c->fd < 0)
+        if (!c->half_closed && read_client(eng, c, events) < 0)
             return;
+        if (c->half_closed && (events & (EPOLLHUP | EPOLLERR))) {
+            conn_close(eng, c);
+            return;
+        }
     }
     if (flush_client(eng, c) < 0)
         conn_close(eng, c);
+}
+
+static void sweep_half_closed(cm_engine *eng)
+{
+    if (eng->nhalf_closed == 0)
+        return;
+    cm_conn *c = eng->conns;
+    while (c) {
+        cm_conn *next = c->next;
+        if (c->half_closed && atomic_load(&c->inflight) == 0) {
+            bool done = flush_client(eng, c) < 0;
+            pthread_mutex_lock(&c->lock);
+            done = done || c->out.len == 0;
+            pthread_mutex_unlock(&c->lock);
+            if (done)
+                conn_close(eng, c);
+        }
+        c = next;
+    }
 }
 
 static void begin_stop(cm_engine *eng)
@@ -371,6 +416,7 @@ int cm_server_run(cm_engine *eng, cm_error *err)
                 handle_conn_event(eng, tag, evs[i].events);
             }
         }
+        sweep_half_closed(eng);
     }
     cm_log("info", "stopped");
     return 0;

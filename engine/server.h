@@ -4,8 +4,14 @@
 #ifndef CM_SERVER_H
 #define CM_SERVER_H
 
+#include <signal.h>
+
 #include "engine.h"
 
+/* Blocks SIGTERM/SIGINT in the calling thread (and every thread it starts
+ * afterwards): call before starting any thread; the loop reads them from a
+ * signalfd. */
+void cm_server_block_signals(sigset_t *mask);
 /* Creates the listening socket (mode 0660).  Refuses to replace a socket
  * another engine is serving on; removes a stale one. */
 int cm_server_listen(cm_engine *eng, const char *path, cm_error *err);

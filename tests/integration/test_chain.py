@@ -227,8 +227,6 @@ return out
         port = srv.getsockname()[1]
         try:
             r = self.client.chain(self.ESCAPE + """
-import sys
-socket = sys.modules.get('socket') or __builtins__['__import__']
 s = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'socket']
 if not s:
     return 'no socket class'

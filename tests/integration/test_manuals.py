@@ -7,6 +7,11 @@ import subprocess
 from tests.integration.engine import BIN, ROOT, Engine, EngineTest
 
 
+def read(*parts):
+    with open(os.path.join(ROOT, *parts)) as f:
+        return f.read()
+
+
 def cli_tool(name, command, description="", tags=None, inputs=None):
     return {"name": name, "description": description, "tags": tags or [],
             "inputs": inputs or {"type": "object", "properties": {}},
@@ -136,13 +141,12 @@ class ShippedConfig(EngineTest):
 
     @classmethod
     def setUpClass(cls):
-        cls.CONFIG = open(os.path.join(ROOT, "examples", "codemode.yaml")).read()
-        cls.FILES = {n: open(os.path.join(ROOT, "examples", n)).read()
-                     for n in ("demo-manual.json", "demo.env")}
+        cls.CONFIG = read("examples", "codemode.yaml")
+        cls.FILES = {n: read("examples", n) for n in ("demo-manual.json", "demo.env")}
         super().setUpClass()
 
     def test_demo_chain(self):
-        code = open(os.path.join(ROOT, "examples", "demo-chain.py")).read()
+        code = read("examples", "demo-chain.py")
         r = self.client.chain(code)
         self.assertIsNone(r["error"], r)
         self.assertEqual(r["result"]["words"], 9)

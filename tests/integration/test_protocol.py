@@ -116,6 +116,19 @@ class Protocol(EngineTest):
         c.close()
         stalled.close()
 
+    def test_half_closed_client_still_gets_its_answer(self):
+        c = self.engine.client()
+        c.send_raw(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                               "params": {"name": "call_tool_chain",
+                                          "arguments": {"code": "return 'late'"}}}).encode() + b"\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_message()
+        self.assertEqual(r["id"], 7)
+        self.assertEqual(r["result"]["structuredContent"]["result"], "late")
+        # then the engine closes its side
+        self.assertEqual(c.sock.recv(10), b"")
+        c.close()
+
     def test_half_written_frame_held_open(self):
         idle = self.engine.client()
         idle.send_raw(b'{"jsonrpc":"2.0","id":1,')

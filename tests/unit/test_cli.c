@@ -183,7 +183,7 @@ static void check_hostile_value(const char *value)
         snprintf(tmpl, sizeof tmpl,
                  "{\"call_template_type\":\"cli\",\"commands\":[{\"command\":\"%s\"}]}",
                  commands[i]);
-        char want[512];
+        char want[2048];
         snprintf(want, sizeof want, "%s%s%s", prefixes[i], value, suffixes[i]);
         cm_autojson cJSON *res = NULL;
         cm_error err = {0};
