@@ -283,8 +283,8 @@ static void take_done(chain *ch, const cJSON *msg)
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
         return;
     }
-    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_EXCEPTION,
-              message, cm_json_str(e, "traceback"));
+    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_EXCEPTION, message,
+              cm_json_str(e, "traceback"));
 }
 
 static void take_frame(chain *ch, const cJSON *msg)
@@ -301,8 +301,7 @@ static void take_frame(chain *ch, const cJSON *msg)
     else if (strcmp(t, "ready") == 0)
         ch->ready_us = cm_now_us();
     else
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'",
-                   t);
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
@@ -356,8 +355,8 @@ static void read_diag(chain *ch)
 static void write_control(chain *ch)
 {
     while (ch->to_sandbox.len > 0) {
-        ssize_t n = send(ch->ctl_fd, ch->to_sandbox.data, ch->to_sandbox.len,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n =
+            send(ch->ctl_fd, ch->to_sandbox.data, ch->to_sandbox.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             cm_buf_consume(&ch->to_sandbox, (size_t)n);
             continue;
@@ -487,8 +486,8 @@ static void send_run(chain *ch, const char *code)
 static cJSON *build_response(chain *ch, struct rusage *ru)
 {
     cJSON *r = cJSON_CreateObject();
-    cJSON_AddItemToObject(r, "result",
-                          ch->result && !ch->error ? cm_steal_ptr(&ch->result) : cJSON_CreateNull());
+    cJSON_AddItemToObject(
+        r, "result", ch->result && !ch->error ? cm_steal_ptr(&ch->result) : cJSON_CreateNull());
     cJSON_AddItemToObject(r, "logs", cm_steal_ptr(&ch->logs));
     cJSON_AddItemToObject(r, "error", ch->error ? cm_steal_ptr(&ch->error) : cJSON_CreateNull());
     cJSON *s = cJSON_AddObjectToObject(r, "stats");

@@ -33,10 +33,10 @@ typedef struct cm_conn {
     atomic_int inflight;  /* requests queued or running for this client */
     pthread_mutex_t lock; /* guards out */
     cm_buf out;
-    cm_buf in;            /* event loop only */
-    bool discarding;      /* event loop only: skipping an oversized line */
-    bool want_out;        /* event loop only: EPOLLOUT armed */
-    bool half_closed;     /* event loop only: peer shut down writing; close when answered */
+    cm_buf in;        /* event loop only */
+    bool discarding;  /* event loop only: skipping an oversized line */
+    bool want_out;    /* event loop only: EPOLLOUT armed */
+    bool half_closed; /* event loop only: peer shut down writing; close when answered */
     struct ucred peer;
     struct cm_conn *next, *prev; /* event loop only */
 } cm_conn;
@@ -60,8 +60,8 @@ struct cm_engine {
     int wake_fd;   /* eventfd: workers → event loop (output pending) */
     int signal_fd; /* SIGTERM/SIGINT */
     atomic_bool stopping;
-    cm_conn *conns; /* event loop only */
-    int nconns;     /* event loop only */
+    cm_conn *conns;   /* event loop only */
+    int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
 };

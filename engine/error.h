@@ -13,17 +13,17 @@
 typedef enum cm_errkind {
     CM_ERR_NONE = 0,
     /* public chain error kinds (README "Error kinds") */
-    CM_ERR_SYNTAX,           /* "syntax": the chain does not compile */
-    CM_ERR_EXCEPTION,        /* "exception": the chain raised */
-    CM_ERR_TIMEOUT,          /* "timeout": wall-clock limit hit, chain killed */
-    CM_ERR_MEMORY_LIMIT,     /* "memory_limit" */
-    CM_ERR_POLICY_DENIED,    /* "policy_denied" */
-    CM_ERR_TOOL_ERROR,       /* "tool_error": a tool call failed and was not caught */
-    CM_ERR_OUTPUT_LIMIT,     /* "output_limit": logs or result too large */
+    CM_ERR_SYNTAX,                  /* "syntax": the chain does not compile */
+    CM_ERR_EXCEPTION,               /* "exception": the chain raised */
+    CM_ERR_TIMEOUT,                 /* "timeout": wall-clock limit hit, chain killed */
+    CM_ERR_MEMORY_LIMIT,            /* "memory_limit" */
+    CM_ERR_POLICY_DENIED,           /* "policy_denied" */
+    CM_ERR_TOOL_ERROR,              /* "tool_error": a tool call failed and was not caught */
+    CM_ERR_OUTPUT_LIMIT,            /* "output_limit": logs or result too large */
     CM_ERR_RESULT_NOT_SERIALIZABLE, /* "result_not_serializable" */
-    CM_ERR_SANDBOX_FAILURE,  /* "sandbox_failure": sandbox could not start or died */
-    CM_ERR_INVALID_REQUEST,  /* "invalid_request": bad parameters */
-    CM_ERR_BUSY,             /* "busy": queue full */
+    CM_ERR_SANDBOX_FAILURE,         /* "sandbox_failure": sandbox could not start or died */
+    CM_ERR_INVALID_REQUEST,         /* "invalid_request": bad parameters */
+    CM_ERR_BUSY,                    /* "busy": queue full */
     /* internal kinds (never a chain error kind on their own) */
     CM_ERR_IO,        /* "io": a system call failed */
     CM_ERR_CONFIG,    /* "config": bad configuration or manual */

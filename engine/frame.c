@@ -20,8 +20,8 @@ int cm_frame_next(cm_frame_reader *r, cJSON **msg, cm_error *err)
         return 0;
     size_t n = frame_length((const unsigned char *)r->buf.data);
     if (n > r->max_frame)
-        return cm_error_set(err, CM_ERR_OUTPUT_LIMIT, "control frame of %zu bytes exceeds %zu",
-                            n, r->max_frame);
+        return cm_error_set(err, CM_ERR_OUTPUT_LIMIT, "control frame of %zu bytes exceeds %zu", n,
+                            r->max_frame);
     if (r->buf.len < 4 + n)
         return 0;
     const char *payload = r->buf.data + 4;

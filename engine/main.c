@@ -75,16 +75,15 @@ static int drop_supplementary_groups(cm_error *err)
     return 0;
 }
 
-static int engine_open(cm_engine *eng, const char *config, const char *socket_path,
-                       cm_error *err)
+static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
     cm_autofree char *dir = exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
     if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(err) < 0)
         return -1;
-    if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from,
-                    eng->cfg.base_dir, err) < 0)
+    if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
+                    err) < 0)
         return cm_error_prefix(err, "variables");
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;

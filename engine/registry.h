@@ -30,8 +30,8 @@ char *cm_access_ident(const char *part, const char **renamed);
  * path (e.g. `tools[3].tool_call_template`).  Duplicate manual name →
  * CM_ERR_CONFIG.  *report (may be NULL) receives
  * {manual_name, tools:[names], renamed:[{name, access, reason}]}. */
-int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *manual,
-                    cJSON **report, cm_error *err);
+int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *manual, cJSON **report,
+                    cm_error *err);
 int cm_registry_has(cm_registry *r, const char *manual_name);
 /* CM_ERR_NOT_FOUND when absent. */
 int cm_registry_remove(cm_registry *r, const char *manual_name, cm_error *err);

@@ -69,8 +69,7 @@ static bool valid_id(const cJSON *id)
     return cJSON_IsString(id) || cJSON_IsNumber(id);
 }
 
-static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                              const cJSON *params)
+static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const char *name = cm_json_str(params, "name");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
@@ -146,8 +145,9 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
     if (id && !valid_id(id)) {
-        cm_conn_send(conn, cm_rpc_error(NULL, -32600, "invalid request: id must be a string or "
-                                                      "number"));
+        cm_conn_send(conn, cm_rpc_error(NULL, -32600,
+                                        "invalid request: id must be a string or "
+                                        "number"));
         return;
     }
     const char *method = cm_json_str(req, "method");

@@ -68,8 +68,9 @@ static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *i
     const char *name = cm_json_str(args_of(params), "manual_name");
     cm_error err;
     if (!name) {
-        cm_error_set(&err, CM_ERR_INVALID_REQUEST, "deregister_manual: manual_name must be a "
-                                                   "string");
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "deregister_manual: manual_name must be a "
+                     "string");
         reply_error(conn, id, &err);
         return;
     }
@@ -91,8 +92,7 @@ static void tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
-static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                              const cJSON *params)
+static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const cJSON *args = args_of(params);
     const char *query = cm_json_str(args, "task_description");
@@ -143,8 +143,7 @@ static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
-static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                               const cJSON *params)
+static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const char *name = cm_json_str(args_of(params), "tool_name");
     cm_error err;
@@ -182,8 +181,8 @@ static const cm_tool_def tool_defs[] = {
          "\"code\""),
      true, false, cm_tool_call_tool_chain},
     {"register_manual", "Register a UTCP manual (its tools become callable in chains).",
-     OBJ("\"manual_call_template\":{\"type\":\"object\"}", "\"manual_call_template\""), true,
-     false, tool_register_manual},
+     OBJ("\"manual_call_template\":{\"type\":\"object\"}", "\"manual_call_template\""), true, false,
+     tool_register_manual},
     {"deregister_manual", "Remove a registered manual and its tools.",
      OBJ("\"manual_name\":{\"type\":\"string\"}", "\"manual_name\""), false, false,
      tool_deregister_manual},
@@ -198,8 +197,7 @@ static const cm_tool_def tool_defs[] = {
      OBJ("\"tool_names\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}", "\"tool_names\""),
      false, true, tool_tools_info},
     {"get_required_keys_for_tool", "Variables (secrets) a tool needs to be configured.",
-     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true,
-     tool_required_keys},
+     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true, tool_required_keys},
 };
 
 const cm_tool_def *cm_tools_find(const char *name)
@@ -235,8 +233,7 @@ cJSON *cm_engine_stats_json(cm_engine *eng)
     cJSON_AddNumberToObject(s, "chains_failed", (double)atomic_load(&eng->stats.chains_failed));
     cJSON_AddNumberToObject(s, "tool_calls", (double)atomic_load(&eng->stats.tool_calls));
     cJSON_AddNumberToObject(s, "requests", (double)atomic_load(&eng->stats.requests));
-    cJSON_AddNumberToObject(s, "busy_rejections",
-                            (double)atomic_load(&eng->stats.busy_rejections));
+    cJSON_AddNumberToObject(s, "busy_rejections", (double)atomic_load(&eng->stats.busy_rejections));
     cJSON_AddNumberToObject(s, "queued", cm_jobs_queued(eng->jobs));
     cJSON_AddNumberToObject(s, "running", cm_jobs_running(eng->jobs));
     return s;

@@ -24,14 +24,14 @@ typedef struct cm_sandbox_spec {
     gid_t host_gid;          /* host gid that sandbox gid 0 maps to (never 0) */
     const char *const *argv; /* argv[0] is a path inside the rootfs */
     const char *const *envp;
-    int control_fd;          /* becomes fd 3 inside (the control socket) */
-    int output_fd;           /* becomes fd 1 and 2 inside; -1 for /dev/null */
-    size_t tmp_size_bytes;   /* size cap of the /tmp tmpfs */
+    int control_fd;        /* becomes fd 3 inside (the control socket) */
+    int output_fd;         /* becomes fd 1 and 2 inside; -1 for /dev/null */
+    size_t tmp_size_bytes; /* size cap of the /tmp tmpfs */
 } cm_sandbox_spec;
 
 typedef struct cm_sandbox {
-    pid_t pid;  /* host pid of the sandbox's pid 1; -1 when reaped */
-    int pidfd;  /* pidfd of that process (O_CLOEXEC); -1 when reaped */
+    pid_t pid; /* host pid of the sandbox's pid 1; -1 when reaped */
+    int pidfd; /* pidfd of that process (O_CLOEXEC); -1 when reaped */
 } cm_sandbox;
 
 /* Spawns the sandboxed process and waits until it has exec'd argv[0] (or

@@ -14,12 +14,12 @@
 #include "vars.h"
 
 typedef struct cm_call_ctx {
-    const cm_vars *vars;        /* variable resolver (may be NULL: no variables) */
-    const char *manual_name;    /* manual that owns the template (for namespaced variables) */
-    const char *base_dir;       /* directory relative paths are resolved against */
-    int64_t deadline_ms;        /* absolute cm_now_ms() deadline; 0 = none */
-    const atomic_bool *cancel;  /* set when the caller gave up (chain ended); may be NULL */
-    size_t max_output_bytes;    /* cap on captured tool output */
+    const cm_vars *vars;       /* variable resolver (may be NULL: no variables) */
+    const char *manual_name;   /* manual that owns the template (for namespaced variables) */
+    const char *base_dir;      /* directory relative paths are resolved against */
+    int64_t deadline_ms;       /* absolute cm_now_ms() deadline; 0 = none */
+    const atomic_bool *cancel; /* set when the caller gave up (chain ended); may be NULL */
+    size_t max_output_bytes;   /* cap on captured tool output */
 } cm_call_ctx;
 
 /* Runs a tool.  `tmpl` is the tool's tool_call_template as registered (not
