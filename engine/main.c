@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "jobs.h"
 #include "server.h"
+#include "tools.h"
 
 static void usage(FILE *f)
 {
@@ -23,6 +24,8 @@ static void usage(FILE *f)
                "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
                "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
                "response\n"
+               "  stats [--socket PATH] [--prometheus]  print the engine's counters or metrics\n"
+               "  health [--socket PATH] [--quiet]      exit 0 when the engine is ready\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -90,16 +93,22 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
+    cm_engine_self_check(eng);
+    if (cm_metrics_http_start(eng, err) < 0)
+        return -1;
     return cm_server_listen(eng, socket_path, err);
 }
 
 static void engine_close(cm_engine *eng)
 {
+    cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);
+    cm_metrics_free(eng->metrics);
+    free(eng->sandbox_check);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -135,7 +144,12 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sigset_t mask;
     cm_server_block_signals(&mask);
-    cm_engine eng = {.listen_fd = -1, .epoll_fd = -1, .wake_fd = -1, .signal_fd = -1};
+    cm_engine eng = {.listen_fd = -1,
+                     .epoll_fd = -1,
+                     .wake_fd = -1,
+                     .signal_fd = -1,
+                     .metrics_fd = -1,
+                     .metrics = cm_metrics_new()};
     cm_error err;
     int rc = 0;
     if (engine_open(&eng, config, socket_path, &err) < 0 || cm_server_run(&eng, &err) < 0) {
@@ -157,6 +171,10 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cm_cmd_stats(argc - 1, argv + 1);
+    if (strcmp(cmd, "health") == 0)
+        return cm_cmd_health(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;
