@@ -373,13 +373,17 @@ static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err
             return cm_error_sys(err, CM_ERR_IO, "getcwd");
     }
     cm_autofree char *dir = exe_dir ? resolve_path(cwd ? cwd : "/", exe_dir) : cm_xstrdup(cwd);
-    /* <exe_dir>/rootfs, else <exe_dir>/../rootfs (build/asan/codemode uses build/rootfs) */
-    cfg->rootfs = resolve_path(dir, "rootfs");
-    if (access(cfg->rootfs, F_OK) != 0) {
-        cm_autofree char *parent = resolve_path(dir, "../rootfs");
-        if (access(parent, F_OK) == 0) {
+    /* <exe_dir>/rootfs (build tree), <exe_dir>/../rootfs (build/asan/codemode
+     * uses build/rootfs), <exe_dir>/../lib/codemode/rootfs (installed) */
+    static const char *const candidates[] = {"rootfs", "../rootfs", "../lib/codemode/rootfs"};
+    cfg->rootfs = resolve_path(dir, candidates[0]);
+    for (size_t i = 1; i < sizeof candidates / sizeof *candidates; i++) {
+        if (access(cfg->rootfs, F_OK) == 0)
+            break;
+        cm_autofree char *alt = resolve_path(dir, candidates[i]);
+        if (access(alt, F_OK) == 0) {
             free(cfg->rootfs);
-            cfg->rootfs = cm_steal_ptr(&parent);
+            cfg->rootfs = cm_steal_ptr(&alt);
         }
     }
     return 0;
