@@ -69,10 +69,17 @@ static int check_rootfs(cm_config *cfg, cm_error *err)
 
 /* Privileged engines drop supplementary groups: sandboxes inherit them
  * otherwise (setgroups is denied inside). */
-static int drop_supplementary_groups(cm_error *err)
+static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
 {
-    if (geteuid() != 0)
+    if (geteuid() != 0) {
+        cm_log("warn",
+               "running unprivileged (uid %u): sandboxes map their root to engine.sandbox_uid "
+               "%u, which needs CAP_SETUID/CAP_SETGID and mount rights; chains will fail with "
+               "sandbox_failure and codemode health reports not_ready until the engine runs "
+               "as root or under the shipped systemd unit",
+               (unsigned)geteuid(), (unsigned)cfg_uid_hint);
         return 0;
+    }
     if (setgroups(0, NULL) < 0)
         return cm_error_sys(err, CM_ERR_IO, "setgroups");
     return 0;
@@ -83,7 +90,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     cm_autofree char *dir = exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
-    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(err) < 0)
+    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
         return -1;
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)

@@ -228,3 +228,37 @@ class DeployCheck(unittest.TestCase):
             self.assertIn("mountPath must be absolute", p.stdout)
         finally:
             shutil.rmtree(d, ignore_errors=True)
+
+
+class Unprivileged(unittest.TestCase):
+    """Run as `nobody`, the engine serves but reports exactly why sandboxes fail."""
+
+    def test_degrades_with_a_clear_report(self):
+        d = tempfile.mkdtemp(prefix="codemode-unpriv-")
+        os.chmod(d, 0o777)
+        sock = os.path.join(d, "u.sock")
+        log = open(os.path.join(d, "log"), "w")
+        proc = subprocess.Popen(["runuser", "-u", "nobody", "--", BIN, "serve", "--socket", sock],
+                                stderr=log, stdout=log)
+        try:
+            deadline = time.time() + 20
+            while not os.path.exists(sock) and time.time() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            c = Client(sock)
+            h = c.request("codemode/health")["result"]
+            self.assertFalse(h["ready"])
+            self.assertRegex(h["reason"], "[ug]id_map: Operation not permitted")
+            r = c.chain("return 1")
+            self.assertEqual(r["error"]["kind"], "sandbox_failure")
+            self.assertIn("Operation not permitted", r["error"]["message"])
+            c.close()
+            with open(os.path.join(d, "log")) as f:
+                self.assertIn("running unprivileged", f.read())
+        finally:
+            subprocess.run(["pkill", "-TERM", "-f", sock])
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+            shutil.rmtree(d, ignore_errors=True)
