@@ -64,6 +64,7 @@ struct cm_engine {
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
+    struct cm_policy_store *policy; /* NULL: no engine.policy configured */
 };
 
 /* Registers every manual of the config; failures are logged, not fatal. */

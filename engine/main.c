@@ -15,6 +15,8 @@
 #include "engine.h"
 #include "jobs.h"
 #include "server.h"
+#include "session.h"
+#include "policy_cli.h"
 
 static void usage(FILE *f)
 {
@@ -23,6 +25,7 @@ static void usage(FILE *f)
                "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
                "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
                "response\n"
+               "  policy check|explain|test|bench ...   validate, explain and test policies\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -85,6 +88,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
         return cm_error_prefix(err, "variables");
+    if (cm_policy_store_open(eng->cfg.policy, eng->cfg.base_dir, &eng->policy, err) < 0)
+        return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
@@ -98,6 +103,7 @@ static void engine_close(cm_engine *eng)
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
+    cm_policy_store_free(eng->policy);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);
 }
@@ -157,6 +163,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "policy") == 0)
+        return cm_cmd_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "reload.h"
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
@@ -135,6 +136,7 @@ void cm_server_block_signals(sigset_t *mask)
     sigemptyset(mask);
     sigaddset(mask, SIGTERM);
     sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGHUP);
     pthread_sigmask(SIG_BLOCK, mask, NULL);
 }
 
@@ -409,9 +411,15 @@ int cm_server_run(cm_engine *eng, cm_error *err)
                 flush_all(eng);
             } else if (tag == TAG_SIGNAL) {
                 struct signalfd_siginfo si;
-                while (read(eng->signal_fd, &si, sizeof si) > 0)
-                    ;
-                begin_stop(eng);
+                bool stop = false;
+                while (read(eng->signal_fd, &si, sizeof si) > 0) {
+                    if (si.ssi_signo == SIGHUP)
+                        cm_policy_reload_logged(eng);
+                    else
+                        stop = true;
+                }
+                if (stop)
+                    begin_stop(eng);
             } else {
                 handle_conn_event(eng, tag, evs[i].events);
             }
