@@ -391,8 +391,9 @@ static void run_test_dir(const char *dir, results *r)
             if (!names)
                 abort();
             size_t len = strlen(dir) + strlen(e->d_name) + 2;
+            bool slash = dir[0] && dir[strlen(dir) - 1] == '/';
             names[n] = cm_xmalloc(len);
-            snprintf(names[n++], len, "%s/%s", dir, e->d_name);
+            snprintf(names[n++], len, "%s%s%s", dir, slash ? "" : "/", e->d_name);
         }
     closedir(d);
     qsort(names, n, sizeof *names, compare_names);
