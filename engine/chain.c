@@ -64,7 +64,7 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
-    cm_policy_chain *pc;       /* policy session (policies/session.h) */
+    cm_policy_chain *pc;        /* policy session (policies/session.h) */
     const cm_chain_limits *lim; /* this chain's limits: engine ∩ profile ∩ request */
 };
 
@@ -537,8 +537,7 @@ static cJSON *invalid_chain_request(const char *message);
 
 /* The chain's policy session: profile and limits (engine ∩ profile ∩
  * request; requested is the request's `limits` plus its `timeout`). */
-static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requested,
-                        cm_error *err)
+static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requested, cm_error *err)
 {
     const cm_config *cfg = &ch->eng->cfg;
     cm_chain_limits base = {
@@ -573,7 +572,8 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         return r;
     }
     pthread_mutex_init(&ch.lock, NULL);
-    ch.reader.max_frame = (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
+    ch.reader.max_frame =
+        (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
     ch.logs = cJSON_CreateArray();
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);

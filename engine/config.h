@@ -34,7 +34,7 @@ typedef struct cm_config {
     int max_tool_calls;       /* engine.max_tool_calls per chain (1000) */
     int max_inflight_calls;   /* engine.max_inflight_calls per chain (16) */
     size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
-    const cJSON *policy; /* engine.policy (borrowed; validated by policies/session.c) */
+    const cJSON *policy;          /* engine.policy (borrowed; validated by policies/session.c) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

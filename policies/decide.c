@@ -99,7 +99,8 @@ static const char *check_arg(const arg_rule *a, const cJSON *v, char *buf, size_
         snprintf(buf, size, "argument '%s' is below the minimum %g", a->name, a->min);
     else if (a->has_max && (!cJSON_IsNumber(v) || v->valuedouble > a->max))
         snprintf(buf, size, "argument '%s' is above the maximum %g", a->name, a->max);
-    else if (a->max_length >= 0 && cJSON_IsString(v) && (long)strlen(v->valuestring) > a->max_length)
+    else if (a->max_length >= 0 && cJSON_IsString(v) &&
+             (long)strlen(v->valuestring) > a->max_length)
         snprintf(buf, size, "argument '%s' is longer than %ld bytes", a->name, a->max_length);
     else if (a->max_length >= 0 && cJSON_IsArray(v) && cJSON_GetArraySize(v) > a->max_length)
         snprintf(buf, size, "argument '%s' has more than %ld items", a->name, a->max_length);
@@ -146,8 +147,7 @@ static void decide_by_rule(const cm_policy *p, tool_rule *r, size_t index, cm_po
     char why[512];
     d->audit_args = r->audit_args;
     if (!r->allow) {
-        set_decision(d, false, r->name, "rule '%s' (match %s) denies this tool", r->name,
-                     r->match);
+        set_decision(d, false, r->name, "rule '%s' (match %s) denies this tool", r->name, r->match);
     } else if (check_args(r, args, why, sizeof why)) {
         set_decision(d, false, r->name, "%s", why);
     } else if (r->max_calls && calls && index < calls->nrules &&
@@ -178,8 +178,8 @@ void cm_policy_decide(const cm_policy *p, const cm_policy_profile *prof, cm_poli
         decide_by_rule(p, r, i, calls, args, d, trace);
         return;
     }
-    set_decision(d, false, "default", "no rule of profile '%s' matches tool '%.200s' (default deny)",
-                 prof->name, tool);
+    set_decision(d, false, "default",
+                 "no rule of profile '%s' matches tool '%.200s' (default deny)", prof->name, tool);
     trace_add(trace, "no rule matched: default deny");
 }
 

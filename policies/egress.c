@@ -57,10 +57,10 @@ static bool prefix_match(const unsigned char *a, const unsigned char *net, int p
 }
 
 /* Non-public ranges (RFC 6890 special-purpose, the ones that reach inside). */
-static const char *const PRIVATE_V4[] = {"0.0.0.0/8",      "10.0.0.0/8",     "100.64.0.0/10",
-                                         "127.0.0.0/8",    "169.254.0.0/16", "172.16.0.0/12",
-                                         "192.0.0.0/24",   "192.168.0.0/16", "198.18.0.0/15",
-                                         "224.0.0.0/4",    "240.0.0.0/4"};
+static const char *const PRIVATE_V4[] = {"0.0.0.0/8",    "10.0.0.0/8",     "100.64.0.0/10",
+                                         "127.0.0.0/8",  "169.254.0.0/16", "172.16.0.0/12",
+                                         "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15",
+                                         "224.0.0.0/4",  "240.0.0.0/4"};
 static const char *const PRIVATE_V6[] = {"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8"};
 
 static bool in_ranges(int family, const unsigned char *addr, const char *const *ranges, size_t n)
@@ -178,8 +178,8 @@ static int split_url(const char *url, url_parts *u, cm_error *err)
         rc = curl_url_get(h, CURLUPART_PORT, &u->port, CURLU_DEFAULT_PORT);
     curl_url_cleanup(h);
     if (rc != CURLUE_OK)
-        return cm_error_set(err, CM_ERR_POLICY_DENIED, "egress: cannot parse URL '%.200s': %s",
-                            url, curl_url_strerror(rc));
+        return cm_error_set(err, CM_ERR_POLICY_DENIED, "egress: cannot parse URL '%.200s': %s", url,
+                            curl_url_strerror(rc));
     /* IPv6 literals come back as "[::1]" */
     size_t n = strlen(u->host);
     if (n > 2 && u->host[0] == '[' && u->host[n - 1] == ']') {
@@ -198,21 +198,19 @@ static int check_parts(const cm_policy_profile *prof, const url_parts *u, cm_err
     long default_port = strcasecmp(u->scheme, "https") ? 80 : 443;
     egress_rule ip = {0};
     bool literal = cm_egress_parse_ip(u->host, &ip) == 0;
-    if (literal && cm_egress_is_private(ip.family, ip.net) &&
-        !listed_ip(prof, ip.family, ip.net))
+    if (literal && cm_egress_is_private(ip.family, ip.net) && !listed_ip(prof, ip.family, ip.net))
         return cm_error_set(err, CM_ERR_POLICY_DENIED,
                             "egress: %s is a private or link-local address not listed in profile "
                             "'%s' http rules",
                             u->host, prof->name);
     for (size_t i = 0; i < prof->negress; i++) {
         const egress_rule *r = &prof->egress[i];
-        if (host_matches(r, u->host) && scheme_ok(r, u->scheme) &&
-            port_ok(r, port, default_port))
+        if (host_matches(r, u->host) && scheme_ok(r, u->scheme) && port_ok(r, port, default_port))
             return 0;
     }
     return cm_error_set(err, CM_ERR_POLICY_DENIED,
-                        "egress: %s://%s:%ld is not allowed by profile '%s' http rules",
-                        u->scheme, u->host, port, prof->name);
+                        "egress: %s://%s:%ld is not allowed by profile '%s' http rules", u->scheme,
+                        u->host, port, prof->name);
 }
 
 int cm_policy_check_egress(const cm_policy_profile *prof, const char *url, cm_error *err)

@@ -649,8 +649,7 @@ static int syntax_error(const char *name, cm_error *err)
     return cm_error_set(err, CM_ERR_CONFIG, "%s:%s", name, rest);
 }
 
-int cm_policy_parse(const char *text, size_t len, const char *name, cm_policy **out,
-                    cm_error *err)
+int cm_policy_parse(const char *text, size_t len, const char *name, cm_policy **out, cm_error *err)
 {
     cm_autojson cJSON *root = NULL;
     if (cm_yaml_to_json(text, len, &root, err) < 0)

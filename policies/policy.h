@@ -48,8 +48,7 @@ typedef struct cm_decision {
  * "FILE:LINE:COL: message" for syntax and schema errors alike. */
 int cm_policy_load(const char *path, cm_policy **out, cm_error *err);
 /* Same from text; `name` is used in messages. */
-int cm_policy_parse(const char *text, size_t len, const char *name, cm_policy **out,
-                    cm_error *err);
+int cm_policy_parse(const char *text, size_t len, const char *name, cm_policy **out, cm_error *err);
 void cm_policy_ref(cm_policy *p);
 void cm_policy_unref(cm_policy *p);
 const char *cm_policy_path(const cm_policy *p);

@@ -216,8 +216,11 @@ static void xml_escaped(cm_buf *b, const char *s)
 {
     cm_error err;
     for (; *s; s++) {
-        const char *rep = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;"
-                        : *s == '"' ? "&quot;" : NULL;
+        const char *rep = *s == '<'   ? "&lt;"
+                          : *s == '>' ? "&gt;"
+                          : *s == '&' ? "&amp;"
+                          : *s == '"' ? "&quot;"
+                                      : NULL;
         if (rep)
             cm_buf_append(b, rep, strlen(rep), &err);
         else
@@ -288,8 +291,7 @@ static const char *run_case(const char *policy_path, const char *profile_name, c
         snprintf(got->rule, sizeof got->rule, "http");
         snprintf(got->reason, sizeof got->reason, "%.500s", got->allow ? "allowed" : err.message);
     } else if (manual) {
-        cm_policy_check_variables(p, manual, cJSON_GetObjectItemCaseSensitive(c, "variables"),
-                                  got);
+        cm_policy_check_variables(p, manual, cJSON_GetObjectItemCaseSensitive(c, "variables"), got);
     } else {
         why = "a case needs tool (with args), url, or manual (with variables)";
     }

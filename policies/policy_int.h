@@ -95,7 +95,7 @@ bool cm_egress_is_private(int family, const unsigned char *addr);
 
 /* yamlpos.c: line/column (1-based) of the node at a path of mapping keys
  * (seg non-NULL) and sequence indexes (seg NULL, idx used).  0 when found. */
-int cm_yaml_locate(const char *text, size_t len, const char *const *segs, const int *idx,
-                   int depth, size_t *line, size_t *col);
+int cm_yaml_locate(const char *text, size_t len, const char *const *segs, const int *idx, int depth,
+                   size_t *line, size_t *col);
 
 #endif

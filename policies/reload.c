@@ -11,8 +11,7 @@ void cm_policy_reload_logged(cm_engine *eng)
 {
     cm_error err;
     if (cm_policy_store_reload(eng->policy, &err) < 0)
-        cm_log("error", "policy reload rejected, previous policy stays in force: %s",
-               err.message);
+        cm_log("error", "policy reload rejected, previous policy stays in force: %s", err.message);
     else
         cm_log("info", "policy reloaded");
 }
@@ -21,8 +20,7 @@ void cm_policy_handle_reload(cm_engine *eng, cm_conn *conn, const cJSON *id)
 {
     cm_error err;
     if (cm_policy_store_reload(eng->policy, &err) < 0) {
-        cm_log("error", "policy reload rejected, previous policy stays in force: %s",
-               err.message);
+        cm_log("error", "policy reload rejected, previous policy stays in force: %s", err.message);
         if (id)
             cm_conn_send(conn, cm_rpc_error(id, -32002, err.message));
         return;

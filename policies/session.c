@@ -68,8 +68,8 @@ static int id_field(const cJSON *c, const char *key, long *out, size_t i, cm_err
         return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 4294967294.0 ||
         v->valuedouble != (double)(long)v->valuedouble)
-        return cm_error_set(err, CM_ERR_CONFIG, "engine.policy.callers[%zu].%s: must be an id",
-                            i, key);
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.policy.callers[%zu].%s: must be an id", i,
+                            key);
     *out = (long)v->valuedouble;
     return 0;
 }
@@ -81,8 +81,8 @@ static int load_caller(const cJSON *c, size_t i, caller *out, cm_error *err)
                             "engine.policy.callers[%zu]: must be {uid|gid, profile}", i);
     for (const cJSON *k = c->child; k; k = k->next)
         if (strcmp(k->string, "uid") && strcmp(k->string, "gid") && strcmp(k->string, "profile"))
-            return cm_error_set(err, CM_ERR_CONFIG,
-                                "engine.policy.callers[%zu]: unknown key '%s'", i, k->string);
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.policy.callers[%zu]: unknown key '%s'",
+                                i, k->string);
     const char *profile = cm_json_str(c, "profile");
     if (!profile)
         return cm_error_set(err, CM_ERR_CONFIG,
@@ -90,8 +90,7 @@ static int load_caller(const cJSON *c, size_t i, caller *out, cm_error *err)
     if (id_field(c, "uid", &out->uid, i, err) < 0 || id_field(c, "gid", &out->gid, i, err) < 0)
         return -1;
     if (out->uid < 0 && out->gid < 0)
-        return cm_error_set(err, CM_ERR_CONFIG, "engine.policy.callers[%zu]: needs uid or gid",
-                            i);
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.policy.callers[%zu]: needs uid or gid", i);
     out->profile = cm_xstrdup(profile);
     return 0;
 }
@@ -308,9 +307,8 @@ static void free_session(cm_policy_chain *pc)
     free(pc);
 }
 
-int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer,
-                          const cm_chain_limits *base, const cJSON *request_limits,
-                          cm_policy_chain **out, cm_error *err)
+int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_chain_limits *base,
+                          const cJSON *request_limits, cm_policy_chain **out, cm_error *err)
 {
     cm_policy_chain *pc = cm_xcalloc(1, sizeof *pc);
     pthread_mutex_init(&pc->lock, NULL);
@@ -324,8 +322,8 @@ int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer,
         free_session(pc);
         return -1;
     }
-    if (cm_policy_resolve_limits(pc->profile, base, request_limits, &pc->limits, pc->clamped,
-                                 err) < 0) {
+    if (cm_policy_resolve_limits(pc->profile, base, request_limits, &pc->limits, pc->clamped, err) <
+        0) {
         free_session(pc);
         return -1;
     }

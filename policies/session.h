@@ -32,9 +32,8 @@ int cm_policy_store_peer_profile(cm_policy_store *s, const struct ucred *peer, c
  * the engine's limits; request: call_tool_chain's `limits` object plus its
  * `timeout` as timeout_s, either may be NULL).  Writes the chain_start audit
  * line.  s may be NULL. */
-int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer,
-                          const cm_chain_limits *base, const cJSON *request_limits,
-                          cm_policy_chain **out, cm_error *err);
+int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_chain_limits *base,
+                          const cJSON *request_limits, cm_policy_chain **out, cm_error *err);
 /* The limits the chain must apply, adjustable by the chain (isolation reads memory_mb, cpu_quota,
  * cpu_shares, pids from here; 0 = no policy value). */
 cm_chain_limits *cm_policy_chain_limits(cm_policy_chain *pc);
@@ -48,8 +47,8 @@ int cm_policy_chain_authorize(cm_policy_chain *pc, const char *tool, const char 
                               const cJSON *tmpl, const cJSON *args, cm_decision *d, cm_error *err);
 /* The audit line of an allowed call, written once the provider returned. */
 void cm_policy_chain_audit_call(cm_policy_chain *pc, const char *tool, const cJSON *args,
-                                const cm_decision *d, int64_t call_us,
-                                size_t bytes_in, size_t bytes_out, const cm_error *call_err);
+                                const cm_decision *d, int64_t call_us, size_t bytes_in,
+                                size_t bytes_out, const cm_error *call_err);
 /* Adds stats.policy_denials, stats.profile, stats.limits and stats.clamped
  * to the chain response, writes the chain_end audit line, frees pc. */
 void cm_policy_chain_end(cm_policy_chain *pc, cJSON *response);

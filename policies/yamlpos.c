@@ -40,8 +40,8 @@ static void walk(yaml_document_t *doc, const char *const *segs, const int *idx, 
     yaml_mark_t mark = n->start_mark;
     for (int i = 0; i < depth && n; i++) {
         yaml_node_t *key = NULL;
-        yaml_node_t *next = segs[i] ? child_by_key(doc, n, segs[i], &key)
-                                    : child_by_index(doc, n, idx[i]);
+        yaml_node_t *next =
+            segs[i] ? child_by_key(doc, n, segs[i], &key) : child_by_index(doc, n, idx[i]);
         if (!next)
             break;
         mark = (segs[i] && i == depth - 1) ? key->start_mark : next->start_mark;
@@ -51,8 +51,8 @@ static void walk(yaml_document_t *doc, const char *const *segs, const int *idx, 
     *col = mark.column + 1;
 }
 
-int cm_yaml_locate(const char *text, size_t len, const char *const *segs, const int *idx,
-                   int depth, size_t *line, size_t *col)
+int cm_yaml_locate(const char *text, size_t len, const char *const *segs, const int *idx, int depth,
+                   size_t *line, size_t *col)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
