@@ -60,8 +60,9 @@ $(ROOTFS)/.stamp: $(ROOTFS_INPUTS)
 run: deps all rootfs
 	@scripts/demo.sh
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) build/codemode
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	build/codemode policy test tests/policy/
 	$(PYTHON) -m unittest discover -s tests/unit -p 'test_*.py' -t .
 
 # The integration suite runs twice: normal build, then ASan+UBSan build.

@@ -19,6 +19,7 @@
 #include "frame.h"
 #include "provider.h"
 #include "sandbox.h"
+#include "session.h"
 #include "tools.h"
 
 #define DIAG_MAX 65536
@@ -64,6 +65,8 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
+    cm_policy_chain *pc;        /* policy session (policies/session.h) */
+    const cm_chain_limits *lim; /* this chain's limits: engine ∩ profile ∩ request */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -139,7 +142,17 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
     };
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
-    if (cm_provider_call(tmpl, tc->args, &ctx, value, err) < 0)
+    const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
+    cm_decision d;
+    if (cm_policy_chain_authorize(ch->pc, qualified, manual, tmpl, tc->args, &d, err) < 0)
+        return -1;
+    int64_t t0 = cm_now_us();
+    int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
+    cm_autofree char *in = cm_json_print(tc->args);
+    cm_autofree char *out = rc == 0 && *value ? cm_json_print(*value) : NULL;
+    cm_policy_chain_audit_call(ch->pc, qualified, tc->args, &d, cm_now_us() - t0, strlen(in),
+                               out ? strlen(out) : 0, rc < 0 ? err : NULL);
+    if (rc < 0)
         return cm_error_prefix(err, "%s", tc->tool);
     return 0;
 }
@@ -192,10 +205,9 @@ static void start_call(chain *ch, const cJSON *msg)
         return;
     }
     atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
-    if (++ch->ncalls > ch->eng->cfg.max_tool_calls) {
+    if (++ch->ncalls > ch->lim->max_tool_calls) {
         refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "tool call budget of %d calls per chain exhausted",
-                    ch->eng->cfg.max_tool_calls);
+                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
         return;
     }
     pthread_mutex_lock(&ch->lock);
@@ -252,9 +264,9 @@ static void take_log(chain *ch, const cJSON *msg)
         return;
     }
     size_t len = strlen(line) + 1;
-    if (ch->log_bytes + len > ch->eng->cfg.max_output_bytes) {
-        set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "printed output exceeded %zu bytes; chain stopped",
-                   ch->eng->cfg.max_output_bytes);
+    if (ch->log_bytes + len > (size_t)ch->lim->max_output_bytes) {
+        set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "printed output exceeded %ld bytes; chain stopped",
+                   ch->lim->max_output_bytes);
         return;
     }
     ch->log_bytes += len;
@@ -275,9 +287,9 @@ static void take_done(chain *ch, const cJSON *msg)
     if (cJSON_IsTrue(ok)) {
         const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         cm_autofree char *text = result ? cm_json_print(result) : NULL;
-        if (text && strlen(text) > ch->eng->cfg.max_result_bytes) {
-            set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %zu",
-                       strlen(text), ch->eng->cfg.max_result_bytes);
+        if (text && strlen(text) > (size_t)ch->lim->max_result_bytes) {
+            set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %ld",
+                       strlen(text), ch->lim->max_result_bytes);
             return;
         }
         ch->result = result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull();
@@ -489,6 +501,9 @@ static void send_run(chain *ch, const char *code)
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
     cJSON_AddItemToObject(f, "tools", cm_registry_chain_tools(ch->eng->registry));
+    const cJSON *imports = cm_policy_chain_imports(ch->pc);
+    if (imports)
+        cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
     queue_to_sandbox(ch, f);
     write_control(ch);
 }
@@ -528,16 +543,53 @@ static void chain_close(chain *ch)
     cJSON_Delete(ch->error);
 }
 
-cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
+static cJSON *invalid_chain_request(const char *message);
+
+/* The chain's policy session: profile and limits (engine ∩ profile ∩
+ * request; requested is the request's `limits` plus its `timeout`). */
+static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requested, cm_error *err)
+{
+    const cm_config *cfg = &ch->eng->cfg;
+    cm_chain_limits base = {
+        .timeout_s = cfg->max_timeout_s,
+        .max_tool_calls = cfg->max_tool_calls,
+        .max_output_bytes = (long)cfg->max_output_bytes,
+        .max_result_bytes = (long)cfg->max_result_bytes,
+    };
+    /* conn NULL: the engine's own start-up self check, which runs under the
+     * engine's limits and no caller profile */
+    const struct ucred *peer = ch->conn ? &ch->conn->peer : NULL;
+    struct cm_policy_store *store = ch->conn ? ch->eng->policy : NULL;
+    if (cm_policy_chain_begin(store, peer, &base, requested, &ch->pc, err) < 0)
+        return -1;
+    cm_chain_limits *lim = cm_policy_chain_limits(ch->pc);
+    if (!timeout_requested && ch->timeout_s < lim->timeout_s)
+        lim->timeout_s = ch->timeout_s;
+    ch->timeout_s = lim->timeout_s;
+    ch->lim = lim;
+    return 0;
+}
+
+static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                        const cJSON *requested, bool timeout_requested)
 {
     chain ch = {.eng = eng, .conn = conn, .ctl_fd = -1, .out_fd = -1, .wake_fd = -1};
+    ch.timeout_s = timeout_s;
+    cm_error err;
+    if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
+        cJSON *r = invalid_chain_request(err.message);
+        cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+        cJSON_ReplaceItemInObjectCaseSensitive(e, "kind",
+                                               cJSON_CreateString(cm_errkind_name(err.kind)));
+        atomic_fetch_add(&eng->stats.chains_failed, 1);
+        return r;
+    }
     pthread_mutex_init(&ch.lock, NULL);
-    ch.reader.max_frame = eng->cfg.max_result_bytes + eng->cfg.max_output_bytes + 65536;
+    ch.reader.max_frame =
+        (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
     ch.logs = cJSON_CreateArray();
     ch.start_us = cm_now_us();
-    ch.timeout_s = timeout_s;
-    ch.deadline_ms = ch.start_us / 1000 + (int64_t)(timeout_s * 1000.0);
-    cm_error err;
+    ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
     struct rusage ru = {0};
     bool have_ru = false;
     if (start_sandbox(&ch, &err) < 0) {
@@ -564,8 +616,14 @@ cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double time
         cJSON_GetObjectItemCaseSensitive(response, "error"), "kind");
     cm_metrics_chain_done(eng->metrics, cJSON_IsString(kind) ? kind->valuestring : "ok",
                           (double)(cm_now_us() - ch.start_us) / 1000.0);
+    cm_policy_chain_end(ch.pc, response);
     chain_close(&ch);
     return response;
+}
+
+cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
+{
+    return chain_run(eng, conn, code, timeout_s, NULL, false);
 }
 
 static cJSON *invalid_chain_request(const char *message)
@@ -614,7 +672,20 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
         cm_log("info", "%s", msg);
         t = eng->cfg.max_timeout_s;
     }
-    cJSON *response = cm_chain_run(eng, conn, code, t);
+    const cJSON *limits = cJSON_GetObjectItemCaseSensitive(args, "limits");
+    cm_autojson cJSON *requested =
+        cJSON_IsObject(limits) ? cJSON_Duplicate(limits, 1) : cJSON_CreateObject();
+    if (limits && !cJSON_IsObject(limits) && !cJSON_IsNull(limits)) {
+        cm_rpc_reply(conn, id,
+                     cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
+                                                          "object"),
+                                    true));
+        return;
+    }
+    bool timeout_requested = timeout && !cJSON_IsNull(timeout);
+    if (timeout_requested && !cJSON_GetObjectItemCaseSensitive(requested, "timeout_s"))
+        cJSON_AddNumberToObject(requested, "timeout_s", timeout->valuedouble);
+    cJSON *response = chain_run(eng, conn, code, t, requested, timeout_requested);
     bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
     cm_rpc_reply(conn, id, cm_tool_result(response, failed));
 }

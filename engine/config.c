@@ -153,6 +153,10 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
             cfg->metrics_file = resolve_path(cfg->base_dir, item->valuestring);
             continue;
         }
+        if (!strcmp(item->string, "policy")) {
+            cfg->policy = item;
+            continue;
+        }
         const engine_key *k = find_engine_key(item->string);
         if (!k)
             return cm_error_set(err, CM_ERR_CONFIG, "engine: unknown key '%s'", item->string);

@@ -36,6 +36,7 @@ typedef struct cm_config {
     size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
     char *metrics_file;           /* engine.metrics_file: Prometheus text, rewritten every 5 s */
     int metrics_port;             /* engine.metrics_port: serve /metrics on 127.0.0.1 (0 = off) */
+    const cJSON *policy;          /* engine.policy (borrowed; validated by policies/session.c) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

@@ -73,6 +73,7 @@ struct cm_engine {
     pthread_t metrics_thread;
     bool socket_activated; /* listening fd came from systemd: do not unlink it */
     int64_t metrics_written_ms;
+    struct cm_policy_store *policy; /* NULL: no engine.policy configured */
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

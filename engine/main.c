@@ -16,6 +16,8 @@
 #include "jobs.h"
 #include "server.h"
 #include "tools.h"
+#include "session.h"
+#include "policy_cli.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +28,7 @@ static void usage(FILE *f)
                "response\n"
                "  stats [--socket PATH] [--prometheus]  print the engine's counters or metrics\n"
                "  health [--socket PATH] [--quiet]      exit 0 when the engine is ready\n"
+               "  policy check|explain|test|bench ...   validate, explain and test policies\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -95,6 +98,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
         return cm_error_prefix(err, "variables");
+    if (cm_policy_store_open(eng->cfg.policy, eng->cfg.base_dir, &eng->policy, err) < 0)
+        return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
@@ -112,6 +117,7 @@ static void engine_close(cm_engine *eng)
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
+    cm_policy_store_free(eng->policy);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);
     cm_metrics_free(eng->metrics);
@@ -182,6 +188,8 @@ int main(int argc, char **argv)
         return cm_cmd_stats(argc - 1, argv + 1);
     if (strcmp(cmd, "health") == 0)
         return cm_cmd_health(argc - 1, argv + 1);
+    if (strcmp(cmd, "policy") == 0)
+        return cm_cmd_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

@@ -7,6 +7,8 @@
 
 #include "jobs.h"
 #include "server.h"
+#include "reload.h"
+#include "session.h"
 #include "tools.h"
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
@@ -133,6 +135,8 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
         cm_rpc_reply(conn, id, cm_engine_health_json(eng));
     } else if (strcmp(method, "codemode/metrics") == 0) {
         cm_rpc_reply(conn, id, metrics_result(eng));
+    } else if (strcmp(method, "codemode/reload") == 0) {
+        cm_policy_handle_reload(eng, conn, id);
     } else if (id) {
         char msg[300];
         snprintf(msg, sizeof msg, "method not found: %.200s", method);
@@ -186,6 +190,14 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
         strcmp(method, "codemode/health") != 0) {
         if (id)
             cm_conn_send(conn, cm_rpc_error(id, -32000, "engine is shutting down"));
+        return;
+    }
+    char profile[256];
+    cm_error err;
+    if (strcmp(method, "ping") != 0 &&
+        cm_policy_store_peer_profile(eng->policy, &conn->peer, profile, sizeof profile, &err) < 0) {
+        if (id)
+            cm_conn_send(conn, cm_rpc_error(id, -32001, err.message));
         return;
     }
     dispatch(eng, conn, method, id, params);

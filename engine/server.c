@@ -21,6 +21,7 @@
 
 #include "jobs.h"
 #include "tools.h"
+#include "reload.h"
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
@@ -123,18 +124,21 @@ static int adopt_systemd_socket(cm_engine *eng, cm_error *err)
     return 1;
 }
 
+/* Binds and listens on a temporary name beside `path`, then renames it into
+ * place: a client that sees the path can always connect. */
 int cm_server_listen(cm_engine *eng, const char *path, cm_error *err)
 {
     int adopted = adopt_systemd_socket(eng, err);
     if (adopted != 0)
         return adopted < 0 ? -1 : 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sa.sun_path)
+    int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s.%d.tmp", path, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof sa.sun_path)
         return cm_error_set(err, CM_ERR_CONFIG, "socket path too long (max %zu): %s",
-                            sizeof sa.sun_path - 1, path);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
+                            sizeof sa.sun_path - 16, path);
     if (remove_stale_socket(path, err) < 0)
         return -1;
+    unlink(sa.sun_path);
     cm_autofd int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return cm_error_sys(err, CM_ERR_IO, "socket");
@@ -143,9 +147,9 @@ int cm_server_listen(cm_engine *eng, const char *path, cm_error *err)
     umask(old);
     if (rc < 0)
         return cm_error_sys(err, CM_ERR_IO, "cannot bind %s", path);
-    if (chmod(path, 0660) < 0 || listen(fd, 512) < 0) {
+    if (chmod(sa.sun_path, 0660) < 0 || listen(fd, 512) < 0 || rename(sa.sun_path, path) < 0) {
         cm_error_sys(err, CM_ERR_IO, "cannot listen on %s", path);
-        unlink(path);
+        unlink(sa.sun_path);
         return -1;
     }
     eng->socket_path = cm_xstrdup(path);
@@ -166,6 +170,7 @@ void cm_server_block_signals(sigset_t *mask)
     sigemptyset(mask);
     sigaddset(mask, SIGTERM);
     sigaddset(mask, SIGINT);
+    sigaddset(mask, SIGHUP);
     pthread_sigmask(SIG_BLOCK, mask, NULL);
 }
 
@@ -440,9 +445,15 @@ int cm_server_run(cm_engine *eng, cm_error *err)
                 flush_all(eng);
             } else if (tag == TAG_SIGNAL) {
                 struct signalfd_siginfo si;
-                while (read(eng->signal_fd, &si, sizeof si) > 0)
-                    ;
-                begin_stop(eng);
+                bool stop = false;
+                while (read(eng->signal_fd, &si, sizeof si) > 0) {
+                    if (si.ssi_signo == SIGHUP)
+                        cm_policy_reload_logged(eng);
+                    else
+                        stop = true;
+                }
+                if (stop)
+                    begin_stop(eng);
             } else {
                 handle_conn_event(eng, tag, evs[i].events);
             }

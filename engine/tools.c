@@ -177,7 +177,10 @@ static const cm_tool_def tool_defs[] = {
      "await and return work. Every registered tool is callable as manual.tool(**kwargs). "
      "Returns {result, logs, error, stats}.",
      OBJ("\"code\":{\"type\":\"string\",\"description\":\"Python code (async function body)\"},"
-         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"}",
+         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"},"
+         "\"limits\":{\"type\":\"object\",\"description\":\"lower limits for this chain "
+         "(timeout_s, memory_mb, cpu, pids, max_tool_calls, max_output_bytes, "
+         "max_result_bytes); values above the caller's policy are clamped\"}",
          "\"code\""),
      true, false, cm_tool_call_tool_chain},
     {"register_manual", "Register a UTCP manual (its tools become callable in chains).",

@@ -709,7 +709,12 @@ static int status_error(int status, const char *excerpt, cm_error *err)
 static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx, cm_buf *output,
                    cm_error *err)
 {
-    char dir[] = "/tmp/codemode-cli.XXXXXX";
+    /* $TMPDIR when set (the service unit's PrivateTmp, tests), else /tmp */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || tmp[0] != '/' || strlen(tmp) > 200)
+        tmp = "/tmp";
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/codemode-cli.XXXXXX", tmp);
     cm_autojson cJSON *names = cJSON_CreateObject();
     cm_buf script = {0};
     char **envp = NULL;

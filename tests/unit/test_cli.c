@@ -94,7 +94,9 @@ static size_t count_cli_tmpdirs(void)
 {
     glob_t g;
     size_t n = 0;
-    if (glob("/tmp/codemode-cli.*", GLOB_NOSORT, NULL, &g) == 0)
+    char pattern[4200];
+    snprintf(pattern, sizeof pattern, "%s/codemode-cli.*", getenv("TMPDIR"));
+    if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0)
         n = g.gl_pathc;
     globfree(&g);
     return n;
@@ -627,6 +629,10 @@ static int teardown(void **state)
 
 int main(void)
 {
+    /* a private TMPDIR, so the temp-dir leak check ignores other processes */
+    static char tmpdir[] = "/tmp/test_cli.XXXXXX";
+    if (!mkdtemp(tmpdir) || setenv("TMPDIR", tmpdir, 1) != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_command),
         cmocka_unit_test(test_cd_carries_over),
@@ -649,5 +655,7 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_cli_discovery),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests(tests, setup, teardown);
+    rmdir(tmpdir);
+    return failed;
 }
