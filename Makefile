@@ -24,12 +24,14 @@ PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
 ROOTFS_FULL := build/rootfs-full
 ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON) build/rootfs-key.txt
-# The host CPython's package versions are an input of the rootfs too.
+# The host CPython's package versions are an input of the rootfs too: the key
+# file is rewritten (when make reads this file) only when they change.
 ROOTFS_KEY := $(shell dpkg-query -W -f='$${Package}=$${Version} ' python3.11-minimal libpython3.11-stdlib 2>/dev/null)
+$(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt || echo '$(ROOTFS_KEY)' > build/rootfs-key.txt))
 # `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
-.PHONY: all deps rootfs run test unit integration asan format clean bench FORCE
+.PHONY: all deps rootfs run test unit integration asan format clean bench
 all: build/codemode $(SHARE_FILES)
 
 deps:
@@ -55,13 +57,9 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # The rootfs is rebuilt only when one of its inputs changes: builder, runner,
-# interpreter, host python package versions (build/rootfs-key.txt, rewritten
-# only when they change), profile (one stamp per profile).  build/rootfs holds
+# interpreter, host python package versions (build/rootfs-key.txt), profile (one stamp per profile).  build/rootfs holds
 # the minimal profile (the engine's default), build/rootfs-full the full one.
 rootfs: build/rootfs.stamp build/rootfs-full.stamp
-build/rootfs-key.txt: FORCE
-	@mkdir -p build
-	@echo '$(ROOTFS_KEY)' | cmp -s - $@ || echo '$(ROOTFS_KEY)' > $@
 build/rootfs.stamp: $(ROOTFS_INPUTS)
 	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS) --profile minimal
 	@touch $@

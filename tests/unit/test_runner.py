@@ -242,7 +242,8 @@ class RunnerBasics(unittest.TestCase):
         for name in ("exec", "eval", "compile", "open", "input", "breakpoint"):
             done, _, _, _ = run_chain("return %s('1')" % name)
             self.assertEqual(done["error"]["kind"], "exception", name)
-            self.assertIn("NameError", done["error"]["message"], name)
+            self.assertIn("RuntimeError: %s() is not available in a chain" % name,
+                          done["error"]["message"], name)
 
 
 class RunnerTools(unittest.TestCase):
