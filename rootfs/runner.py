@@ -1051,19 +1051,24 @@ def _kill_chain_process():
         _CHILD_PID = None
 
 
+def _socketpair_fds():
+    """A connected AF_UNIX stream pair as plain fds (no socket objects left behind)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
 def _run(fd):
     """The bridge: fork the chain process, report ready, relay one run."""
     global _CHILD_PID
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    parent_fd, child_fd = _socketpair_fds()
     pid = os.fork()
     if pid == 0:                 # the chain process: drop every way to the engine
         os.close(fd)
-        parent_end.close()
-        cfd = child_end.detach()
-        return _run_chain(cfd)
+        os.close(parent_fd)
+        return _run_chain(child_fd)
     _CHILD_PID = pid
-    child_end.close()
-    engine, link = _Channel(fd), _ChainLink(parent_end.detach())
+    os.close(child_fd)
+    engine, link = _Channel(fd), _ChainLink(parent_fd)
     engine.send({"t": "ready"})
     run = engine.recv()
     _parse_run(run)              # exits 3 on a bad run frame

@@ -39,6 +39,7 @@ class Engine:
             argv, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LANG": "C.UTF-8"},
             close_fds=False, preexec_fn=_dup_to_3(child.fileno()))
+        self.runner_socket_ino = os.fstat(child.fileno()).st_ino  # the runner's fd 3
         child.close()
         self.buf = b""
 
