@@ -72,8 +72,12 @@ build/share/codemode/%: rootfs/%
 	cp $< $@
 
 # Numbers (rootfs sizes, ready times, ...): bench/run.sh runs every bench/*.sh section.
-bench: all rootfs
+bench: all rootfs build/bench/ready
 	@bench/run.sh
+
+build/bench/%: bench/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
 run: deps all rootfs
 	@scripts/demo.sh
