@@ -1078,6 +1078,7 @@ def _run(fd):
     return _Bridge(engine, link, run).serve()
 
 
+# --------------------------------------------------------------------------- main
 def main(fd=3):
     try:
         code = _run(fd)

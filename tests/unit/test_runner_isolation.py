@@ -183,6 +183,15 @@ class RunnerInMinimalRootfs(unittest.TestCase):
             done, _, _, _ = run_chain("import %s" % mod, allowed="all", argv=self.ARGV)
             self.assertIn("ModuleNotFoundError", done["error"]["message"])
 
+    def test_isolated_interpreter(self):
+        code = ("import sys, os\n"
+                "return [sys.path, dict(os.environ), sys.flags.isolated, sys.flags.no_site,\n"
+                "        sys.flags.ignore_environment, sys.dont_write_bytecode]")
+        done, _, _, _ = run_chain(code, allowed="all", argv=self.ARGV)
+        self.assertEqual(done["result"], [
+            ["/usr/lib/python311.zip", "/usr/lib/python3.11", "/usr/lib/python3.11/lib-dynload"],
+            {"LANG": "C.UTF-8"}, 1, 1, 1, True])
+
     def test_bridge_unreachable_in_rootfs(self):
         code = ("import gc, os\n"
                 "names = {type(o).__name__ for o in gc.get_objects()}\n"
