@@ -31,7 +31,9 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 # `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
-.PHONY: all deps rootfs run test unit integration asan format clean bench
+.PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
+	deploy-check bench
+export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
 deps:
@@ -57,8 +59,9 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 # The rootfs is rebuilt only when one of its inputs changes: builder, runner,
-# interpreter, host python package versions (build/rootfs-key.txt), profile (one stamp per profile).  build/rootfs holds
-# the minimal profile (the engine's default), build/rootfs-full the full one.
+# interpreter, host python package versions (build/rootfs-key.txt), profile
+# (one stamp per profile).  build/rootfs holds the minimal profile (the
+# engine's default), build/rootfs-full the full one.
 rootfs: build/rootfs.stamp build/rootfs-full.stamp
 build/rootfs.stamp: $(ROOTFS_INPUTS)
 	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS) --profile minimal
@@ -93,9 +96,42 @@ integration: all asan rootfs
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
 test: deps
-	@$(MAKE) --no-print-directory all asan rootfs $(UNIT_BINS)
+	@$(MAKE) --no-print-directory all asan rootfs man $(UNIT_BINS)
+	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+
+# ---- install, packages, man page, deployment checks --------------------------
+VERSION    := $(shell sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p' engine/engine.h)
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib/codemode
+MANDIR     ?= $(PREFIX)/share/man/man1
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+PYDIR      ?= $(PREFIX)/lib/python3/dist-packages
+SYSCONFDIR ?= /etc
+CONF_FILES := codemode.yaml demo-manual.json demo.env
+
+man: build/codemode.1
+build/codemode.1: docs/codemode.1.scd
+	@mkdir -p build
+	scdoc < $< > $@
+
+build/systemd/%: deploy/systemd/%.in
+	@mkdir -p build/systemd
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
+install: all rootfs man
+	scripts/install.sh install
+uninstall:
+	scripts/install.sh uninstall
+
+deb: all rootfs man
+	scripts/build-deb.sh $(VERSION)
+
+deploy-check:
+	$(PYTHON) deploy/check_manifests.py deploy/kubernetes
 
 format:
 	clang-format -i $(SRCS) $(wildcard engine/*.h isolate/*.h providers/*.h policies/*.h tests/unit/*.c)

@@ -36,6 +36,7 @@ typedef struct tool_call {
     chain *ch;
     double id;
     char *tool;
+    char *manual; /* set once the tool resolved */
     cJSON *args;
     pthread_t thread;
     struct tool_call *next;
@@ -128,6 +129,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
     cm_autofree char *manual = NULL;
     if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
         return -1;
+    tc->manual = cm_xstrdup(manual);
     cm_call_ctx ctx = {
         .vars = ch->eng->vars,
         .manual_name = manual,
@@ -147,7 +149,12 @@ static void *tool_call_main(void *arg)
     tool_call *tc = arg;
     cm_error err;
     cJSON *value = NULL;
-    if (run_provider(tc->ch, tc, &value, &err) < 0)
+    int rc = run_provider(tc->ch, tc, &value, &err);
+    const char *decision = rc == 0                           ? "ok"
+                           : err.kind == CM_ERR_POLICY_DENIED ? "denied"
+                                                              : "error";
+    cm_metrics_tool_call(tc->ch->eng->metrics, tc->manual, decision);
+    if (rc < 0)
         post_result(tc->ch, result_frame(tc->id, NULL, &err));
     else
         post_result(tc->ch, result_frame(tc->id, value, NULL));
@@ -228,6 +235,7 @@ static void join_calls(chain *ch)
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
         pthread_join(tc->thread, NULL);
+        free(tc->manual);
         free(tc->tool);
         cJSON_Delete(tc->args);
         free(tc);
@@ -298,8 +306,10 @@ static void take_frame(chain *ch, const cJSON *msg)
         start_call(ch, msg);
     else if (strcmp(t, "done") == 0)
         take_done(ch, msg);
-    else if (strcmp(t, "ready") == 0)
+    else if (strcmp(t, "ready") == 0) {
         ch->ready_us = cm_now_us();
+        cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
+    }
     else
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
 }
@@ -402,7 +412,7 @@ static void serve(chain *ch)
                        ch->timeout_s);
             return;
         }
-        if (atomic_load(&ch->conn->closed)) {
+        if (ch->conn && atomic_load(&ch->conn->closed)) {
             set_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
             return;
         }
@@ -550,6 +560,10 @@ cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double time
     else
         atomic_fetch_add(&eng->stats.chains_ok, 1);
     cJSON *response = build_response(&ch, have_ru ? &ru : NULL);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(response, "error"), "kind");
+    cm_metrics_chain_done(eng->metrics, cJSON_IsString(kind) ? kind->valuestring : "ok",
+                          (double)(cm_now_us() - ch.start_us) / 1000.0);
     chain_close(&ch);
     return response;
 }

@@ -20,5 +20,8 @@ int cm_client_call(const char *socket_path, const char *method, cJSON *params, i
 
 /* `codemode run [--socket PATH] [--timeout S] FILE|-`; returns the exit code. */
 int cm_cmd_run(int argc, char **argv);
+/* cmd_observe.c: `codemode stats`, `codemode health` */
+int cm_cmd_stats(int argc, char **argv);
+int cm_cmd_health(int argc, char **argv);
 
 #endif

@@ -44,6 +44,7 @@ static const engine_key ENGINE_KEYS[] = {
     {"max_tool_calls", EK_INT, offsetof(cm_config, max_tool_calls), 1, 1000000},
     {"max_inflight_calls", EK_INT, offsetof(cm_config, max_inflight_calls), 1, 1024},
     {"max_tool_output_bytes", EK_SIZE, offsetof(cm_config, max_tool_output_bytes), 1024, 1 << 30},
+    {"metrics_port", EK_INT, offsetof(cm_config, metrics_port), 0, 65535},
 };
 
 static void set_engine_defaults(cm_config *cfg)
@@ -142,6 +143,14 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
         if (!strcmp(item->string, "rootfs")) {
             if (apply_engine_rootfs(cfg, item, err) < 0)
                 return -1;
+            continue;
+        }
+        if (!strcmp(item->string, "metrics_file")) {
+            if (!cJSON_IsString(item) || !item->valuestring[0])
+                return cm_error_set(err, CM_ERR_CONFIG,
+                                    "engine.metrics_file: must be a non-empty string");
+            free(cfg->metrics_file);
+            cfg->metrics_file = resolve_path(cfg->base_dir, item->valuestring);
             continue;
         }
         const engine_key *k = find_engine_key(item->string);
@@ -364,13 +373,17 @@ static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err
             return cm_error_sys(err, CM_ERR_IO, "getcwd");
     }
     cm_autofree char *dir = exe_dir ? resolve_path(cwd ? cwd : "/", exe_dir) : cm_xstrdup(cwd);
-    /* <exe_dir>/rootfs, else <exe_dir>/../rootfs (build/asan/codemode uses build/rootfs) */
-    cfg->rootfs = resolve_path(dir, "rootfs");
-    if (access(cfg->rootfs, F_OK) != 0) {
-        cm_autofree char *parent = resolve_path(dir, "../rootfs");
-        if (access(parent, F_OK) == 0) {
+    /* <exe_dir>/rootfs (build tree), <exe_dir>/../rootfs (build/asan/codemode
+     * uses build/rootfs), <exe_dir>/../lib/codemode/rootfs (installed) */
+    static const char *const candidates[] = {"rootfs", "../rootfs", "../lib/codemode/rootfs"};
+    cfg->rootfs = resolve_path(dir, candidates[0]);
+    for (size_t i = 1; i < sizeof candidates / sizeof *candidates; i++) {
+        if (access(cfg->rootfs, F_OK) == 0)
+            break;
+        cm_autofree char *alt = resolve_path(dir, candidates[i]);
+        if (access(alt, F_OK) == 0) {
             free(cfg->rootfs);
-            cfg->rootfs = cm_steal_ptr(&parent);
+            cfg->rootfs = cm_steal_ptr(&alt);
         }
     }
     return 0;
@@ -408,6 +421,7 @@ void cm_config_free(cm_config *cfg)
     free(cfg->path);
     free(cfg->base_dir);
     free(cfg->rootfs);
+    free(cfg->metrics_file);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -34,6 +34,8 @@ typedef struct cm_config {
     int max_tool_calls;       /* engine.max_tool_calls per chain (1000) */
     int max_inflight_calls;   /* engine.max_inflight_calls per chain (16) */
     size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
+    char *metrics_file;           /* engine.metrics_file: Prometheus text, rewritten every 5 s */
+    int metrics_port;             /* engine.metrics_port: serve /metrics on 127.0.0.1 (0 = off) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

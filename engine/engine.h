@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "error.h"
 #include "registry.h"
 #include "util.h"
@@ -64,8 +65,19 @@ struct cm_engine {
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
+    cm_metrics *metrics;
+    /* start-up readiness (set before the loop starts, read-only after) */
+    int manuals_loaded, manuals_failed;
+    char *sandbox_check; /* NULL = a sandbox ran a chain at start-up; else why not */
+    int metrics_fd;      /* loopback Prometheus listener, -1 when off */
+    pthread_t metrics_thread;
+    bool socket_activated; /* listening fd came from systemd: do not unlink it */
+    int64_t metrics_written_ms;
 };
 
+/* Runs `return 1` in a real sandbox and records the outcome in
+ * eng->sandbox_check (readiness for codemode/health). */
+void cm_engine_self_check(cm_engine *eng);
 /* Registers every manual of the config; failures are logged, not fatal. */
 void cm_engine_load_manuals(cm_engine *eng);
 /* Registers one manual call template (discovery + registry); report as

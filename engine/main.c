@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "rootfs.h"
 #include "server.h"
+#include "tools.h"
 
 static void usage(FILE *f)
 {
@@ -24,6 +25,8 @@ static void usage(FILE *f)
                "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
                "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
                "response\n"
+               "  stats [--socket PATH] [--prometheus]  print the engine's counters or metrics\n"
+               "  health [--socket PATH] [--quiet]      exit 0 when the engine is ready\n"
                "  rootfs build|verify ...               build or check the sandbox rootfs\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
@@ -79,10 +82,17 @@ static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
 
 /* Privileged engines drop supplementary groups: sandboxes inherit them
  * otherwise (setgroups is denied inside). */
-static int drop_supplementary_groups(cm_error *err)
+static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
 {
-    if (geteuid() != 0)
+    if (geteuid() != 0) {
+        cm_log("warn",
+               "running unprivileged (uid %u): sandboxes map their root to engine.sandbox_uid "
+               "%u, which needs CAP_SETUID/CAP_SETGID and mount rights; chains will fail with "
+               "sandbox_failure and codemode health reports not_ready until the engine runs "
+               "as root or under the shipped systemd unit",
+               (unsigned)geteuid(), (unsigned)cfg_uid_hint);
         return 0;
+    }
     if (setgroups(0, NULL) < 0)
         return cm_error_sys(err, CM_ERR_IO, "setgroups");
     return 0;
@@ -93,7 +103,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     cm_autofree char *dir = exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
-    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(err) < 0)
+    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
         return -1;
     if (verify_rootfs_at_start(&eng->cfg, err) < 0)
         return -1;
@@ -105,16 +115,22 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
+    cm_engine_self_check(eng);
+    if (cm_metrics_http_start(eng, err) < 0)
+        return -1;
     return cm_server_listen(eng, socket_path, err);
 }
 
 static void engine_close(cm_engine *eng)
 {
+    cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);
+    cm_metrics_free(eng->metrics);
+    free(eng->sandbox_check);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -150,7 +166,12 @@ static int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sigset_t mask;
     cm_server_block_signals(&mask);
-    cm_engine eng = {.listen_fd = -1, .epoll_fd = -1, .wake_fd = -1, .signal_fd = -1};
+    cm_engine eng = {.listen_fd = -1,
+                     .epoll_fd = -1,
+                     .wake_fd = -1,
+                     .signal_fd = -1,
+                     .metrics_fd = -1,
+                     .metrics = cm_metrics_new()};
     cm_error err;
     int rc = 0;
     if (engine_open(&eng, config, socket_path, &err) < 0 || cm_server_run(&eng, &err) < 0) {
@@ -172,6 +193,10 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "stats") == 0)
+        return cm_cmd_stats(argc - 1, argv + 1);
+    if (strcmp(cmd, "health") == 0)
+        return cm_cmd_health(argc - 1, argv + 1);
     if (strcmp(cmd, "rootfs") == 0)
         return cm_cmd_rootfs(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

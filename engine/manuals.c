@@ -71,4 +71,6 @@ void cm_engine_load_manuals(cm_engine *eng)
     }
     if (ok + failed)
         cm_log("info", "manuals: %d registered, %d failed", ok, failed);
+    eng->manuals_loaded = ok;
+    eng->manuals_failed = failed;
 }

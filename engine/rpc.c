@@ -64,6 +64,20 @@ static cJSON *initialize_result(const cJSON *params)
     return r;
 }
 
+static cJSON *metrics_result(cm_engine *eng)
+{
+    cm_buf text = {0};
+    cm_error err;
+    cJSON *r = cJSON_CreateObject();
+    if (cm_engine_metrics_text(eng, &text, &err) < 0)
+        cJSON_AddStringToObject(r, "error", err.message);
+    else
+        cJSON_AddStringToObject(r, "text", text.data ? text.data : "");
+    cJSON_AddStringToObject(r, "content_type", "text/plain; version=0.0.4");
+    cm_buf_free(&text);
+    return r;
+}
+
 static bool valid_id(const cJSON *id)
 {
     return cJSON_IsString(id) || cJSON_IsNumber(id);
@@ -115,6 +129,10 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
         handle_tools_call(eng, conn, id, params);
     } else if (strcmp(method, "codemode/stats") == 0) {
         cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
+    } else if (strcmp(method, "codemode/health") == 0) {
+        cm_rpc_reply(conn, id, cm_engine_health_json(eng));
+    } else if (strcmp(method, "codemode/metrics") == 0) {
+        cm_rpc_reply(conn, id, metrics_result(eng));
     } else if (id) {
         char msg[300];
         snprintf(msg, sizeof msg, "method not found: %.200s", method);
@@ -164,7 +182,8 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
             cm_conn_send(conn, cm_rpc_error(id, -32602, "invalid params: must be an object"));
         return;
     }
-    if (atomic_load(&eng->stopping) && strcmp(method, "ping") != 0) {
+    if (atomic_load(&eng->stopping) && strcmp(method, "ping") != 0 &&
+        strcmp(method, "codemode/health") != 0) {
         if (id)
             cm_conn_send(conn, cm_rpc_error(id, -32000, "engine is shutting down"));
         return;

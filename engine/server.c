@@ -20,10 +20,12 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "tools.h"
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
 #define DRAIN_LIMIT_MS 60000
+#define METRICS_FILE_MS 5000
 
 /* epoll tags: pointers for connections, small ints for the rest */
 #define TAG_LISTEN ((void *)1)
@@ -95,8 +97,37 @@ static int remove_stale_socket(const char *path, cm_error *err)
     return 0;
 }
 
+/* systemd socket activation: LISTEN_PID is us and LISTEN_FDS >= 1 → fd 3
+ * is our listening socket.  Returns 1 when adopted, 0 when not activated. */
+static int adopt_systemd_socket(cm_engine *eng, cm_error *err)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    if (!pid || !fds || atol(pid) != (long)getpid() || atoi(fds) < 1)
+        return 0;
+    int fd = 3, listening = 0;
+    socklen_t len = sizeof listening;
+    struct sockaddr_un sa;
+    socklen_t salen = sizeof sa;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening ||
+        getsockname(fd, (struct sockaddr *)&sa, &salen) < 0 || sa.sun_family != AF_UNIX)
+        return cm_error_set(err, CM_ERR_IO,
+                            "socket activation: fd 3 is not a listening Unix socket");
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || cm_set_nonblock(fd, true, err) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "socket activation: fd 3");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    eng->listen_fd = fd;
+    eng->socket_activated = true;
+    eng->socket_path = cm_xstrdup(salen > sizeof(sa_family_t) ? sa.sun_path : "(systemd)");
+    return 1;
+}
+
 int cm_server_listen(cm_engine *eng, const char *path, cm_error *err)
 {
+    int adopted = adopt_systemd_socket(eng, err);
+    if (adopted != 0)
+        return adopted < 0 ? -1 : 0;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path)
         return cm_error_set(err, CM_ERR_CONFIG, "socket path too long (max %zu): %s",
@@ -366,7 +397,7 @@ static void begin_stop(cm_engine *eng)
     epoll_ctl(eng->epoll_fd, EPOLL_CTL_DEL, eng->listen_fd, NULL);
     close(eng->listen_fd);
     eng->listen_fd = -1;
-    if (eng->socket_path)
+    if (eng->socket_path && !eng->socket_activated)
         unlink(eng->socket_path);
 }
 
@@ -417,7 +448,12 @@ int cm_server_run(cm_engine *eng, cm_error *err)
             }
         }
         sweep_half_closed(eng);
+        if (eng->cfg.metrics_file && cm_now_ms() - eng->metrics_written_ms >= METRICS_FILE_MS) {
+            cm_engine_write_metrics_file(eng);
+            eng->metrics_written_ms = cm_now_ms();
+        }
     }
+    cm_engine_write_metrics_file(eng);
     cm_log("info", "stopped");
     return 0;
 }
@@ -429,7 +465,7 @@ void cm_server_close(cm_engine *eng)
     if (eng->listen_fd >= 0) {
         close(eng->listen_fd);
         eng->listen_fd = -1;
-        if (eng->socket_path)
+        if (eng->socket_path && !eng->socket_activated)
             unlink(eng->socket_path);
     }
     cm_autofd int e = eng->epoll_fd, w = eng->wake_fd, s = eng->signal_fd;

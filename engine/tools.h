@@ -30,7 +30,14 @@ cJSON *cm_tool_result_error(cm_errkind kind, const char *message);
 /* Sends result for id (no-op for notifications); takes ownership. */
 void cm_rpc_reply(cm_conn *conn, const cJSON *id, cJSON *result);
 
+/* health.c */
 cJSON *cm_engine_stats_json(cm_engine *eng);
+cJSON *cm_engine_health_json(cm_engine *eng);
+int cm_engine_metrics_text(cm_engine *eng, cm_buf *out, cm_error *err);
+void cm_engine_write_metrics_file(cm_engine *eng);
+/* metrics_http.c: GET /metrics on 127.0.0.1:engine.metrics_port (0 = off) */
+int cm_metrics_http_start(cm_engine *eng, cm_error *err);
+void cm_metrics_http_stop(cm_engine *eng);
 
 /* chain.c: runs one chain, returns {result, logs, error, stats} */
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s);

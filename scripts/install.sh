@@ -1,0 +1,80 @@
+#!/bin/sh
+# install.sh — `make install` / `make uninstall`.  Installs under FHS paths
+# (binary, rootfs under $LIBDIR, config under $SYSCONFDIR/codemode, man page,
+# systemd units, Python client when present), honouring DESTDIR.  Uninstall
+# removes what install put there, but keeps configuration files an admin
+# changed (it says so).
+set -eu
+cd "$(dirname "$0")/.."
+: "${PREFIX:=/usr/local}" "${DESTDIR:=}" "${SYSCONFDIR:=/etc}"
+: "${BINDIR:=$PREFIX/bin}" "${LIBDIR:=$PREFIX/lib/codemode}" "${MANDIR:=$PREFIX/share/man/man1}"
+: "${UNITDIR:=$PREFIX/lib/systemd/system}" "${PYDIR:=$PREFIX/lib/python3/dist-packages}"
+CONF="$DESTDIR$SYSCONFDIR/codemode"
+CONF_FILES="codemode.yaml demo-manual.json demo.env"
+
+unit() { # unit NAME: render a systemd unit template with the install paths
+    sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" "deploy/systemd/$1.in"
+}
+
+do_install() {
+    install -D -m 0755 build/codemode "$DESTDIR$BINDIR/codemode"
+    # the rootfs: exactly the built tree (its MANIFEST), not the make stamp
+    rm -rf "$DESTDIR$LIBDIR/rootfs.new"
+    mkdir -p "$DESTDIR$LIBDIR"
+    cp -a build/rootfs "$DESTDIR$LIBDIR/rootfs.new"
+    rm -f "$DESTDIR$LIBDIR/rootfs.new/.stamp"
+    rm -rf "$DESTDIR$LIBDIR/rootfs"
+    mv "$DESTDIR$LIBDIR/rootfs.new" "$DESTDIR$LIBDIR/rootfs"
+    install -d -m 0755 "$CONF"
+    for f in $CONF_FILES; do
+        if [ -e "$CONF/$f" ] && ! cmp -s "examples/$f" "$CONF/$f"; then
+            echo "install: keeping changed $CONF/$f" >&2
+        else
+            install -m 0644 "examples/$f" "$CONF/$f"
+        fi
+    done
+    if [ -d policies/examples ]; then
+        install -d -m 0755 "$CONF/policies"
+        for f in policies/examples/*; do [ -f "$f" ] && install -m 0644 "$f" "$CONF/policies/"; done
+    fi
+    install -d -m 0755 "$DESTDIR$MANDIR"
+    gzip -9n < build/codemode.1 > "$DESTDIR$MANDIR/codemode.1.gz"
+    install -d -m 0755 "$DESTDIR$UNITDIR"
+    for u in codemode.service codemode.socket; do
+        unit "$u" > "$DESTDIR$UNITDIR/$u"
+        chmod 0644 "$DESTDIR$UNITDIR/$u"
+    done
+    if [ -d clients/python/utcp_code_mode ]; then
+        install -d -m 0755 "$DESTDIR$PYDIR/utcp_code_mode"
+        for f in clients/python/utcp_code_mode/*.py; do install -m 0644 "$f" "$DESTDIR$PYDIR/utcp_code_mode/"; done
+    fi
+    echo "installed codemode into ${DESTDIR:-/}$PREFIX (config $CONF)"
+}
+
+do_uninstall() {
+    rm -f "$DESTDIR$BINDIR/codemode" "$DESTDIR$MANDIR/codemode.1.gz"
+    rm -f "$DESTDIR$UNITDIR/codemode.service" "$DESTDIR$UNITDIR/codemode.socket"
+    rm -rf "$DESTDIR$LIBDIR/rootfs" "$DESTDIR$PYDIR/utcp_code_mode"
+    rmdir "$DESTDIR$LIBDIR" 2>/dev/null || true
+    for f in $CONF_FILES; do
+        if [ -e "$CONF/$f" ] && ! cmp -s "examples/$f" "$CONF/$f"; then
+            echo "uninstall: keeping changed $CONF/$f" >&2
+        else
+            rm -f "$CONF/$f"
+        fi
+    done
+    if [ -d "$CONF/policies" ]; then
+        for f in policies/examples/*; do
+            [ -f "$f" ] && cmp -s "$f" "$CONF/policies/$(basename "$f")" && rm -f "$CONF/policies/$(basename "$f")"
+        done
+        rmdir "$CONF/policies" 2>/dev/null || true
+    fi
+    rmdir "$CONF" 2>/dev/null || true
+    echo "uninstalled codemode from ${DESTDIR:-/}$PREFIX"
+}
+
+case "${1:-}" in
+install) do_install ;;
+uninstall) do_uninstall ;;
+*) echo "usage: install.sh install|uninstall" >&2; exit 2 ;;
+esac
