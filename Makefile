@@ -3,7 +3,7 @@
 #   make run      install deps, build, build rootfs, start engine, run demo chain
 #   make test     install deps, build (normal + ASan/UBSan), unit + integration tests
 CC      ?= gcc
-PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf
+PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 INCLUDES := -Iengine -Iisolate -Iproviders -Ipolicies
@@ -22,12 +22,19 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
-ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON)
+ROOTFS_FULL := build/rootfs-full
+ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON) build/rootfs-key.txt
+# The host CPython's package versions are an input of the rootfs too: the key
+# file is rewritten (when make reads this file) only when they change.
+ROOTFS_KEY := $(shell dpkg-query -W -f='$${Package}=$${Version} ' python3.11-minimal libpython3.11-stdlib 2>/dev/null)
+$(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt || echo '$(ROOTFS_KEY)' > build/rootfs-key.txt))
+# `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
+SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
-	deploy-check
+	deploy-check bench
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
-all: build/codemode
+all: build/codemode $(SHARE_FILES)
 
 deps:
 	@scripts/install-deps.sh
@@ -51,11 +58,29 @@ build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
-# The rootfs is rebuilt only when one of its inputs changes.
-rootfs: $(ROOTFS)/.stamp
-$(ROOTFS)/.stamp: $(ROOTFS_INPUTS)
-	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS)
+# The rootfs is rebuilt only when one of its inputs changes: builder, runner,
+# interpreter, host python package versions (build/rootfs-key.txt), profile
+# (one stamp per profile).  build/rootfs holds the minimal profile (the
+# engine's default), build/rootfs-full the full one.
+rootfs: build/rootfs.stamp build/rootfs-full.stamp
+build/rootfs.stamp: $(ROOTFS_INPUTS)
+	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS) --profile minimal
 	@touch $@
+build/rootfs-full.stamp: $(ROOTFS_INPUTS)
+	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS_FULL) --profile full
+	@touch $@
+
+build/share/codemode/%: rootfs/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# Numbers (rootfs sizes, ready times, ...): bench/run.sh runs every bench/*.sh section.
+bench: all rootfs build/bench/ready
+	@bench/run.sh
+
+build/bench/%: bench/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
 run: deps all rootfs
 	@scripts/demo.sh

@@ -14,6 +14,7 @@
 #include "client.h"
 #include "engine.h"
 #include "jobs.h"
+#include "rootfs.h"
 #include "server.h"
 #include "tools.h"
 #include "session.h"
@@ -29,6 +30,7 @@ static void usage(FILE *f)
                "  stats [--socket PATH] [--prometheus]  print the engine's counters or metrics\n"
                "  health [--socket PATH] [--quiet]      exit 0 when the engine is ready\n"
                "  policy check|explain|test|bench ...   validate, explain and test policies\n"
+               "  rootfs build|verify ...               build or check the sandbox rootfs\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -70,6 +72,17 @@ static int check_rootfs(cm_config *cfg, cm_error *err)
     return 0;
 }
 
+/* The engine refuses a rootfs that differs from its MANIFEST (rootfs_verify.c). */
+static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
+{
+    cm_rootfs_report rep;
+    if (cm_rootfs_verify(cfg->rootfs, &rep, err) < 0)
+        return cm_error_prefix(err, "refusing to start: rootfs fails verification");
+    cm_log("info", "rootfs %s verified: id %s, %zu files, %.1f ms", cfg->rootfs, rep.id, rep.files,
+           rep.elapsed_us / 1000.0);
+    return 0;
+}
+
 /* Privileged engines drop supplementary groups: sandboxes inherit them
  * otherwise (setgroups is denied inside). */
 static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
@@ -94,6 +107,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
     if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
+        return -1;
+    if (verify_rootfs_at_start(&eng->cfg, err) < 0)
         return -1;
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
@@ -190,6 +205,8 @@ int main(int argc, char **argv)
         return cm_cmd_health(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0)
         return cm_cmd_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "rootfs") == 0)
+        return cm_cmd_rootfs(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

@@ -213,6 +213,11 @@ def write_manifest(root):
     lines = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        for d in dirnames:
+            # directories too, so `codemode rootfs verify` rejects extra/missing ones
+            rel = os.path.relpath(os.path.join(dirpath, d), root) + "/"
+            st = os.lstat(os.path.join(dirpath, d))
+            lines.append((rel, "- %04o 0 %s" % (stat.S_IMODE(st.st_mode), rel)))
         for f in filenames:
             p = os.path.join(dirpath, f)
             rel = os.path.relpath(p, root)
@@ -309,7 +314,7 @@ def build(out, profile):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="rootfs directory to (re)place")
-    ap.add_argument("--profile", choices=("minimal", "full"), default="full")
+    ap.add_argument("--profile", choices=("minimal", "full"), default="minimal")
     args = ap.parse_args(argv)
     build(args.out, args.profile)
 

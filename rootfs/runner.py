@@ -22,6 +22,7 @@ import json
 import linecache
 import os
 import select
+import socket
 import struct
 import sys
 import traceback
@@ -42,7 +43,15 @@ MAX_LOG_LINE = 1024 * 1024            # longer lines are sent in pieces of this 
 CHAIN_FILENAME = "<chain>"
 EXIT_OK, EXIT_MALFORMED, EXIT_EOF = 0, 3, 4
 
-REMOVED_BUILTINS = ("exec", "eval", "compile", "open", "input", "breakpoint")
+# Builtins a chain does not get; calling one raises RuntimeError with the reason.
+REMOVED_BUILTINS = {
+    "exec": "dynamic code is disabled; write the code in the chain itself",
+    "eval": "dynamic code is disabled; write the code in the chain itself",
+    "compile": "dynamic code is disabled; write the code in the chain itself",
+    "open": "a chain has no files; read and write data through tool calls",
+    "input": "a chain has no standard input; pass data through tool calls",
+    "breakpoint": "there is no debugger in a chain; use print()",
+}
 # asyncio functions whose tool-call arguments are left as awaitable Pendings.
 ASYNC_CONSUMERS = frozenset(
     ("gather", "wait", "create_task", "ensure_future", "wait_for", "shield", "as_completed"))
@@ -92,6 +101,7 @@ def _diag(msg):
 
 def _fatal(code, msg):
     _diag(msg)
+    _kill_chain_process()
     os._exit(code)
 
 
@@ -130,7 +140,7 @@ class _Channel:
                 if r:
                     self._read_available()
             except OSError as e:
-                _fatal(EXIT_EOF, "control socket write failed: %s" % e)
+                self.closed("control socket write failed: %s" % e)
 
     # -- input
     def _read_available(self):
@@ -140,9 +150,9 @@ class _Channel:
         except BlockingIOError:
             return False
         except OSError as e:
-            _fatal(EXIT_EOF, "control socket read failed: %s" % e)
+            self.closed("control socket read failed: %s" % e)
         if not chunk:
-            _fatal(EXIT_EOF, "engine closed the control socket")
+            self.closed("engine closed the control socket")
         self.buf += chunk
         self._split()
         return True
@@ -152,7 +162,7 @@ class _Channel:
         while len(buf) >= 4:
             (n,) = struct.unpack_from(">I", buf, 0)
             if n > MAX_FRAME:
-                _fatal(EXIT_MALFORMED, "malformed frame: length %d exceeds %d" % (n, MAX_FRAME))
+                self.malformed("malformed frame: length %d exceeds %d" % (n, MAX_FRAME))
             if len(buf) < 4 + n:
                 break
             payload = bytes(buf[4:4 + n])
@@ -160,13 +170,22 @@ class _Channel:
             try:
                 obj = json.loads(payload.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as e:
-                _fatal(EXIT_MALFORMED, "malformed frame: invalid JSON: %s" % e)
+                self.malformed("malformed frame: invalid JSON: %s" % e)
             if not isinstance(obj, dict) or not isinstance(obj.get("t"), str):
-                _fatal(EXIT_MALFORMED, "malformed frame: not an object with a string 't'")
+                self.malformed("malformed frame: not an object with a string 't'")
             self.frames.append(obj)
 
     def wait_readable(self):
         select.select([self.fd], [], [])
+
+    # -- failures (the engine's side: fatal; see _ChainLink for the chain's side)
+    @staticmethod
+    def malformed(msg):
+        _fatal(EXIT_MALFORMED, msg)
+
+    @staticmethod
+    def closed(msg):
+        _fatal(EXIT_EOF, msg)
 
     def recv(self):
         """Blocking: the next frame."""
@@ -627,7 +646,7 @@ class _LogStream(io.TextIOBase):
 
 
 # --------------------------------------------------------------------------- chain globals
-def _make_import(allowed):
+def _make_import(allowed, policy="default"):
     def restricted_import(name, globals=None, locals=None, fromlist=(), level=0):
         # C code importing on its own behalf (PyImport_Import, e.g. datetime.strptime
         # -> _strptime, datetime.now -> time) calls the *current frame's* __import__
@@ -640,18 +659,28 @@ def _make_import(allowed):
         top = name.partition(".")[0]
         if allowed is not None and top not in allowed:
             raise ImportError(
-                "import of '%s' is not allowed: module '%s' is not in the allow-list (%s)"
-                % (name, top, ", ".join(sorted(allowed))), name=name)
+                "import of '%s' is not allowed: module '%s' is not in the allow-list of "
+                "policy '%s' (%s)" % (name, top, policy, ", ".join(sorted(allowed))), name=name)
         return _real_import(name, globals, locals, fromlist, level)
 
     return restricted_import
 
 
-def _build_globals(tools, allowed):
+def _unavailable(name, why):
+    """A stand-in for a removed builtin.  Made by exec with a globals dict holding
+    only RuntimeError, so its __globals__ leads nowhere."""
+    src = "def %s(*args, **kwargs):\n    raise RuntimeError(%r)\n" % (
+        name, "%s() is not available in a chain: %s" % (name, why))
+    ns = {"__builtins__": {"RuntimeError": RuntimeError}}
+    exec(src, ns)
+    return ns[name]
+
+
+def _build_globals(tools, allowed, policy="default"):
     b = dict(builtins.__dict__)
-    for name in REMOVED_BUILTINS:
-        b.pop(name, None)
-    b["__import__"] = _make_import(allowed)
+    for name, why in REMOVED_BUILTINS.items():
+        b[name] = _unavailable(name, why)
+    b["__import__"] = _make_import(allowed, policy)
     g = {
         "__name__": "__chain__",
         "__builtins__": b,
@@ -779,17 +808,19 @@ def _result_done(value):
     return data
 
 
-# --------------------------------------------------------------------------- main
-def _run(fd):
+# --------------------------------------------------------------------------- chain process
+def _run_chain(fd):
+    """The chain process: fd is its link to the bridge (never the engine's socket)."""
     global _STATE
     chan = _Channel(fd)
     _STATE = state = _State(chan)
-    chan.send({"t": "ready"})
-    code, tools, allowed = _parse_run(chan.recv())
+    run = chan.recv()
+    code, tools, allowed = _parse_run(run)
+    policy = run.get("policy") if isinstance(run.get("policy"), str) else "default"
     if chan.frames:
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
 
-    g, roots = _build_globals(tools, allowed)
+    g, roots = _build_globals(tools, allowed, policy)
     sink = _LogSink(chan)
 
     def finish(done):
@@ -839,12 +870,223 @@ def _run(fd):
     return finish(_result_done(outcome.get("value")))
 
 
+
+# --------------------------------------------------------------------------- bridge
+# The runner forks before `ready`.  The parent (the bridge) alone holds the
+# engine's control socket; the child runs the chain and speaks the same frames to
+# the bridge over a private socketpair.  Nothing in the chain's process (its
+# globals, closures, frames, gc.get_objects(), even os.write on any fd) reaches
+# the engine's socket.  The bridge re-encodes every frame after checking it:
+# calls only to the run's tools with ids 1, 2, 3...; one `done`, whose error kind
+# is one the runner produces or one the engine returned for a call in this run
+# (a chain cannot claim "timeout", "sandbox_failure", "policy_denied"... on its
+# own); results only for calls in flight.  A chain that breaks these rules ends
+# with kind "exception" and a message saying so.
+RUNNER_ERROR_KINDS = frozenset(("syntax", "exception", "result_not_serializable", "output_limit",
+                                "tool_error"))
+_CHILD_PID = None      # the chain process, killed by _fatal and after `done`
+
+
+class _ChainBroke(Exception):
+    """The chain process sent something the bridge refuses."""
+
+
+class _ChainLink(_Channel):
+    """The bridge's end of the chain process's socketpair: failures are the chain's."""
+
+    @staticmethod
+    def malformed(msg):
+        raise _ChainBroke(msg)
+
+    @staticmethod
+    def closed(msg):
+        raise EOFError(msg)
+
+    dead = False
+
+    def send_bytes(self, payload):
+        """Results for a chain process that has already ended are dropped."""
+        if not self.dead:
+            try:
+                super().send_bytes(payload)
+            except EOFError:
+                self.dead = True
+
+    def drain(self):
+        """Read what the ended chain process left in the socket."""
+        try:
+            while True:
+                if not self._read_available():
+                    self.wait_readable()
+        except (EOFError, _ChainBroke):
+            pass
+
+
+def _check_call(f, bridge):
+    tool, args = f.get("tool"), f.get("args")
+    if f.get("id") != bridge.next_id or type(f.get("id")) is not int:
+        raise _ChainBroke("call id %r out of sequence" % (f.get("id"),))
+    if tool not in bridge.tools:
+        raise _ChainBroke("call to %r, which is not a tool of this run" % (tool,))
+    if not isinstance(args, dict):
+        raise _ChainBroke("call arguments are not an object")
+    bridge.next_id += 1
+    bridge.in_flight.add(f["id"])
+    return {"t": "call", "id": f["id"], "tool": tool, "args": args}
+
+
+def _check_log(f, bridge):
+    if not isinstance(f.get("line"), str):
+        raise _ChainBroke("log line is not a string")
+    return {"t": "log", "line": f["line"]}
+
+
+def _check_done(f, bridge):
+    if f.get("ok") is True and "result" in f:
+        return {"t": "done", "ok": True, "result": f["result"]}
+    err = f.get("error")
+    if f.get("ok") is not False or not isinstance(err, dict):
+        raise _ChainBroke("done frame without ok/result or error")
+    kind, msg, tb = err.get("kind"), err.get("message"), err.get("traceback")
+    if not isinstance(kind, str) or not isinstance(msg, str) or not isinstance(tb, (str, type(None))):
+        raise _ChainBroke("done frame with a malformed error")
+    if kind not in RUNNER_ERROR_KINDS and kind not in bridge.engine_kinds:
+        raise _ChainBroke("the chain ended with error kind %r, which no tool call returned" % kind)
+    return _error(kind, msg, tb)
+
+
+# frame type from the chain process -> check returning the frame to send the engine;
+# add new chain->engine frame types here.
+CHAIN_FRAME_CHECKS = {"call": _check_call, "log": _check_log, "done": _check_done}
+
+
+class _Bridge:
+    def __init__(self, engine, link, run):
+        self.engine, self.link = engine, link
+        self.tools = frozenset(t["name"] for t in run.get("tools", []))
+        self.next_id = 1
+        self.in_flight = set()
+        self.engine_kinds = set()
+
+    def from_engine(self, f):
+        """A result frame: checked as the protocol says (malformed -> exit 3), passed on."""
+        cid = f.get("id")
+        if f["t"] != "result":
+            _fatal(EXIT_MALFORMED, "malformed frame: unexpected %r during a run" % f["t"])
+        if type(cid) is not int or cid not in self.in_flight:
+            _fatal(EXIT_MALFORMED, "malformed frame: result for unknown call id %r" % (cid,))
+        ok, err = f.get("ok"), f.get("error")
+        if ok is True and "value" not in f:
+            _fatal(EXIT_MALFORMED, "malformed frame: result without value")
+        if ok is False and not (isinstance(err, dict) and isinstance(err.get("kind"), str)):
+            _fatal(EXIT_MALFORMED, "malformed frame: failed result without error.kind")
+        if ok is not True and ok is not False:
+            _fatal(EXIT_MALFORMED, "malformed frame: result without boolean ok")
+        self.in_flight.discard(cid)
+        if ok is False:
+            self.engine_kinds.add(err["kind"])
+        self.link.send(f)
+
+    def from_chain(self, f):
+        """Returns True once `done` has been passed on."""
+        check = CHAIN_FRAME_CHECKS.get(f["t"])
+        if check is None:
+            raise _ChainBroke("unexpected frame %r" % f["t"])
+        self.engine.send(check(f, self))
+        return f["t"] == "done"
+
+    def serve(self):
+        """Relay until the chain's `done` (or its end); returns the exit status."""
+        engine, link = self.engine, self.link
+        try:
+            while True:
+                if self.chain_frames():
+                    return EXIT_OK
+                while engine.frames:
+                    self.from_engine(engine.frames.pop(0))
+                if link.dead:
+                    raise EOFError("chain process gone")
+                r, _, _ = select.select([engine.fd, link.fd], [], [])
+                if engine.fd in r:
+                    engine._read_available()
+                if link.fd in r:
+                    link._read_available()
+        except _ChainBroke as e:
+            self.engine.send(_error("exception", "the chain broke the runner protocol: %s" % e))
+            return EXIT_OK
+        except EOFError:
+            link.drain()
+            try:
+                if self.chain_frames():      # what it sent before it ended
+                    return EXIT_OK
+            except _ChainBroke as e:
+                self.engine.send(_error("exception", "the chain broke the runner protocol: %s" % e))
+                return EXIT_OK
+            return self.chain_ended()
+
+    def chain_frames(self):
+        while self.link.frames:
+            if self.from_chain(self.link.frames.pop(0)):
+                return True
+        return False
+
+    def chain_ended(self):
+        _, status = os.waitpid(_CHILD_PID, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 1:                # the chain process hit a runner bug (traceback on fd 2)
+            return 1
+        how = "exit status %d" % code if code >= 0 else "signal %d" % -code
+        self.engine.send(_error("exception", "the chain process ended without a result (%s)" % how))
+        return EXIT_OK
+
+
+def _kill_chain_process():
+    global _CHILD_PID
+    if _CHILD_PID is not None:
+        try:
+            os.kill(_CHILD_PID, 9)
+            os.waitpid(_CHILD_PID, 0)
+        except OSError:
+            pass
+        _CHILD_PID = None
+
+
+def _socketpair_fds():
+    """A connected AF_UNIX stream pair as plain fds (no socket objects left behind)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def _run(fd):
+    """The bridge: fork the chain process, report ready, relay one run."""
+    global _CHILD_PID
+    parent_fd, child_fd = _socketpair_fds()
+    pid = os.fork()
+    if pid == 0:                 # the chain process: drop every way to the engine
+        os.close(fd)
+        os.close(parent_fd)
+        return _run_chain(child_fd)
+    _CHILD_PID = pid
+    os.close(child_fd)
+    engine, link = _Channel(fd), _ChainLink(parent_fd)
+    engine.send({"t": "ready"})
+    run = engine.recv()
+    _parse_run(run)              # exits 3 on a bad run frame
+    if engine.frames:
+        _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
+    link.send(run)
+    return _Bridge(engine, link, run).serve()
+
+
+# --------------------------------------------------------------------------- main
 def main(fd=3):
     try:
         code = _run(fd)
     except BaseException as e:  # a bug in the runner itself
         _diag("internal error: %s" % "".join(traceback.format_exception(e)))
         code = 1
+    if _CHILD_PID is not None:   # the bridge
+        _kill_chain_process()
     os._exit(code)
 
 

@@ -39,6 +39,7 @@ class Engine:
             argv, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"LANG": "C.UTF-8"},
             close_fds=False, preexec_fn=_dup_to_3(child.fileno()))
+        self.runner_socket_ino = os.fstat(child.fileno()).st_ino  # the runner's fd 3
         child.close()
         self.buf = b""
 
@@ -242,7 +243,8 @@ class RunnerBasics(unittest.TestCase):
         for name in ("exec", "eval", "compile", "open", "input", "breakpoint"):
             done, _, _, _ = run_chain("return %s('1')" % name)
             self.assertEqual(done["error"]["kind"], "exception", name)
-            self.assertIn("NameError", done["error"]["message"], name)
+            self.assertIn("RuntimeError: %s() is not available in a chain" % name,
+                          done["error"]["message"], name)
 
 
 class RunnerTools(unittest.TestCase):
