@@ -135,6 +135,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
         .deadline_ms = ch->deadline_ms,
         .cancel = &ch->cancel,
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
+        .providers = ch->eng->providers,
     };
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     if (cm_provider_call(tmpl, tc->args, &ctx, value, err) < 0)

@@ -64,6 +64,7 @@ struct cm_engine {
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
+    struct cm_providers *providers; /* provider connections and MCP sessions */
 };
 
 /* Registers every manual of the config; failures are logged, not fatal. */

@@ -14,6 +14,7 @@
 #include "client.h"
 #include "engine.h"
 #include "jobs.h"
+#include "pctx.h"
 #include "server.h"
 
 static void usage(FILE *f)
@@ -87,6 +88,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return cm_error_prefix(err, "variables");
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
+    if (cm_providers_new(&eng->providers, err) < 0)
+        return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
@@ -97,6 +100,7 @@ static void engine_close(cm_engine *eng)
 {
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
+    cm_providers_free(eng->providers);
     cm_registry_free(eng->registry);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);
