@@ -24,7 +24,7 @@ PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
 ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON)
 
-.PHONY: all deps rootfs run test unit integration asan format clean
+.PHONY: all deps rootfs run test unit integration asan format clean npm-deps
 all: build/codemode
 
 deps:
@@ -62,8 +62,16 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 	$(PYTHON) -m unittest discover -s tests/unit -p 'test_*.py' -t .
 
+# npm packages the provider tests run (MCP reference servers), cached in build/npm.
+NPM_PKGS := @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
+npm-deps: build/npm/.stamp
+build/npm/.stamp: Makefile
+	@mkdir -p build/npm
+	npm install --prefix build/npm --no-audit --no-fund --loglevel=error $(NPM_PKGS)
+	@touch $@
+
 # The integration suite runs twice: normal build, then ASan+UBSan build.
-integration: all asan rootfs
+integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/integration -t .
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
