@@ -54,8 +54,9 @@ static char *scalar_text(const cJSON *v)
 static int add_header(struct curl_slist **h, const char *name, const char *value, cm_error *err)
 {
     if (!*name || has_crlf(name) || strchr(name, ':'))
-        return cm_error_set(err, CM_ERR_TOOL_ERROR, "header name '%.60s' is invalid (CR/LF, ':' "
-                                                    "or empty)",
+        return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                            "header name '%.60s' is invalid (CR/LF, ':' "
+                            "or empty)",
                             name);
     if (has_crlf(value))
         return cm_error_set(err, CM_ERR_TOOL_ERROR, "header '%s': value contains CR/LF", name);
@@ -201,30 +202,13 @@ static void encode_body(const cJSON *tmpl, const cJSON *body, cm_http_mapped *ou
     out->body_len = strlen(out->body);
 }
 
-int cm_http_map_args(const cJSON *tmpl, const cJSON *args, cm_http_mapped *out, cm_error *err)
+/* Path and query part of the mapping; `rest` holds the unconsumed args. */
+static int map_url(const char *url, cJSON *rest, cm_http_mapped *out, cm_error *err)
 {
-    memset(out, 0, sizeof *out);
-    const char *url = cm_json_str(tmpl, "url");
-    if (!url || !*url)
-        return cm_error_set(err, CM_ERR_TOOL_ERROR, "url: must be a non-empty string");
-    cm_autojson cJSON *rest = args && cJSON_IsObject(args) ? cJSON_Duplicate(args, 1)
-                                                           : cJSON_CreateObject();
-    if (template_headers(tmpl, &out->headers, err) < 0 ||
-        header_field_args(tmpl, rest, &out->headers, err) < 0)
-        goto fail;
-    const char *body_field = cm_json_str(tmpl, "body_field");
-    cm_autojson cJSON *body =
-        cJSON_DetachItemFromObjectCaseSensitive(rest, body_field ? body_field : "body");
-    if (body && !cJSON_IsNull(body)) {
-        encode_body(tmpl, body, out);
-        cm_autofree char *ct_line = NULL;
-        if (add_header(&out->headers, "Content-Type", content_type_of(tmpl), err) < 0)
-            goto fail;
-    }
     cm_buf u = {0}, q = {0};
     if (substitute_path(url, rest, &u, err) < 0) {
         cm_buf_free(&u);
-        goto fail;
+        return -1;
     }
     const cJSON *v;
     cJSON_ArrayForEach(v, rest) append_query_arg(&q, v->string, v);
@@ -234,11 +218,39 @@ int cm_http_map_args(const cJSON *tmpl, const cJSON *args, cm_http_mapped *out, 
         cm_buf_append(&u, q.data, q.len, &ignored);
     }
     cm_buf_free(&q);
-    out->url = u.data;
+    out->url = u.data ? u.data : cm_xstrdup("");
     return 0;
-fail:
-    cm_http_mapped_free(out);
-    return -1;
+}
+
+static int map_all(const cJSON *tmpl, cJSON *rest, cm_http_mapped *out, cm_error *err)
+{
+    if (template_headers(tmpl, &out->headers, err) < 0 ||
+        header_field_args(tmpl, rest, &out->headers, err) < 0)
+        return -1;
+    const char *body_field = cm_json_str(tmpl, "body_field");
+    cm_autojson cJSON *body =
+        cJSON_DetachItemFromObjectCaseSensitive(rest, body_field ? body_field : "body");
+    if (body && !cJSON_IsNull(body)) {
+        encode_body(tmpl, body, out);
+        if (add_header(&out->headers, "Content-Type", content_type_of(tmpl), err) < 0)
+            return -1;
+    }
+    return map_url(cm_json_str(tmpl, "url"), rest, out, err);
+}
+
+int cm_http_map_args(const cJSON *tmpl, const cJSON *args, cm_http_mapped *out, cm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *url = cm_json_str(tmpl, "url");
+    if (!url || !*url)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "url: must be a non-empty string");
+    cm_autojson cJSON *rest =
+        args && cJSON_IsObject(args) ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+    if (map_all(tmpl, rest, out, err) < 0) {
+        cm_http_mapped_free(out);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- auth ------------------------------------------------------------- */
@@ -355,10 +367,16 @@ static int fetch_token(const cJSON *auth, const cm_call_ctx *ctx, char **token, 
         cJSON_AddStringToObject(f, "scope", cm_json_str(auth, "scope"));
     form_encode(f, &form);
     cJSON_Delete(f);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+    struct curl_slist *h =
+        curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
     h = curl_slist_append(h, "Accept: application/json");
-    cm_http_req req = {.method = "POST", .url = url, .headers = h, .body = form.data,
-                       .body_len = form.len, .max_bytes = 1 << 20, .deadline_ms = ctx->deadline_ms,
+    cm_http_req req = {.method = "POST",
+                       .url = url,
+                       .headers = h,
+                       .body = form.data,
+                       .body_len = form.len,
+                       .max_bytes = 1 << 20,
+                       .deadline_ms = ctx->deadline_ms,
                        .cancel = ctx->cancel};
     cm_http_resp resp;
     int rc = cm_http_perform(ctx->providers, &req, &resp, err);
@@ -366,13 +384,13 @@ static int fetch_token(const cJSON *auth, const cm_call_ctx *ctx, char **token, 
     cm_buf_free(&form);
     if (rc < 0)
         return cm_error_prefix(err, "oauth2 token");
-    cm_autojson cJSON *j = resp.status < 300 ? cJSON_Parse(resp.body.data ? resp.body.data : "")
-                                             : NULL;
+    cm_autojson cJSON *j =
+        resp.status < 300 ? cJSON_Parse(resp.body.data ? resp.body.data : "") : NULL;
     const char *tok = cm_json_str(j, "access_token");
     if (!tok) {
         cm_autofree char *u = cm_http_url_for_message(url);
-        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "oauth2 token %s: status %ld, no access_token",
-                          u, resp.status);
+        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "oauth2 token %s: status %ld, no access_token", u,
+                          resp.status);
         cm_http_resp_free(&resp);
         return rc;
     }
@@ -383,8 +401,7 @@ static int fetch_token(const cJSON *auth, const cm_call_ctx *ctx, char **token, 
     return 0;
 }
 
-static int apply_oauth2(const cJSON *auth, const cm_call_ctx *ctx, cm_http_mapped *m,
-                        cm_error *err)
+static int apply_oauth2(const cJSON *auth, const cm_call_ctx *ctx, cm_http_mapped *m, cm_error *err)
 {
     if (!cm_json_str(auth, "token_url") || !cm_json_str(auth, "client_id") ||
         !cm_json_str(auth, "client_secret"))
@@ -499,10 +516,16 @@ static int http_once(const cJSON *t, const cJSON *args, const cm_call_ctx *ctx, 
     int rc = apply_auth(t, ctx, &m, &a, err);
     *oauth_key = a.oauth_key;
     if (rc == 0) {
-        cm_http_req req = {.method = method, .url = m.url, .headers = m.headers, .body = m.body,
-                           .body_len = m.body_len, .username = a.username, .password = a.password,
+        cm_http_req req = {.method = method,
+                           .url = m.url,
+                           .headers = m.headers,
+                           .body = m.body,
+                           .body_len = m.body_len,
+                           .username = a.username,
+                           .password = a.password,
                            .max_bytes = ctx->max_output_bytes ? ctx->max_output_bytes : 0,
-                           .deadline_ms = ctx->deadline_ms, .cancel = ctx->cancel};
+                           .deadline_ms = ctx->deadline_ms,
+                           .cancel = ctx->cancel};
         int64_t cap = cm_now_ms() + CALL_TIMEOUT_MS;
         if (!req.deadline_ms || req.deadline_ms > cap)
             req.deadline_ms = cap;
@@ -554,8 +577,7 @@ int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what, 
 {
     if (cJSON_IsObject(doc) && cm_openapi_detect(doc))
         return cm_openapi_to_manual(doc, spec_url, manual, err);
-    if (cJSON_IsObject(doc) &&
-        cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "tools"))) {
+    if (cJSON_IsObject(doc) && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "tools"))) {
         *manual = cJSON_Duplicate(doc, 1);
         return 0;
     }
@@ -597,7 +619,8 @@ int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
     rc = cm_parse_json_or_yaml(resp.body.data ? resp.body.data : "", resp.body.len, "response",
                                &doc, err);
     cm_http_resp_free(&resp);
-    if (rc < 0 || cm_manual_from_document(doc, cm_json_str(t, "url"), "response", manual, err) < 0) {
+    if (rc < 0 ||
+        cm_manual_from_document(doc, cm_json_str(t, "url"), "response", manual, err) < 0) {
         err->kind = CM_ERR_CONFIG;
         return cm_error_prefix(err, "http manual %s", shown);
     }

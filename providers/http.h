@@ -19,9 +19,9 @@ int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
 
 /* The request an http tool call makes, before auth. */
 typedef struct cm_http_mapped {
-    char *url;                 /* path params substituted, query appended */
+    char *url; /* path params substituted, query appended */
     struct curl_slist *headers;
-    char *body;                /* NULL when there is no body */
+    char *body; /* NULL when there is no body */
     size_t body_len;
 } cm_http_mapped;
 

@@ -229,8 +229,8 @@ static int do_hop(cm_providers *p, const cm_http_req *req, const hop *h, cm_http
     CURL *c = curl_easy_init();
     if (!c)
         return cm_error_set(err, CM_ERR_INTERNAL, "curl_easy_init failed");
-    xfer x = {.req = req, .resp = resp, .max_bytes = req->max_bytes ? req->max_bytes
-                                                                    : DEFAULT_MAX_BYTES};
+    xfer x = {
+        .req = req, .resp = resp, .max_bytes = req->max_bytes ? req->max_bytes : DEFAULT_MAX_BYTES};
     struct curl_slist *hdrs = hop_headers(req->headers, h->same_origin);
     curl_easy_setopt(c, CURLOPT_SHARE, p->share);
     curl_easy_setopt(c, CURLOPT_URL, h->url);
@@ -238,8 +238,8 @@ static int do_hop(cm_providers *p, const cm_http_req *req, const hop *h, cm_http
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < CONNECT_TIMEOUT_MS ? left
-                                                                                   : CONNECT_TIMEOUT_MS));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(left < CONNECT_TIMEOUT_MS ? left : CONNECT_TIMEOUT_MS));
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

@@ -21,16 +21,16 @@
 #define CM_HTTP_MAX_REDIRECTS 5
 
 typedef struct cm_http_req {
-    const char *method;          /* GET POST PUT PATCH DELETE */
+    const char *method; /* GET POST PUT PATCH DELETE */
     const char *url;
     const struct curl_slist *headers; /* "Name: value" lines (may be NULL) */
-    const char *body;            /* may be NULL */
+    const char *body;                 /* may be NULL */
     size_t body_len;
     const char *username, *password; /* basic auth (same origin only) */
-    size_t max_bytes;            /* response cap (0 = 16 MiB) */
-    int64_t deadline_ms;         /* absolute cm_now_ms(); 0 = 30 s from now */
-    const atomic_bool *cancel;   /* may be NULL */
-    const char *capture_header;  /* response header to capture (may be NULL) */
+    size_t max_bytes;                /* response cap (0 = 16 MiB) */
+    int64_t deadline_ms;             /* absolute cm_now_ms(); 0 = 30 s from now */
+    const atomic_bool *cancel;       /* may be NULL */
+    const char *capture_header;      /* response header to capture (may be NULL) */
 } cm_http_req;
 
 typedef struct cm_http_resp {

@@ -74,8 +74,8 @@ int cm_mcp_map_result(const cJSON *result, cJSON **out, cm_error *err)
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError"))) {
         cm_buf b = {0};
         append_text_blocks(content, &b);
-        int rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "tool reported an error: %.*s",
-                              EXCERPT_BYTES, b.len ? b.data : "(no text)");
+        int rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "tool reported an error: %.*s", EXCERPT_BYTES,
+                              b.len ? b.data : "(no text)");
         cm_buf_free(&b);
         return rc;
     }
@@ -160,10 +160,10 @@ static cJSON *tool_from_mcp(const cJSON *mt, const char *manual, const char *ser
     cJSON_AddStringToObject(tool, "description", desc ? desc : "");
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(mt, "inputSchema");
     const cJSON *out = cJSON_GetObjectItemCaseSensitive(mt, "outputSchema");
-    cJSON_AddItemToObject(tool, "inputs", cJSON_IsObject(in) ? cJSON_Duplicate(in, 1)
-                                                             : cJSON_CreateObject());
-    cJSON_AddItemToObject(tool, "outputs", cJSON_IsObject(out) ? cJSON_Duplicate(out, 1)
-                                                               : cJSON_CreateObject());
+    cJSON_AddItemToObject(tool, "inputs",
+                          cJSON_IsObject(in) ? cJSON_Duplicate(in, 1) : cJSON_CreateObject());
+    cJSON_AddItemToObject(tool, "outputs",
+                          cJSON_IsObject(out) ? cJSON_Duplicate(out, 1) : cJSON_CreateObject());
     cJSON_AddItemToObject(tool, "tags", cJSON_CreateArray());
     cJSON *t = cJSON_AddObjectToObject(tool, "tool_call_template");
     cJSON_AddStringToObject(t, "call_template_type", "mcp");
@@ -191,8 +191,7 @@ static int list_server_tools(const cJSON *cfg, const cJSON *raw_cfg, const char 
         cJSON_ArrayForEach(mt, cJSON_GetObjectItemCaseSensitive(res, "tools"))
         {
             if (cm_json_str(mt, "name"))
-                cJSON_AddItemToArray(tools,
-                                     tool_from_mcp(mt, ctx->manual_name, server, raw_cfg));
+                cJSON_AddItemToArray(tools, tool_from_mcp(mt, ctx->manual_name, server, raw_cfg));
         }
         const char *next = cm_json_str(res, "nextCursor");
         free(cursor);
@@ -203,8 +202,7 @@ static int list_server_tools(const cJSON *cfg, const cJSON *raw_cfg, const char 
     return 0;
 }
 
-int cm_mcp_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual,
-                    cm_error *err)
+int cm_mcp_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual, cm_error *err)
 {
     cm_autojson cJSON *t = NULL;
     if (substituted(manual_tmpl, ctx, &t, err) < 0)

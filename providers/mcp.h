@@ -27,9 +27,9 @@ int cm_mcp_map_result(const cJSON *result, cJSON **out, cm_error *err);
  * (manual, server) and started (initialize handshake) on first use,
  * restarted with backoff after a crash.  *result receives the JSON-RPC
  * `result`; a JSON-RPC `error` becomes CM_ERR_TOOL_ERROR. */
-int cm_mcp_request(cm_providers *p, const char *manual, const char *server,
-                   const cJSON *server_cfg, const char *base_dir, const char *method,
-                   cJSON *params, const cm_call_ctx *ctx, cJSON **result, cm_error *err);
+int cm_mcp_request(cm_providers *p, const char *manual, const char *server, const cJSON *server_cfg,
+                   const char *base_dir, const char *method, cJSON *params, const cm_call_ctx *ctx,
+                   cJSON **result, cm_error *err);
 
 /* Protocol versions we speak, newest first. */
 extern const char *const cm_mcp_versions[];

@@ -325,8 +325,8 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static const char *const env_allow[] = {"PATH", "HOME", "LANG", "LC_ALL", "LOGNAME",
-                                        "SHELL", "TERM", "USER", "TZ", NULL};
+static const char *const env_allow[] = {"PATH",  "HOME", "LANG", "LC_ALL", "LOGNAME",
+                                        "SHELL", "TERM", "USER", "TZ",     NULL};
 
 static char **child_env(const cJSON *cfg)
 {
@@ -372,8 +372,8 @@ static char **child_argv(const cJSON *cfg)
     argv[0] = cm_xstrdup(cm_json_str(cfg, "command"));
     int i = 1;
     const cJSON *a;
-    cJSON_ArrayForEach(a, args) argv[i++] = cJSON_IsString(a) ? cm_xstrdup(a->valuestring)
-                                                             : cm_json_print(a);
+    cJSON_ArrayForEach(a, args) argv[i++] =
+        cJSON_IsString(a) ? cm_xstrdup(a->valuestring) : cm_json_print(a);
     return argv;
 }
 
@@ -508,8 +508,8 @@ static int stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
         }
     pthread_mutex_unlock(&s->lock);
     if (pd.done && !pd.msg)
-        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
-                          s->server, s->last_exit[0] ? s->last_exit : "exited");
+        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call", s->server,
+                          s->last_exit[0] ? s->last_exit : "exited");
     if (rc < 0) {
         cJSON_Delete(pd.msg);
         return -1;
@@ -526,8 +526,7 @@ static int header_lines(const cJSON *cfg, struct curl_slist **h, cm_error *err)
     cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(cfg, "headers"))
     {
         if (!cJSON_IsString(v) || strpbrk(v->string, "\r\n:") || strpbrk(v->valuestring, "\r\n"))
-            return cm_error_set(err, CM_ERR_TOOL_ERROR, "headers.%.60s: invalid header",
-                                v->string);
+            return cm_error_set(err, CM_ERR_TOOL_ERROR, "headers.%.60s: invalid header", v->string);
         cm_autofree char *line = NULL;
         if (asprintf(&line, "%s: %s", v->string, v->valuestring) < 0)
             abort();
@@ -628,9 +627,14 @@ static int http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
     int rc = header_lines(s->cfg, &h, err);
     cm_http_resp resp = {0};
     if (rc == 0) {
-        cm_http_req req = {.method = "POST", .url = url, .headers = h, .body = body,
-                           .body_len = strlen(body), .max_bytes = LINE_MAX_BYTES,
-                           .deadline_ms = ctx->deadline_ms, .cancel = ctx->cancel,
+        cm_http_req req = {.method = "POST",
+                           .url = url,
+                           .headers = h,
+                           .body = body,
+                           .body_len = strlen(body),
+                           .max_bytes = LINE_MAX_BYTES,
+                           .deadline_ms = ctx->deadline_ms,
+                           .cancel = ctx->cancel,
                            .capture_header = "Mcp-Session-Id"};
         rc = cm_http_perform(s->p, &req, &resp, err);
     }
@@ -750,9 +754,9 @@ static int ensure_ready(cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err
         int64_t wait = s->restart_at_ms - cm_now_ms();
         if (wait > 0) {
             pthread_mutex_unlock(&s->lock);
-            return cm_error_set(err, CM_ERR_TOOL_ERROR,
-                                "MCP server '%s' %s; restarting in %lld ms", s->server,
-                                s->last_exit[0] ? s->last_exit : "failed", (long long)wait);
+            return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s; restarting in %lld ms",
+                                s->server, s->last_exit[0] ? s->last_exit : "failed",
+                                (long long)wait);
         }
         s->state = S_STARTING;
         s->proto[0] = '\0';
@@ -792,9 +796,9 @@ static void expire_session(cm_mcp_session *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-int cm_mcp_request(cm_providers *p, const char *manual, const char *server,
-                   const cJSON *server_cfg, const char *base_dir, const char *method,
-                   cJSON *params, const cm_call_ctx *ctx, cJSON **result, cm_error *err)
+int cm_mcp_request(cm_providers *p, const char *manual, const char *server, const cJSON *server_cfg,
+                   const char *base_dir, const char *method, cJSON *params, const cm_call_ctx *ctx,
+                   cJSON **result, cm_error *err)
 {
     if (!p)
         return cm_error_set(err, CM_ERR_INTERNAL, "mcp: no provider context");
@@ -809,8 +813,7 @@ int cm_mcp_request(cm_providers *p, const char *manual, const char *server,
         if (rc != RETRY_EXPIRED)
             break;
         expire_session(s);
-        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': session expired twice",
-                          server);
+        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': session expired twice", server);
     }
     if (rc == 0) {
         pthread_mutex_lock(&s->lock);
@@ -858,7 +861,9 @@ static void delete_http_session(cm_mcp_session *s)
     char line[256];
     snprintf(line, sizeof line, "Mcp-Session-Id: %.200s", s->session_id);
     struct curl_slist *h = curl_slist_append(NULL, line);
-    cm_http_req req = {.method = "DELETE", .url = cm_json_str(s->cfg, "url"), .headers = h,
+    cm_http_req req = {.method = "DELETE",
+                       .url = cm_json_str(s->cfg, "url"),
+                       .headers = h,
                        .deadline_ms = cm_now_ms() + 2000};
     cm_http_resp resp;
     cm_error ignored;

@@ -377,8 +377,8 @@ static cJSON *operation_tool(const cJSON *doc, const char *base, const char *pat
         desc = cm_json_str(op, "description");
     cJSON_AddStringToObject(tool, "description", desc ? desc : "");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(op, "tags");
-    cJSON_AddItemToObject(tool, "tags", cJSON_IsArray(tags) ? cJSON_Duplicate(tags, 1)
-                                                            : cJSON_CreateArray());
+    cJSON_AddItemToObject(tool, "tags",
+                          cJSON_IsArray(tags) ? cJSON_Duplicate(tags, 1) : cJSON_CreateArray());
     cJSON *inputs = cJSON_AddObjectToObject(tool, "inputs");
     cJSON_AddStringToObject(inputs, "type", "object");
     cJSON *props = cJSON_AddObjectToObject(inputs, "properties");
@@ -440,8 +440,8 @@ int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, cJSON **manual,
         for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
             const cJSON *op = cJSON_GetObjectItemCaseSensitive(item, methods[i]);
             if (cJSON_IsObject(op))
-                cJSON_AddItemToArray(tools, operation_tool(doc, base, item->string, resolved_item,
-                                                           methods[i], op));
+                cJSON_AddItemToArray(
+                    tools, operation_tool(doc, base, item->string, resolved_item, methods[i], op));
         }
     }
     *manual = m;

@@ -20,8 +20,8 @@ typedef struct cm_oauth_token cm_oauth_token;
 struct cm_providers {
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-    pthread_mutex_t lock;    /* guards tokens and sessions */
-    cm_oauth_token *tokens;  /* OAuth2 client-credentials cache */
+    pthread_mutex_t lock;   /* guards tokens and sessions */
+    cm_oauth_token *tokens; /* OAuth2 client-credentials cache */
     cm_mcp_session *sessions;
 };
 
