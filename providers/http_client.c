@@ -297,7 +297,7 @@ static void check_header_names(const struct curl_slist *h, cm_error *err, int *b
     }
 }
 
-int cm_http_perform(cm_providers *p, const cm_http_req *req0, cm_http_resp *resp, cm_error *err)
+static int perform_hops(cm_providers *p, const cm_http_req *req0, cm_http_resp *resp, cm_error *err)
 {
     cm_http_req req = *req0;
     if (!req.deadline_ms)
@@ -337,4 +337,13 @@ int cm_http_perform(cm_providers *p, const cm_http_req *req0, cm_http_resp *resp
             h.body_len = 0;
         }
     }
+}
+
+int cm_http_perform(cm_providers *p, const cm_http_req *req, cm_http_resp *resp, cm_error *err)
+{
+    memset(resp, 0, sizeof *resp);
+    if (perform_hops(p, req, resp, err) == 0)
+        return 0;
+    cm_http_resp_free(resp); /* nothing to hand back on failure */
+    return -1;
 }
