@@ -80,6 +80,7 @@ def openapi_doc():
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True   # headers and body are separate writes
 
     def log_message(self, *a):
         pass
