@@ -32,7 +32,7 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
-	deploy-check bench
+	deploy-check bench npm-deps
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -90,8 +90,16 @@ unit: $(UNIT_BINS) build/codemode
 	build/codemode policy test tests/policy/
 	$(PYTHON) -m unittest discover -s tests/unit -p 'test_*.py' -t .
 
+# npm packages the provider tests run (MCP reference servers), cached in build/npm.
+NPM_PKGS := @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
+npm-deps: build/npm/.stamp
+build/npm/.stamp: Makefile
+	@mkdir -p build/npm
+	npm install --prefix build/npm --no-audit --no-fund --loglevel=error $(NPM_PKGS)
+	@touch $@
+
 # The integration suite runs twice: normal build, then ASan+UBSan build.
-integration: all asan rootfs
+integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/integration -t .
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .

@@ -140,6 +140,8 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
         .deadline_ms = ch->deadline_ms,
         .cancel = &ch->cancel,
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
+        .providers = ch->eng->providers,
+        .egress = cm_policy_chain_profile(ch->pc),
     };
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;

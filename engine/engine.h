@@ -74,6 +74,7 @@ struct cm_engine {
     bool socket_activated; /* listening fd came from systemd: do not unlink it */
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
+    struct cm_providers *providers; /* provider connections and MCP sessions */
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "jobs.h"
 #include "rootfs.h"
+#include "pctx.h"
 #include "server.h"
 #include "tools.h"
 #include "session.h"
@@ -117,6 +118,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
+    if (cm_providers_new(&eng->providers, err) < 0)
+        return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
@@ -131,6 +134,7 @@ static void engine_close(cm_engine *eng)
     cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
     cm_server_close(eng);
+    cm_providers_free(eng->providers);
     cm_registry_free(eng->registry);
     cm_policy_store_free(eng->policy);
     cm_vars_free(eng->vars);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "pctx.h"
 #include "provider.h"
 
 #define DISCOVERY_TIMEOUT_MS 60000
@@ -41,12 +42,17 @@ int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, cJSON 
         .base_dir = eng->cfg.base_dir,
         .deadline_ms = cm_now_ms() + DISCOVERY_TIMEOUT_MS,
         .max_output_bytes = 16u << 20,
+        .providers = eng->providers,
     };
     cm_autojson cJSON *manual = NULL;
-    if (cm_provider_discover(tmpl, &ctx, &manual, err) < 0)
+    if (cm_provider_discover(tmpl, &ctx, &manual, err) < 0) {
+        cm_providers_release_manual(eng->providers, name);
         return cm_error_prefix(err, "manual '%s'", name);
-    if (cm_registry_add(eng->registry, tmpl, manual, report, err) < 0)
+    }
+    if (cm_registry_add(eng->registry, tmpl, manual, report, err) < 0) {
+        cm_providers_release_manual(eng->providers, name); /* nothing half-registers */
         return cm_error_prefix(err, "manual '%s'", name);
+    }
     return 0;
 }
 

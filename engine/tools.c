@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "pctx.h"
 
 static cJSON *args_of(const cJSON *params)
 {
@@ -78,6 +79,7 @@ static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *i
         reply_error(conn, id, &err);
         return;
     }
+    cm_providers_release_manual(eng->providers, name);
     cJSON *s = cJSON_CreateObject();
     cJSON_AddBoolToObject(s, "success", 1);
     cJSON_AddStringToObject(s, "manual_name", name);
@@ -187,8 +189,8 @@ static const cm_tool_def tool_defs[] = {
      OBJ("\"manual_call_template\":{\"type\":\"object\"}", "\"manual_call_template\""), true, false,
      tool_register_manual},
     {"deregister_manual", "Remove a registered manual and its tools.",
-     OBJ("\"manual_name\":{\"type\":\"string\"}", "\"manual_name\""), false, false,
-     tool_deregister_manual},
+     OBJ("\"manual_name\":{\"type\":\"string\"}", "\"manual_name\""), true, false,
+     tool_deregister_manual}, /* slow: closes MCP sessions (stops their servers) */
     {"list_tools", "List the access names (manual.tool) of all registered tools.", OBJ("", ""),
      false, true, tool_list_tools},
     {"search_tools", "Find tools relevant to a task description, best first.",

@@ -441,3 +441,8 @@ void cm_policy_chain_end(cm_policy_chain *pc, cJSON *response)
     }
     free_session(pc);
 }
+
+const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc)
+{
+    return pc ? pc->profile : NULL;
+}

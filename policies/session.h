@@ -37,6 +37,9 @@ int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm
 /* The limits the chain must apply, adjustable by the chain (isolation reads memory_mb, cpu_quota,
  * cpu_shares, pids from here; 0 = no policy value). */
 cm_chain_limits *cm_policy_chain_limits(cm_policy_chain *pc);
+/* The chain's profile (NULL without a policy): its HTTP egress rules go to
+ * the providers. */
+const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc);
 /* For the runner's `allowed_imports`: NULL (default list), "all" or array. */
 const cJSON *cm_policy_chain_imports(const cm_policy_chain *pc);
 /* Checks one tool call before its provider runs (thread-safe): the tool

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "http.h"
+#include "mcp.h"
 #include "text_file.h"
 #include "util.h"
 
@@ -40,6 +42,8 @@ static const provider_entry providers[] = {
     {"cli", cm_cli_call, cm_cli_discover},
     {"text", text_call, cm_text_discover},
     {"file", file_call, cm_file_discover},
+    {"http", cm_http_call, cm_http_discover},
+    {"mcp", cm_mcp_call, cm_mcp_discover},
 };
 
 static const provider_entry *find_provider(const char *type)
@@ -71,11 +75,20 @@ static const provider_entry *provider_for(const cJSON *tmpl, cm_errkind kind, cm
     return p;
 }
 
+/* http and mcp share connections and sessions through ctx->providers. */
+static int needs_context(const provider_entry *p, const cm_call_ctx *ctx, cm_errkind kind,
+                         cm_error *err)
+{
+    if (ctx->providers || (strcmp(p->type, "http") && strcmp(p->type, "mcp")))
+        return 0;
+    return cm_error_set(err, kind, "%s provider: no provider context", p->type);
+}
+
 int cm_provider_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
                      cm_error *err)
 {
     const provider_entry *p = provider_for(tmpl, CM_ERR_TOOL_ERROR, err);
-    if (!p)
+    if (!p || needs_context(p, ctx, CM_ERR_TOOL_ERROR, err) < 0)
         return -1;
     return p->call(tmpl, args, ctx, result, err);
 }
@@ -84,7 +97,7 @@ int cm_provider_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON
                          cm_error *err)
 {
     const provider_entry *p = provider_for(manual_tmpl, CM_ERR_CONFIG, err);
-    if (!p)
+    if (!p || needs_context(p, ctx, CM_ERR_CONFIG, err) < 0)
         return -1;
     return p->discover(manual_tmpl, ctx, manual, err);
 }

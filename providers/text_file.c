@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "openapi.h"
 #include "util.h"
 
 #define FILE_MAX_BYTES ((size_t)16 << 20)
@@ -47,6 +48,9 @@ int cm_parse_manual_text(const char *text, size_t len, const char *what, cJSON *
     if (!cJSON_IsObject(doc))
         return cm_error_set(err, CM_ERR_CONFIG, "%s is not a UTCP manual (expected an object)",
                             what);
+    if (cm_openapi_detect(doc))
+        return cm_openapi_to_manual(doc, NULL, manual, err) < 0 ? cm_error_prefix(err, "%s", what)
+                                                                : 0;
     if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "tools")))
         return cm_error_set(err, CM_ERR_CONFIG, "%s is not a UTCP manual (no \"tools\" array)",
                             what);

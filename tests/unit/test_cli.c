@@ -575,13 +575,15 @@ static void test_dispatch(void **state)
     cm_autojson cJSON *res = NULL;
     cm_error err = {0};
     assert_int_equal(
-        run("{\"call_template_type\":\"http\",\"url\":\"https://x\"}", NULL, &res, &err), -1);
+        run("{\"call_template_type\":\"graphql\",\"url\":\"https://x\"}", NULL, &res, &err), -1);
     assert_string_equal(err.message,
-                        "call_template_type 'http' is not supported by this engine yet");
+                        "call_template_type 'graphql' is not supported by this engine yet");
     assert_true(cm_provider_supported("cli"));
     assert_true(cm_provider_supported("text"));
     assert_true(cm_provider_supported("file"));
-    assert_false(cm_provider_supported("http"));
+    assert_true(cm_provider_supported("http"));
+    assert_true(cm_provider_supported("mcp"));
+    assert_false(cm_provider_supported("graphql"));
     assert_false(cm_provider_supported(NULL));
     assert_int_equal(run("{\"call_template_type\":\"cli\",\"commands\":[]}", NULL, &res, &err), -1);
     assert_non_null(strstr(err.message, "commands"));

@@ -1,0 +1,421 @@
+/* http_client.c — the one place that drives libcurl (see http_client.h).
+ *
+ * Why it exists: the http provider, OpenAPI discovery, OAuth2 token fetches
+ * and the MCP streamable-HTTP transport all need the same careful exchange:
+ * scheme/host checks, hand-followed redirects that shed credentials when the
+ * origin changes, size caps, deadlines and cancellation. */
+#include "http_client.h"
+#include "policy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <strings.h>
+
+#define DEFAULT_MAX_BYTES ((size_t)16 << 20)
+#define DEFAULT_TIMEOUT_MS 30000
+#define CONNECT_TIMEOUT_MS 10000
+
+void cm_http_resp_free(cm_http_resp *r)
+{
+    free(r->content_type);
+    free(r->captured);
+    cm_buf_free(&r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static bool is_loopback_host(const char *host)
+{
+    if (!strcasecmp(host, "localhost") || !strcmp(host, "::1") || !strcmp(host, "[::1]"))
+        return true;
+    return strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == strlen(host);
+}
+
+/* Parsed scheme, host and port of a URL (curl's URL API, not ours). */
+typedef struct url_parts {
+    char *scheme, *host, *port;
+} url_parts;
+
+static void url_parts_free(url_parts *u)
+{
+    curl_free(u->scheme);
+    curl_free(u->host);
+    curl_free(u->port);
+}
+
+static int url_split(const char *url, url_parts *u)
+{
+    memset(u, 0, sizeof *u);
+    CURLU *h = curl_url();
+    int rc = -1;
+    if (curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_SCHEME, &u->scheme, 0) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_HOST, &u->host, 0) == CURLUE_OK &&
+        curl_url_get(h, CURLUPART_PORT, &u->port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+        rc = 0;
+    curl_url_cleanup(h);
+    if (rc < 0)
+        url_parts_free(u);
+    return rc;
+}
+
+int cm_http_check_url(const char *url, cm_error *err)
+{
+    url_parts u;
+    if (url_split(url, &u) < 0)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "invalid URL '%.200s'", url);
+    int rc = 0;
+    if (!strcasecmp(u.scheme, "http")) {
+        if (!is_loopback_host(u.host))
+            rc = cm_error_set(err, CM_ERR_POLICY_DENIED,
+                              "plain http is only allowed to loopback hosts (got host '%s'); "
+                              "use https",
+                              u.host);
+    } else if (strcasecmp(u.scheme, "https")) {
+        rc = cm_error_set(err, CM_ERR_POLICY_DENIED, "URL scheme '%s' is not allowed (https only)",
+                          u.scheme);
+    }
+    url_parts_free(&u);
+    return rc;
+}
+
+char *cm_http_origin(const char *url)
+{
+    url_parts u;
+    if (url_split(url, &u) < 0)
+        return NULL;
+    char *o = NULL;
+    if (asprintf(&o, "%s://%s:%s", u.scheme, u.host, u.port) < 0)
+        abort();
+    url_parts_free(&u);
+    return o;
+}
+
+char *cm_http_url_for_message(const char *url)
+{
+    size_t n = strcspn(url, "?#");
+    char *s = cm_xmalloc(n + 1);
+    memcpy(s, url, n);
+    s[n] = '\0';
+    return s;
+}
+
+bool cm_http_is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    size_t n = strcspn(ct, ";");
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (!strncasecmp(ct + i, "json", 4))
+            return true;
+    return false;
+}
+
+/* ---- one transfer ------------------------------------------------------ */
+
+typedef struct xfer {
+    const cm_http_req *req;
+    cm_http_resp *resp;
+    size_t max_bytes;
+    bool too_big;
+    bool cancelled;
+} xfer;
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    xfer *x = userp;
+    size_t len = size * n;
+    if (x->resp->body.len + len > x->max_bytes) {
+        x->too_big = true;
+        return 0;
+    }
+    cm_error e;
+    if (cm_buf_append(&x->resp->body, data, len, &e) < 0)
+        return 0;
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+    xfer *x = userp;
+    size_t len = size * n;
+    const char *name = x->req->capture_header;
+    size_t nl = name ? strlen(name) : 0;
+    if (name && len > nl + 1 && !strncasecmp(data, name, nl) && data[nl] == ':') {
+        const char *v = data + nl + 1;
+        const char *end = data + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        free(x->resp->captured);
+        x->resp->captured = strndup(v, (size_t)(end - v));
+    }
+    return len;
+}
+
+static int on_progress(void *userp, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    xfer *x = userp;
+    if (x->req->cancel && atomic_load(x->req->cancel)) {
+        x->cancelled = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* Header list for one hop: cross-origin hops keep only non-credential
+ * headers (Accept, Content-Type). */
+static struct curl_slist *hop_headers(const struct curl_slist *h, bool same_origin)
+{
+    struct curl_slist *out = NULL;
+    for (; h; h = h->next) {
+        if (!same_origin && strncasecmp(h->data, "Accept:", 7) &&
+            strncasecmp(h->data, "Content-Type:", 13))
+            continue;
+        out = curl_slist_append(out, h->data);
+    }
+    return out;
+}
+
+typedef struct hop {
+    const char *url;
+    const char *method;
+    const char *body;
+    size_t body_len;
+    bool same_origin;
+} hop;
+
+static void set_method(CURL *c, const hop *h)
+{
+    if (!strcmp(h->method, "GET")) {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        return;
+    }
+    if (!strcmp(h->method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, h->method);
+    if (h->body || strcmp(h->method, "DELETE")) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->body_len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, h->body ? h->body : "");
+    }
+}
+
+static int64_t remaining_ms(const cm_http_req *req)
+{
+    return req->deadline_ms - cm_now_ms();
+}
+
+static int transfer_error(CURLcode rc, const xfer *x, const char *url, cm_error *err)
+{
+    cm_autofree char *u = cm_http_url_for_message(url);
+    if (x->cancelled)
+        return cm_error_set(err, CM_ERR_TIMEOUT, "%s: cancelled: the caller gave up", u);
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return cm_error_set(err, CM_ERR_TIMEOUT, "%s: timed out", u);
+    if (x->too_big)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: response larger than %zu bytes", u,
+                            x->max_bytes);
+    return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: %s", u, curl_easy_strerror(rc));
+}
+
+/* The caller's policy decides when there is one; else the built-in rule. */
+static int check_egress_url(const cm_http_req *req, const char *url, cm_error *err)
+{
+    if (req->egress)
+        return cm_policy_check_egress(req->egress, url, err);
+    return cm_http_check_url(url, err);
+}
+
+/* Resolved-address check against the policy: a host name that resolves to a
+ * private address is refused like the address itself.  OPENSOCKET covers
+ * new connections (before connect), PREREQ also reused ones (the shared
+ * connection cache may hold a connection opened for another profile). */
+typedef struct egress_guard {
+    const struct cm_policy_profile *egress;
+    cm_error err;
+    bool denied;
+} egress_guard;
+
+static curl_socket_t open_checked_socket(void *clientp, curlsocktype purpose,
+                                         struct curl_sockaddr *addr)
+{
+    egress_guard *g = clientp;
+    (void)purpose;
+    if (cm_policy_check_egress_addr(g->egress, &addr->addr, &g->err) < 0) {
+        g->denied = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+static int prereq_checked(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                          int local_port)
+{
+    egress_guard *g = clientp;
+    (void)local_ip;
+    (void)local_port;
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, primary_ip, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)primary_port);
+    } else if (inet_pton(AF_INET6, primary_ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)primary_port);
+    } else {
+        cm_error_set(&g->err, CM_ERR_POLICY_DENIED, "egress: unknown peer address '%s'",
+                     primary_ip);
+        g->denied = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    if (cm_policy_check_egress_addr(g->egress, (struct sockaddr *)&ss, &g->err) < 0) {
+        g->denied = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
+static int do_hop(cm_providers *p, const cm_http_req *req, const hop *h, cm_http_resp *resp,
+                  char **location, cm_error *err)
+{
+    int64_t left = remaining_ms(req);
+    if (left <= 0) {
+        cm_autofree char *u = cm_http_url_for_message(h->url);
+        return cm_error_set(err, CM_ERR_TIMEOUT, "%s: timed out", u);
+    }
+    CURL *c = curl_easy_init();
+    if (!c)
+        return cm_error_set(err, CM_ERR_INTERNAL, "curl_easy_init failed");
+    xfer x = {
+        .req = req, .resp = resp, .max_bytes = req->max_bytes ? req->max_bytes : DEFAULT_MAX_BYTES};
+    struct curl_slist *hdrs = hop_headers(req->headers, h->same_origin);
+    curl_easy_setopt(c, CURLOPT_SHARE, p->share);
+    curl_easy_setopt(c, CURLOPT_URL, h->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(left < CONNECT_TIMEOUT_MS ? left : CONNECT_TIMEOUT_MS));
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "codemode/0.1");
+    if (h->same_origin && req->username) {
+        curl_easy_setopt(c, CURLOPT_USERNAME, req->username);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, req->password ? req->password : "");
+    }
+    set_method(c, h);
+    egress_guard guard = {.egress = req->egress};
+    if (req->egress) {
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &guard);
+        curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, prereq_checked);
+        curl_easy_setopt(c, CURLOPT_PREREQDATA, &guard);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    int ret = 0;
+    if (guard.denied) {
+        *err = guard.err;
+        ret = -1;
+    } else if (rc != CURLE_OK) {
+        ret = transfer_error(rc, &x, h->url, err);
+    } else {
+        char *ct = NULL, *loc = NULL;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
+        resp->content_type = ct ? cm_xstrdup(ct) : NULL;
+        *location = loc ? cm_xstrdup(loc) : NULL;
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return ret;
+}
+
+static bool is_redirect(long status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+static bool same_origin(const char *a, const char *b)
+{
+    cm_autofree char *oa = cm_http_origin(a);
+    cm_autofree char *ob = cm_http_origin(b);
+    return oa && ob && !strcasecmp(oa, ob);
+}
+
+static void check_header_names(const struct curl_slist *h, cm_error *err, int *bad)
+{
+    for (; h; h = h->next) {
+        size_t n = strcspn(h->data, ":");
+        if (strcspn(h->data, "\r\n") < strlen(h->data) || n == 0) {
+            cm_error_set(err, CM_ERR_TOOL_ERROR, "header '%.*s': CR/LF or empty name rejected",
+                         (int)(n > 60 ? 60 : n), h->data);
+            *bad = 1;
+            return;
+        }
+    }
+}
+
+static int perform_hops(cm_providers *p, const cm_http_req *req0, cm_http_resp *resp, cm_error *err)
+{
+    cm_http_req req = *req0;
+    if (!req.deadline_ms)
+        req.deadline_ms = cm_now_ms() + DEFAULT_TIMEOUT_MS;
+    int bad = 0;
+    check_header_names(req.headers, err, &bad);
+    if (bad)
+        return -1;
+    memset(resp, 0, sizeof *resp);
+    cm_autofree char *url = cm_xstrdup(req.url);
+    hop h = {.method = req.method, .body = req.body, .body_len = req.body_len, .same_origin = true};
+    for (int hops = 0;; hops++) {
+        if (check_egress_url(&req, url, err) < 0)
+            return hops ? cm_error_prefix(err, "redirect") : -1;
+        h.url = url;
+        h.same_origin = h.same_origin && same_origin(req.url, url);
+        cm_autofree char *location = NULL;
+        cm_http_resp_free(resp);
+        if (do_hop(p, &req, &h, resp, &location, err) < 0)
+            return -1;
+        if (!is_redirect(resp->status) || !location)
+            return 0;
+        if (hops >= CM_HTTP_MAX_REDIRECTS) {
+            cm_autofree char *u = cm_http_url_for_message(req.url);
+            return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: more than %d redirects", u,
+                                CM_HTTP_MAX_REDIRECTS);
+        }
+        bool keep_method = resp->status == 307 || resp->status == 308;
+        free(url);
+        url = cm_steal_ptr(&location);
+        if (!same_origin(req.url, url))
+            h.same_origin = false;
+        if (!keep_method || !h.same_origin) {
+            if (strcmp(h.method, "HEAD"))
+                h.method = "GET";
+            h.body = NULL;
+            h.body_len = 0;
+        }
+    }
+}
+
+int cm_http_perform(cm_providers *p, const cm_http_req *req, cm_http_resp *resp, cm_error *err)
+{
+    memset(resp, 0, sizeof *resp);
+    if (perform_hops(p, req, resp, err) == 0)
+        return 0;
+    cm_http_resp_free(resp); /* nothing to hand back on failure */
+    return -1;
+}

@@ -1,0 +1,61 @@
+/* http_client.h — one HTTP exchange over libcurl with the provider-side
+ * security rules: only https, or http to a loopback host; redirects followed
+ * by hand (at most 5 hops), each hop re-checked, and a cross-origin hop drops
+ * credentials (custom headers, basic auth), query-borne secrets are the
+ * caller's business; a response size cap; the call's deadline and cancel
+ * flag abort the transfer.  Connections are reused through the providers'
+ * curl share. */
+#ifndef CM_PROVIDERS_HTTP_CLIENT_H
+#define CM_PROVIDERS_HTTP_CLIENT_H
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "pctx.h"
+#include "util.h"
+
+#define CM_HTTP_MAX_REDIRECTS 5
+
+typedef struct cm_http_req {
+    const char *method; /* GET POST PUT PATCH DELETE */
+    const char *url;
+    const struct curl_slist *headers; /* "Name: value" lines (may be NULL) */
+    const char *body;                 /* may be NULL */
+    size_t body_len;
+    const char *username, *password; /* basic auth (same origin only) */
+    size_t max_bytes;                /* response cap (0 = 16 MiB) */
+    int64_t deadline_ms;             /* absolute cm_now_ms(); 0 = 30 s from now */
+    const atomic_bool *cancel;       /* may be NULL */
+    const char *capture_header;      /* response header to capture (may be NULL) */
+    const struct cm_policy_profile *egress; /* policy egress rules, NULL = built-in rule */
+} cm_http_req;
+
+typedef struct cm_http_resp {
+    long status;
+    char *content_type; /* may be NULL */
+    char *captured;     /* value of capture_header (may be NULL) */
+    cm_buf body;
+} cm_http_resp;
+
+void cm_http_resp_free(cm_http_resp *r);
+
+/* Performs the request.  Transport failures are CM_ERR_TOOL_ERROR (or
+ * CM_ERR_TIMEOUT) naming the URL without its query; any status is a success
+ * here (the caller maps >= 400). */
+int cm_http_perform(cm_providers *p, const cm_http_req *req, cm_http_resp *resp, cm_error *err);
+
+/* 0 when the URL is https, or http to a loopback host; else
+ * CM_ERR_POLICY_DENIED saying why. */
+int cm_http_check_url(const char *url, cm_error *err);
+/* "scheme://host:port" of a URL (caller frees), NULL when it does not parse. */
+char *cm_http_origin(const char *url);
+/* URL without query and fragment, for messages (caller frees). */
+char *cm_http_url_for_message(const char *url);
+/* True for a Content-Type naming JSON (application/json, +json). */
+bool cm_http_is_json_type(const char *content_type);
+
+#endif

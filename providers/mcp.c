@@ -1,0 +1,230 @@
+/* mcp.c — the UTCP `mcp` provider: discovery (tools/list on every server of
+ * config.mcpServers) and tool calls (tools/call), over the sessions of
+ * mcp_session.c, and the mapping of MCP results to chain values.
+ *
+ * Why it exists: MCP servers are the other big source of tools; this file
+ * keeps the UTCP shape (tools `<server>.<tool>` in the manual, one session
+ * per server) separate from the transports. */
+#include "mcp.h"
+
+#include <string.h>
+
+#include "util.h"
+
+#define EXCERPT_BYTES 1000
+
+static int substituted(const cJSON *tmpl, const cm_call_ctx *ctx, cJSON **out, cm_error *err)
+{
+    if (!ctx->vars) {
+        *out = cJSON_Duplicate(tmpl, 1);
+        return 0;
+    }
+    return cm_vars_substitute(ctx->vars, ctx->manual_name, tmpl, out, err);
+}
+
+static const cJSON *servers_of(const cJSON *tmpl, cm_error *err)
+{
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(tmpl, "config");
+    const cJSON *servers = cJSON_GetObjectItemCaseSensitive(cfg, "mcpServers");
+    if (!cJSON_IsObject(servers) || !servers->child) {
+        cm_error_set(err, CM_ERR_CONFIG, "config.mcpServers: must be a non-empty object");
+        return NULL;
+    }
+    const cJSON *s;
+    cJSON_ArrayForEach(s, servers)
+    {
+        if (!cJSON_IsObject(s) || (!cm_json_str(s, "command") && !cm_json_str(s, "url"))) {
+            cm_error_set(err, CM_ERR_CONFIG,
+                         "config.mcpServers.%s: needs `command` (stdio) or `url` (streamable "
+                         "HTTP)",
+                         s->string);
+            return NULL;
+        }
+        const char *t = cm_json_str(s, "transport");
+        if (t && strcmp(t, "stdio") && strcmp(t, "http") && strcmp(t, "streamable-http")) {
+            cm_error_set(err, CM_ERR_CONFIG,
+                         "config.mcpServers.%s.transport: '%s' is not supported (stdio, http)",
+                         s->string, t);
+            return NULL;
+        }
+    }
+    return servers;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static void append_text_blocks(const cJSON *content, cm_buf *b)
+{
+    cm_error ignored;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, content)
+    {
+        const char *text = cm_json_str(c, "text");
+        if (!text)
+            continue;
+        if (b->len)
+            cm_buf_append(b, "\n", 1, &ignored);
+        cm_buf_append(b, text, strlen(text), &ignored);
+    }
+}
+
+int cm_mcp_map_result(const cJSON *result, cJSON **out, cm_error *err)
+{
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(result, "content");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError"))) {
+        cm_buf b = {0};
+        append_text_blocks(content, &b);
+        int rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "tool reported an error: %.*s", EXCERPT_BYTES,
+                              b.len ? b.data : "(no text)");
+        cm_buf_free(&b);
+        return rc;
+    }
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
+    if (sc && !cJSON_IsNull(sc)) {
+        const cJSON *lone = cJSON_IsObject(sc) && sc->child && !sc->child->next &&
+                                    !strcmp(sc->child->string, "result")
+                                ? sc->child
+                                : NULL;
+        *out = cJSON_Duplicate(lone ? lone : sc, 1);
+        return 0;
+    }
+    if (!cJSON_IsArray(content)) {
+        *out = cJSON_CreateNull();
+        return 0;
+    }
+    if (cJSON_GetArraySize(content) == 1) {
+        const cJSON *c = content->child;
+        const char *type = cm_json_str(c, "type");
+        const char *text = cm_json_str(c, "text");
+        if (type && !strcmp(type, "text") && text) {
+            cJSON *j = cJSON_ParseWithOpts(text, NULL, 1);
+            *out = j ? j : cJSON_CreateString(text);
+            return 0;
+        }
+    }
+    if (cJSON_GetArraySize(content) == 0) {
+        *out = cJSON_CreateNull();
+        return 0;
+    }
+    *out = cJSON_Duplicate(content, 1);
+    return 0;
+}
+
+/* ---- tool calls ---------------------------------------------------------- */
+
+int cm_mcp_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
+                cm_error *err)
+{
+    const char *server = cm_json_str(tmpl, "mcp_server");
+    const char *tool = cm_json_str(tmpl, "mcp_tool");
+    if (!server || !tool)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                            "mcp tool template needs mcp_server and mcp_tool (register the "
+                            "manual through mcp discovery)");
+    cm_autojson cJSON *t = NULL;
+    if (substituted(tmpl, ctx, &t, err) < 0) {
+        err->kind = CM_ERR_TOOL_ERROR;
+        return cm_error_prefix(err, "mcp %s.%s", server, tool);
+    }
+    const cJSON *servers = servers_of(t, err);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(servers, server);
+    if (!cfg) {
+        err->kind = CM_ERR_TOOL_ERROR;
+        return cm_error_prefix(err, "mcp %s.%s", server, tool);
+    }
+    cm_autojson cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "name", tool);
+    cJSON_AddItemToObject(params, "arguments",
+                          args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject());
+    cm_autojson cJSON *res = NULL;
+    const char *manual = cm_json_str(t, "manual") ? cm_json_str(t, "manual") : ctx->manual_name;
+    if (cm_mcp_request(ctx->providers, manual ? manual : "", server, cfg, ctx->base_dir,
+                       "tools/call", params, ctx, &res, err) < 0 ||
+        cm_mcp_map_result(res, result, err) < 0)
+        return cm_error_prefix(err, "mcp %s.%s", server, tool);
+    return 0;
+}
+
+/* ---- discovery ----------------------------------------------------------- */
+
+static cJSON *tool_from_mcp(const cJSON *mt, const char *manual, const char *server,
+                            const cJSON *server_cfg_raw)
+{
+    const char *name = cm_json_str(mt, "name");
+    cJSON *tool = cJSON_CreateObject();
+    cm_autofree char *qualified = NULL;
+    if (asprintf(&qualified, "%s.%s", server, name) < 0)
+        abort();
+    cJSON_AddStringToObject(tool, "name", qualified);
+    const char *desc = cm_json_str(mt, "description");
+    cJSON_AddStringToObject(tool, "description", desc ? desc : "");
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(mt, "inputSchema");
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(mt, "outputSchema");
+    cJSON_AddItemToObject(tool, "inputs",
+                          cJSON_IsObject(in) ? cJSON_Duplicate(in, 1) : cJSON_CreateObject());
+    cJSON_AddItemToObject(tool, "outputs",
+                          cJSON_IsObject(out) ? cJSON_Duplicate(out, 1) : cJSON_CreateObject());
+    cJSON_AddItemToObject(tool, "tags", cJSON_CreateArray());
+    cJSON *t = cJSON_AddObjectToObject(tool, "tool_call_template");
+    cJSON_AddStringToObject(t, "call_template_type", "mcp");
+    cJSON_AddStringToObject(t, "manual", manual);
+    cJSON_AddStringToObject(t, "mcp_server", server);
+    cJSON_AddStringToObject(t, "mcp_tool", name);
+    cJSON *servers = cJSON_AddObjectToObject(cJSON_AddObjectToObject(t, "config"), "mcpServers");
+    cJSON_AddItemToObject(servers, server, cJSON_Duplicate(server_cfg_raw, 1));
+    return tool;
+}
+
+static int list_server_tools(const cJSON *cfg, const cJSON *raw_cfg, const char *server,
+                             const cm_call_ctx *ctx, cJSON *tools, cm_error *err)
+{
+    cm_autofree char *cursor = NULL;
+    for (int page = 0; page < 100; page++) {
+        cm_autojson cJSON *params = cJSON_CreateObject();
+        if (cursor)
+            cJSON_AddStringToObject(params, "cursor", cursor);
+        cm_autojson cJSON *res = NULL;
+        if (cm_mcp_request(ctx->providers, ctx->manual_name, server, cfg, ctx->base_dir,
+                           "tools/list", params, ctx, &res, err) < 0)
+            return -1;
+        const cJSON *mt;
+        cJSON_ArrayForEach(mt, cJSON_GetObjectItemCaseSensitive(res, "tools"))
+        {
+            if (cm_json_str(mt, "name"))
+                cJSON_AddItemToArray(tools, tool_from_mcp(mt, ctx->manual_name, server, raw_cfg));
+        }
+        const char *next = cm_json_str(res, "nextCursor");
+        free(cursor);
+        cursor = next && *next ? cm_xstrdup(next) : NULL;
+        if (!cursor)
+            return 0;
+    }
+    return 0;
+}
+
+int cm_mcp_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual, cm_error *err)
+{
+    cm_autojson cJSON *t = NULL;
+    if (substituted(manual_tmpl, ctx, &t, err) < 0)
+        return cm_error_prefix(err, "mcp manual");
+    const cJSON *servers = servers_of(t, err);
+    const cJSON *raw = servers_of(manual_tmpl, err);
+    if (!servers || !raw)
+        return cm_error_prefix(err, "mcp manual");
+    cm_autojson cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "utcp_version", "1.0.1");
+    cJSON_AddStringToObject(m, "manual_version", "1.0.0");
+    cJSON *tools = cJSON_AddArrayToObject(m, "tools");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, servers)
+    {
+        if (list_server_tools(s, cJSON_GetObjectItemCaseSensitive(raw, s->string), s->string, ctx,
+                              tools, err) < 0) {
+            err->kind = CM_ERR_CONFIG;
+            cm_mcp_sessions_close(ctx->providers, ctx->manual_name);
+            return cm_error_prefix(err, "mcp manual: server '%s'", s->string);
+        }
+    }
+    *manual = cm_steal_ptr(&m);
+    return 0;
+}

@@ -1,0 +1,63 @@
+/* pctx.c — lifecycle of the providers' shared state (see pctx.h): the curl
+ * share with its locks, and teardown of MCP sessions and cached tokens. */
+#include "pctx.h"
+
+#include "util.h"
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
+{
+    (void)h;
+    (void)access;
+    cm_providers *p = userp;
+    pthread_mutex_lock(&p->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userp)
+{
+    (void)h;
+    cm_providers *p = userp;
+    pthread_mutex_unlock(&p->share_locks[data]);
+}
+
+int cm_providers_new(cm_providers **out, cm_error *err)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return cm_error_set(err, CM_ERR_INTERNAL, "curl_global_init failed");
+    cm_providers *p = cm_xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&p->share_locks[i], NULL);
+    p->share = curl_share_init();
+    if (!p->share) {
+        free(p);
+        return cm_error_set(err, CM_ERR_INTERNAL, "curl_share_init failed");
+    }
+    curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    *out = p;
+    return 0;
+}
+
+void cm_providers_release_manual(cm_providers *p, const char *manual_name)
+{
+    if (p && manual_name)
+        cm_mcp_sessions_close(p, manual_name);
+}
+
+void cm_providers_free(cm_providers *p)
+{
+    if (!p)
+        return;
+    cm_mcp_sessions_close(p, NULL);
+    cm_oauth_tokens_free(p);
+    curl_share_cleanup(p->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&p->share_locks[i]);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+    curl_global_cleanup();
+}

@@ -1,0 +1,40 @@
+/* pctx.h — the providers' shared, engine-owned state: the libcurl share
+ * (connection cache, DNS, TLS sessions) every HTTP request goes through, the
+ * OAuth2 token cache and the long-lived MCP sessions.  One cm_providers hangs
+ * off the engine context; calls reach it through cm_call_ctx.providers.
+ * Everything in it is guarded by its own locks (providers run on many
+ * threads at once). */
+#ifndef CM_PROVIDERS_PCTX_H
+#define CM_PROVIDERS_PCTX_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct cm_providers cm_providers;
+typedef struct cm_mcp_session cm_mcp_session;
+typedef struct cm_oauth_token cm_oauth_token;
+
+struct cm_providers {
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t lock;   /* guards tokens and sessions */
+    cm_oauth_token *tokens; /* OAuth2 client-credentials cache */
+    cm_mcp_session *sessions;
+};
+
+/* Creates the context (calls curl_global_init: call before threads start). */
+int cm_providers_new(cm_providers **out, cm_error *err);
+/* Closes every MCP session (no orphan processes) and frees everything. */
+void cm_providers_free(cm_providers *p);
+/* Closes the MCP sessions of one manual (deregister_manual). */
+void cm_providers_release_manual(cm_providers *p, const char *manual_name);
+
+/* Implemented in mcp_session.c. */
+void cm_mcp_sessions_close(cm_providers *p, const char *manual_name);
+/* Implemented in http.c. */
+void cm_oauth_tokens_free(cm_providers *p);
+
+#endif
