@@ -80,3 +80,12 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)
+
+# Micro-benchmarks (not part of `make test`): search over 10,000 tools.
+.PHONY: bench
+bench: build/bench/bench_search
+	build/bench/bench_search
+
+build/bench/%: tests/bench/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
