@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "frame.h"
 #include "provider.h"
 #include "sandbox.h"
@@ -63,6 +64,7 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
+    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -251,6 +253,25 @@ static void take_log(chain *ch, const cJSON *msg)
     }
     ch->log_bytes += len;
     cJSON_AddItemToArray(ch->logs, cJSON_CreateString(line));
+    cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
+}
+
+/* {"t":"search","id":I,"query":S,"limit":N}: search_tools inside the chain,
+ * answered with a result frame (not a tool call: no budget, no provider). */
+static void take_search(chain *ch, const cJSON *msg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const char *query = cm_json_str(msg, "query");
+    const cJSON *limit = cJSON_GetObjectItemCaseSensitive(msg, "limit");
+    if (!cJSON_IsNumber(id) || !query) {
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                   "protocol violation: search frame needs numeric id and string query");
+        return;
+    }
+    int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
+                ? limit->valueint
+                : 10;
+    queue_to_sandbox(ch, result_frame(id->valuedouble, cm_agent_search(ch->eng, query, n), NULL));
 }
 
 static bool known_runner_kind(const char *kind)
@@ -300,6 +321,8 @@ static void take_frame(chain *ch, const cJSON *msg)
         take_done(ch, msg);
     else if (strcmp(t, "ready") == 0)
         ch->ready_us = cm_now_us();
+    else if (strcmp(t, "search") == 0)
+        take_search(ch, msg);
     else
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
 }
@@ -478,7 +501,7 @@ static void send_run(chain *ch, const char *code)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
-    cJSON_AddItemToObject(f, "tools", cm_registry_chain_tools(ch->eng->registry));
+    cJSON_AddItemToObject(f, "tools", cm_agent_visible_tools(ch->eng));
     queue_to_sandbox(ch, f);
     write_control(ch);
 }
@@ -520,7 +543,18 @@ static void chain_close(chain *ch)
 
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
 {
-    chain ch = {.eng = eng, .conn = conn, .ctl_fd = -1, .out_fd = -1, .wake_fd = -1};
+    return cm_chain_run_progress(eng, conn, code, timeout_s, NULL);
+}
+
+cJSON *cm_chain_run_progress(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                             const cJSON *progress_token)
+{
+    chain ch = {.eng = eng,
+                .conn = conn,
+                .ctl_fd = -1,
+                .out_fd = -1,
+                .wake_fd = -1,
+                .progress_token = progress_token};
     pthread_mutex_init(&ch.lock, NULL);
     ch.reader.max_frame = eng->cfg.max_result_bytes + eng->cfg.max_output_bytes + 65536;
     ch.logs = cJSON_CreateArray();
@@ -600,7 +634,9 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
         cm_log("info", "%s", msg);
         t = eng->cfg.max_timeout_s;
     }
-    cJSON *response = cm_chain_run(eng, conn, code, t);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    cJSON *response = cm_chain_run_progress(
+        eng, conn, code, t, cJSON_GetObjectItemCaseSensitive(meta, "progressToken"));
     bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
     cm_rpc_reply(conn, id, cm_tool_result(response, failed));
 }

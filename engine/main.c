@@ -23,6 +23,11 @@ static void usage(FILE *f)
                "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
                "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
                "response\n"
+               "  run --follow ...                      the same, streaming log lines\n"
+               "  prompt                                print the agent prompt template\n"
+               "  tools interfaces|interface NAME|search QUERY [--socket PATH]\n"
+               "                                        Python interfaces, tool search\n"
+               "  mcp [--socket PATH | --config FILE]   stdio MCP server (bridge or embedded)\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -157,6 +162,12 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "prompt") == 0)
+        return cm_cmd_prompt(argc - 1, argv + 1);
+    if (strcmp(cmd, "tools") == 0)
+        return cm_cmd_tools(argc - 1, argv + 1);
+    if (strcmp(cmd, "mcp") == 0)
+        return cm_cmd_mcp(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;
