@@ -197,6 +197,7 @@ typedef struct gen {
     cm_buf classes;      /* finished class definitions, dependencies first */
     const cJSON *root;   /* schema $ref paths resolve against */
     const char *manual;  /* access manual: class-name prefix */
+    const char *root_stem; /* "<manual>_<Tool>Input": $ref targets are named after it */
     cm_pyiface_names *names;
     ref_entry *refs;
     size_t nrefs;
@@ -300,12 +301,13 @@ static void emit_typeddict(gen *g, const cJSON *s, const char *cls, int depth)
     }
     cm_buf body = {0};
     if (functional) {
-        put(&body, "# ");
-        put(&body, cls);
-        put(&body, ": ");
-        put_comment_text(&body, cm_json_str(s, "description") ? cm_json_str(s, "description") : "",
-                         400);
-        put(&body, "\n");
+        if (cm_json_str(s, "description")) {
+            put(&body, "# ");
+            put(&body, cls);
+            put(&body, ": ");
+            put_comment_text(&body, cm_json_str(s, "description"), 400);
+            put(&body, "\n");
+        }
         cJSON_ArrayForEach(p, props)
         {
             const char *d = cm_json_str(p, "description");
@@ -453,7 +455,7 @@ static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int d
         /* name it after the definition: "#/$defs/Node" → <tool>Node */
         const char *last = strrchr(ref, '/');
         cm_buf stem = {0};
-        put(&stem, hint);
+        put(&stem, g->root_stem ? g->root_stem : hint);
         put_pascal(&stem, last ? last + 1 : "Ref", "Ref");
         char *cls = reserve_name(g, stem.data);
         cm_buf_free(&stem);
@@ -664,6 +666,7 @@ static void gen_free(gen *g)
 static void root_expr(gen *g, const cJSON *schema, const char *cls, cm_buf *e, bool *is_td)
 {
     g->root = schema;
+    g->root_stem = cls;
     *is_td = false;
     if (!cJSON_IsObject(schema) || !schema->child) {
         put(e, "Any");
