@@ -64,7 +64,9 @@ unit: $(UNIT_BINS)
 
 # The integration suite runs twice: normal build, then ASan+UBSan build.
 integration: all asan rootfs
+	@scripts/install-npm-tools.sh build/npm
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/integration -t .
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s clients/python -p 'test_*.py' -t clients/python
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
