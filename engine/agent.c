@@ -101,8 +101,7 @@ void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
-void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                                const cJSON *params)
+void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const char *name = cm_json_str(args_of(params), "tool_name");
     if (!name) {

@@ -105,7 +105,8 @@ int cm_cmd_tools(int argc, char **argv)
         socket_path = cm_default_socket_path();
     cJSON *args = cJSON_CreateObject();
     if (!strcmp(verb, "interfaces") && !arg) {
-        cm_autojson cJSON *sc = call_tool(socket_path, "get_all_tools_python_interfaces", args, &rc);
+        cm_autojson cJSON *sc =
+            call_tool(socket_path, "get_all_tools_python_interfaces", args, &rc);
         if (sc)
             fputs(cm_json_str(sc, "interfaces"), stdout);
     } else if (!strcmp(verb, "interface") && arg) {

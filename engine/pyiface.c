@@ -107,7 +107,8 @@ static void put_pascal(cm_buf *b, const char *s, const char *fallback)
     bool up = true;
     size_t start = b->len;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+        bool alnum =
+            (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
         if (!alnum) {
             up = true;
             continue;
@@ -194,9 +195,9 @@ static void names_add(cm_pyiface_names *s, const char *n)
 }
 
 typedef struct gen {
-    cm_buf classes;      /* finished class definitions, dependencies first */
-    const cJSON *root;   /* schema $ref paths resolve against */
-    const char *manual;  /* access manual: class-name prefix */
+    cm_buf classes;        /* finished class definitions, dependencies first */
+    const cJSON *root;     /* schema $ref paths resolve against */
+    const char *manual;    /* access manual: class-name prefix */
     const char *root_stem; /* "<manual>_<Tool>Input": $ref targets are named after it */
     cm_pyiface_names *names;
     ref_entry *refs;
@@ -242,7 +243,7 @@ static const cJSON *resolve_ref(const cJSON *root, const char *ref)
                 putn(&key, p++, 1);
             }
         }
-        cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, key.data ? key.data : "")
+        cur = cJSON_IsObject(cur)  ? cJSON_GetObjectItemCaseSensitive(cur, key.data ? key.data : "")
               : cJSON_IsArray(cur) ? cJSON_GetArrayItem(cur, atoi(key.data ? key.data : "0"))
                                    : NULL;
         cm_buf_free(&key);
@@ -255,8 +256,9 @@ static const cJSON *resolve_ref(const cJSON *root, const char *ref)
 static bool is_object_schema(const cJSON *s)
 {
     const char *t = cm_json_str(s, "type");
-    return cJSON_IsObject(s) && ((t && !strcmp(t, "object")) ||
-                                 (!t && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "properties"))));
+    return cJSON_IsObject(s) &&
+           ((t && !strcmp(t, "object")) ||
+            (!t && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "properties"))));
 }
 
 static bool has_properties(const cJSON *s)

@@ -14,15 +14,16 @@
 #define TOOLS_PER_MANUAL 100
 #define QUERIES 400
 
-static const char *const VERBS[] = {"get", "list", "create", "update", "delete", "search",
-                                    "send", "fetch", "sync", "export", "import", "archive"};
+static const char *const VERBS[] = {"get",  "list",  "create", "update", "delete", "search",
+                                    "send", "fetch", "sync",   "export", "import", "archive"};
 static const char *const NOUNS[] = {
-    "pull_request", "issue",   "comment", "user",    "repository", "file",    "message",
-    "invoice",      "payment", "order",   "customer", "ticket",    "deployment", "build",
-    "metric",       "alert",   "channel", "calendar_event", "document", "image"};
-static const char *const WORDS[] = {"quickly", "returns", "paginated", "results", "for", "the",
-                                    "given", "owner", "project", "account", "team", "workspace",
-                                    "status", "history", "details", "summary", "filter", "label"};
+    "pull_request", "issue",   "comment", "user",           "repository", "file",       "message",
+    "invoice",      "payment", "order",   "customer",       "ticket",     "deployment", "build",
+    "metric",       "alert",   "channel", "calendar_event", "document",   "image"};
+static const char *const WORDS[] = {"quickly", "returns",   "paginated", "results", "for",
+                                    "the",     "given",     "owner",     "project", "account",
+                                    "team",    "workspace", "status",    "history", "details",
+                                    "summary", "filter",    "label"};
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -83,10 +84,14 @@ int main(void)
         cJSON_Delete(manual);
     }
     double reg_ms = (double)(cm_now_us() - t0) / 1000.0;
-    static const char *const queries[] = {
-        "pull request",          "list open issues for a repository", "send a message",
-        "create invoice payment", "PR comments",                     "delete calendar event",
-        "export metrics history", "find customer orders"};
+    static const char *const queries[] = {"pull request",
+                                          "list open issues for a repository",
+                                          "send a message",
+                                          "create invoice payment",
+                                          "PR comments",
+                                          "delete calendar event",
+                                          "export metrics history",
+                                          "find customer orders"};
     size_t nq = sizeof queries / sizeof *queries;
     double lat[QUERIES];
     int hits = 0;
