@@ -75,7 +75,7 @@ build/share/codemode/%: rootfs/%
 	cp $< $@
 
 # Numbers (rootfs sizes, ready times, ...): bench/run.sh runs every bench/*.sh section.
-bench: all rootfs build/bench/ready
+bench: all rootfs build/bench/ready build/bench/search
 	@bench/run.sh
 
 build/bench/%: bench/%.c $(LIB_OBJS)
@@ -100,7 +100,9 @@ build/npm/.stamp: Makefile
 
 # The integration suite runs twice: normal build, then ASan+UBSan build.
 integration: all asan rootfs npm-deps
+	@scripts/install-npm-tools.sh build/npm
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/integration -t .
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s clients/python -p 'test_*.py' -t clients/python
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
@@ -149,3 +151,6 @@ clean:
 	rm -rf build
 
 -include $(OBJS:.o=.d) $(SAN_OBJS:.o=.d)
+
+# Micro-benchmarks (not part of `make test`): search over 10,000 tools.
+.PHONY: bench

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "frame.h"
 #include "provider.h"
 #include "sandbox.h"
@@ -67,6 +68,7 @@ struct chain {
     double timeout_s;
     cm_policy_chain *pc;        /* policy session (policies/session.h) */
     const cm_chain_limits *lim; /* this chain's limits: engine ∩ profile ∩ request */
+    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -273,6 +275,25 @@ static void take_log(chain *ch, const cJSON *msg)
     }
     ch->log_bytes += len;
     cJSON_AddItemToArray(ch->logs, cJSON_CreateString(line));
+    cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
+}
+
+/* {"t":"search","id":I,"query":S,"limit":N}: search_tools inside the chain,
+ * answered with a result frame (not a tool call: no budget, no provider). */
+static void take_search(chain *ch, const cJSON *msg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const char *query = cm_json_str(msg, "query");
+    const cJSON *limit = cJSON_GetObjectItemCaseSensitive(msg, "limit");
+    if (!cJSON_IsNumber(id) || !query) {
+        set_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                   "protocol violation: search frame needs numeric id and string query");
+        return;
+    }
+    int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
+                ? limit->valueint
+                : 10;
+    queue_to_sandbox(ch, result_frame(id->valuedouble, cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
 }
 
 static bool known_runner_kind(const char *kind)
@@ -324,6 +345,8 @@ static void take_frame(chain *ch, const cJSON *msg)
         ch->ready_us = cm_now_us();
         cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
     }
+    else if (strcmp(t, "search") == 0)
+        take_search(ch, msg);
     else
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
 }
@@ -502,7 +525,10 @@ static void send_run(chain *ch, const char *code)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
-    cJSON_AddItemToObject(f, "tools", cm_registry_chain_tools(ch->eng->registry));
+    /* every tool is callable (a denied call raises PolicyDenied naming the
+     * rule); only the advertised ones appear in interfaces and search */
+    cJSON_AddItemToObject(f, "tools",
+                          cm_agent_chain_tools(ch->eng, cm_policy_chain_profile(ch->pc)));
     const cJSON *imports = cm_policy_chain_imports(ch->pc);
     if (imports)
         cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
@@ -573,9 +599,15 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
 }
 
 static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
-                        const cJSON *requested, bool timeout_requested)
+                        const cJSON *requested, bool timeout_requested,
+                        const cJSON *progress_token)
 {
-    chain ch = {.eng = eng, .conn = conn, .ctl_fd = -1, .out_fd = -1, .wake_fd = -1};
+    chain ch = {.eng = eng,
+                .conn = conn,
+                .ctl_fd = -1,
+                .out_fd = -1,
+                .wake_fd = -1,
+                .progress_token = progress_token};
     ch.timeout_s = timeout_s;
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
@@ -625,7 +657,13 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
 
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
 {
-    return chain_run(eng, conn, code, timeout_s, NULL, false);
+    return chain_run(eng, conn, code, timeout_s, NULL, false, NULL);
+}
+
+cJSON *cm_chain_run_progress(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                             const cJSON *progress_token)
+{
+    return chain_run(eng, conn, code, timeout_s, NULL, false, progress_token);
 }
 
 static cJSON *invalid_chain_request(const char *message)
@@ -687,7 +725,9 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     bool timeout_requested = timeout && !cJSON_IsNull(timeout);
     if (timeout_requested && !cJSON_GetObjectItemCaseSensitive(requested, "timeout_s"))
         cJSON_AddNumberToObject(requested, "timeout_s", timeout->valuedouble);
-    cJSON *response = chain_run(eng, conn, code, t, requested, timeout_requested);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    cJSON *response = chain_run(eng, conn, code, t, requested, timeout_requested,
+                                cJSON_GetObjectItemCaseSensitive(meta, "progressToken"));
     bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
     cm_rpc_reply(conn, id, cm_tool_result(response, failed));
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -80,6 +81,11 @@ static int read_line(int fd, int timeout_ms, cm_buf *line, cm_error *err)
     }
 }
 
+int cm_client_connect(const char *socket_path, cm_error *err)
+{
+    return connect_socket(socket_path, err);
+}
+
 int cm_client_call(const char *socket_path, const char *method, cJSON *params, int timeout_ms,
                    cJSON **response, cm_error *err)
 {
@@ -116,8 +122,9 @@ static int read_code(const char *file, char **code, cm_error *err)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: codemode run [--socket PATH] [--timeout SECONDS] FILE|-\n"
+    fprintf(f, "usage: codemode run [--socket PATH] [--timeout SECONDS] [--follow] FILE|-\n"
                "Runs one tool chain on the engine and prints its response JSON.\n"
+               "--follow prints the chain's log lines as they are produced, then the response.\n"
                "Exit status: 0 chain succeeded, 1 chain failed, 2 usage or connection error.\n");
 }
 
@@ -125,14 +132,19 @@ int cm_cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
                                          {"timeout", required_argument, NULL, 't'},
+                                         {"follow", no_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     cm_autofree char *socket_path = NULL;
     double timeout = 30;
+    bool follow = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "s:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:t:fh", opts, NULL)) != -1) {
         switch (c) {
+        case 'f':
+            follow = true;
+            break;
         case 's':
             free(socket_path);
             socket_path = cm_xstrdup(optarg);
@@ -166,6 +178,8 @@ int cm_cmd_run(int argc, char **argv)
         fprintf(stderr, "codemode run: %s\n", err.message);
         return 2;
     }
+    if (follow)
+        return cm_run_follow(socket_path, code, timeout);
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "name", "call_tool_chain");
     cJSON *args = cJSON_AddObjectToObject(params, "arguments");

@@ -39,6 +39,7 @@ typedef struct cm_conn {
     bool want_out;    /* event loop only: EPOLLOUT armed */
     bool half_closed; /* event loop only: peer shut down writing; close when answered */
     struct ucred peer;
+    atomic_int log_level; /* 0: logging off (default), else MCP logging/setLevel index + 1 */
     struct cm_conn *next, *prev; /* event loop only */
 } cm_conn;
 

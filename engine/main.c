@@ -25,15 +25,17 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: codemode COMMAND [OPTIONS]\n\n"
                "Commands:\n"
-               "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
-               "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
-               "response\n"
-               "  stats [--socket PATH] [--prometheus]  print the engine's counters or metrics\n"
-               "  health [--socket PATH] [--quiet]      exit 0 when the engine is ready\n"
-               "  policy check|explain|test|bench ...   validate, explain and test policies\n"
-               "  rootfs build|verify ...               build or check the sandbox rootfs\n"
-               "  version                               print the version\n\n"
-               "Run `codemode COMMAND --help` for a command's options.\n");
+               "  serve [--socket PATH] [--config FILE]  run the engine in the foreground\n"
+               "  run [--socket PATH] [--timeout S] [--follow] FILE|-  run one tool chain\n"
+               "  mcp [--socket PATH | --config FILE]    stdio MCP server (bridge or embedded)\n"
+               "  tools interfaces|interface|search ...  Python interfaces, tool search\n"
+               "  prompt                                 print the agent prompt template\n"
+               "  policy check|explain|test|bench ...    validate, explain and test policies\n"
+               "  rootfs build|verify ...                build or check the sandbox rootfs\n"
+               "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
+               "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
+               "  version                                print the version\n\n"
+               "Run `codemode COMMAND --help` for a command's options; `man codemode` for all.\n");
 }
 
 static void serve_usage(FILE *f)
@@ -211,6 +213,12 @@ int main(int argc, char **argv)
         return cm_cmd_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "rootfs") == 0)
         return cm_cmd_rootfs(argc - 1, argv + 1);
+    if (strcmp(cmd, "prompt") == 0)
+        return cm_cmd_prompt(argc - 1, argv + 1);
+    if (strcmp(cmd, "tools") == 0)
+        return cm_cmd_tools(argc - 1, argv + 1);
+    if (strcmp(cmd, "mcp") == 0)
+        return cm_cmd_mcp(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "pyiface.h"
 #include "search.h"
 #include "util.h"
 
@@ -23,6 +24,8 @@ typedef struct reg_tool {
     char *access_name; /* "access_manual.access_tool" */
     cJSON *def;        /* normalized definition (name qualified) */
     cm_search_doc doc;
+    char *iface_classes; /* Python interface parts (pyiface.h), cached with the manual */
+    char *iface_method;
 } reg_tool;
 
 typedef struct reg_manual {
@@ -37,6 +40,11 @@ struct cm_registry {
     pthread_rwlock_t lock;
     reg_manual **manuals; /* registration order */
     size_t n, cap;
+    /* search index: built on the first search after a change (under
+     * index_lock, inside the read lock); dropped under the write lock */
+    pthread_mutex_t index_lock;
+    cm_search_index *index;
+    const reg_tool **index_tools;
 };
 
 /* ---- names --------------------------------------------------------------- */
@@ -221,6 +229,8 @@ static char *dedupe_name(char *base, const strset *taken, bool *changed)
 
 static void free_tool(reg_tool *t)
 {
+    free(t->iface_classes);
+    free(t->iface_method);
     free(t->name);
     free(t->access_tool);
     free(t->access_name);
@@ -537,6 +547,17 @@ static void assign_tool_access(reg_manual *m, cJSON *renamed)
     strset_free(&taken);
 }
 
+/* Python interfaces are generated once per manual, when it is registered
+ * (access names known); re-registering a manual regenerates them. */
+static void generate_interfaces(reg_manual *m)
+{
+    cm_pyiface_names *names = cm_pyiface_names_new();
+    for (size_t i = 0; i < m->ntools; i++)
+        cm_pyiface_tool(m->access, m->tools[i].access_tool, m->tools[i].def, names,
+                        &m->tools[i].iface_classes, &m->tools[i].iface_method);
+    cm_pyiface_names_free(names);
+}
+
 static cJSON *make_report(const reg_manual *m, cJSON *renamed)
 {
     cJSON *rep = cJSON_CreateObject();
@@ -558,14 +579,26 @@ int cm_registry_new(cm_registry **out, cm_error *err)
         free(r);
         return cm_error_set(err, CM_ERR_INTERNAL, "pthread_rwlock_init: %s", strerror(rc));
     }
+    pthread_mutex_init(&r->index_lock, NULL);
     *out = r;
     return 0;
+}
+
+/* Caller holds the write lock. */
+static void drop_index(cm_registry *r)
+{
+    cm_search_index_free(r->index);
+    free(r->index_tools);
+    r->index = NULL;
+    r->index_tools = NULL;
 }
 
 void cm_registry_free(cm_registry *r)
 {
     if (!r)
         return;
+    drop_index(r);
+    pthread_mutex_destroy(&r->index_lock);
     for (size_t i = 0; i < r->n; i++)
         free_manual(r->manuals[i]);
     free(r->manuals);
@@ -611,7 +644,9 @@ int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *man
     }
     assign_manual_access(r, m, renamed);
     assign_tool_access(m, renamed);
+    generate_interfaces(m);
     append_manual(r, m);
+    drop_index(r);
     cJSON *rep = report ? make_report(m, renamed) : NULL;
     pthread_rwlock_unlock(&r->lock);
     if (report)
@@ -638,6 +673,7 @@ int cm_registry_remove(cm_registry *r, const char *manual_name, cm_error *err)
         m = r->manuals[i];
         memmove(&r->manuals[i], &r->manuals[i + 1], (r->n - (size_t)i - 1) * sizeof *r->manuals);
         r->n--;
+        drop_index(r);
     }
     pthread_rwlock_unlock(&r->lock);
     if (!m)
@@ -658,6 +694,8 @@ cJSON *cm_registry_chain_tools(cm_registry *r)
             cJSON_AddStringToObject(e, "manual", m->name);
             cJSON_AddStringToObject(e, "access_manual", m->access);
             cJSON_AddStringToObject(e, "access_tool", m->tools[k].access_tool);
+            cJSON_AddStringToObject(e, "iface_classes", m->tools[k].iface_classes);
+            cJSON_AddStringToObject(e, "iface_method", m->tools[k].iface_method);
             cJSON_AddItemToArray(out, e);
         }
     }
@@ -796,7 +834,53 @@ static size_t collect_tools(const cm_registry *r, ranked **out, const cm_search_
     return total;
 }
 
-cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
+/* Caller holds the read lock and index_lock. */
+static void ensure_index(cm_registry *r)
+{
+    if (r->index)
+        return;
+    ranked *all = NULL;
+    const cm_search_doc **docs = NULL;
+    size_t n = collect_tools(r, &all, &docs);
+    r->index_tools = cm_xcalloc(n ? n : 1, sizeof *r->index_tools);
+    for (size_t i = 0; i < n; i++)
+        r->index_tools[i] = all[i].tool;
+    r->index = cm_search_index_build(docs, n);
+    free(all);
+    free(docs);
+}
+
+static size_t total_tools(const cm_registry *r)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->n; i++)
+        total += r->manuals[i]->ntools;
+    return total;
+}
+
+/* Caller holds the read lock.  Ranks the tools sharing a term with the
+ * query (through the index); *out sorted best first. */
+static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ranked **out)
+{
+    size_t n = total_tools(r);
+    cm_autofree double *scores = cm_xcalloc(n ? n : 1, sizeof *scores);
+    cm_autofree uint32_t *touched = cm_xcalloc(n ? n : 1, sizeof *touched);
+    pthread_mutex_lock(&r->index_lock);
+    ensure_index(r);
+    size_t k = cm_search_index_score(r->index, terms, nterms, scores, touched);
+    *out = cm_xcalloc(k ? k : 1, sizeof **out);
+    for (size_t i = 0; i < k; i++) {
+        (*out)[i].tool = r->index_tools[touched[i]];
+        (*out)[i].score = scores[touched[i]];
+    }
+    pthread_mutex_unlock(&r->index_lock);
+    if (k)
+        qsort(*out, k, sizeof **out, compare_ranked);
+    return k;
+}
+
+cJSON *cm_registry_search_filtered(cm_registry *r, const char *query, int limit,
+                                   cm_tool_filter visible, void *ctx)
 {
     if (limit <= 0)
         limit = 10;
@@ -805,21 +889,27 @@ cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
     cJSON *out = cJSON_CreateArray();
     pthread_rwlock_rdlock(&r->lock);
     cm_autofree ranked *ranks = NULL;
-    cm_autofree const cm_search_doc **docs = NULL;
-    size_t n = collect_tools(r, &ranks, &docs);
-    cm_autofree double *scores = cm_xcalloc(n, sizeof *scores);
-    cm_search_score(docs, n, terms, nterms, scores);
-    for (size_t i = 0; i < n; i++)
-        ranks[i].score = scores[i];
-    if (n)
-        qsort(ranks, n, sizeof *ranks, compare_ranked);
+    size_t n;
+    if (nterms > 0) {
+        n = rank_matches(r, terms, nterms, &ranks);
+    } else { /* empty query: every tool, by name */
+        cm_autofree const cm_search_doc **docs = NULL;
+        n = collect_tools(r, &ranks, &docs);
+        if (n)
+            qsort(ranks, n, sizeof *ranks, compare_ranked);
+    }
     for (size_t i = 0, emitted = 0; i < n && emitted < (size_t)limit; i++) {
-        if (nterms > 0 && ranks[i].score <= 0)
-            break;
+        if (visible && !visible(ranks[i].tool->name, ctx))
+            continue;
         cJSON_AddItemToArray(out, search_entry(&ranks[i]));
         emitted++;
     }
     pthread_rwlock_unlock(&r->lock);
     cm_search_terms_free(terms, nterms);
     return out;
+}
+
+cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
+{
+    return cm_registry_search_filtered(r, query, limit, NULL, NULL);
 }

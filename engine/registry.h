@@ -7,6 +7,7 @@
 #define CM_REGISTRY_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 
 #include "error.h"
 
@@ -36,8 +37,8 @@ int cm_registry_has(cm_registry *r, const char *manual_name);
 /* CM_ERR_NOT_FOUND when absent. */
 int cm_registry_remove(cm_registry *r, const char *manual_name, cm_error *err);
 
-/* [{name, manual, access_manual, access_tool}] for every tool: what a chain
- * gets to see.  Caller frees. */
+/* [{name, manual, access_manual, access_tool, iface_classes, iface_method}]
+ * for every tool (the iface_ parts: see pyiface.h).  Caller frees. */
 cJSON *cm_registry_chain_tools(cm_registry *r);
 /* Access names ("m.t") of all tools, sorted.  Caller frees. */
 cJSON *cm_registry_access_names(cm_registry *r);
@@ -50,5 +51,10 @@ int cm_registry_lookup(cm_registry *r, const char *name, cJSON **tool, char **ma
 /* Ranked tools for a task description: array of {name, access_name,
  * description, tags, inputs, outputs, score}, at most `limit`. */
 cJSON *cm_registry_search(cm_registry *r, const char *query, int limit);
+/* The same, skipping tools for which visible(utcp_name, ctx) is false (the
+ * tools a chain or client may not see). */
+typedef bool (*cm_tool_filter)(const char *utcp_name, void *ctx);
+cJSON *cm_registry_search_filtered(cm_registry *r, const char *query, int limit,
+                                   cm_tool_filter visible, void *ctx);
 
 #endif

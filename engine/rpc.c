@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent.h"
 #include "jobs.h"
 #include "server.h"
 #include "reload.h"
@@ -55,6 +56,7 @@ static cJSON *initialize_result(const cJSON *params)
     cJSON *caps = cJSON_AddObjectToObject(r, "capabilities");
     cJSON *tools = cJSON_AddObjectToObject(caps, "tools");
     cJSON_AddBoolToObject(tools, "listChanged", 0);
+    cJSON_AddObjectToObject(caps, "logging");
     cJSON *info = cJSON_AddObjectToObject(r, "serverInfo");
     cJSON_AddStringToObject(info, "name", "codemode");
     cJSON_AddStringToObject(info, "version", CM_VERSION);
@@ -116,6 +118,22 @@ static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, co
     }
 }
 
+/* logging/setLevel: chain log lines at or above the level are streamed to
+ * this connection as notifications/message. */
+static void set_log_level(cm_conn *conn, const cJSON *id, const cJSON *params)
+{
+    int level = cm_agent_log_level(cm_json_str(params, "level"));
+    if (level < 0) {
+        if (id)
+            cm_conn_send(conn, cm_rpc_error(id, -32602,
+                                            "logging/setLevel: level must be one of debug, info, "
+                                            "notice, warning, error, critical, alert, emergency"));
+        return;
+    }
+    atomic_store(&conn->log_level, level + 1);
+    cm_rpc_reply(conn, id, cJSON_CreateObject());
+}
+
 static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJSON *id,
                      const cJSON *params)
 {
@@ -129,6 +147,8 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
         cm_rpc_reply(conn, id, cm_tools_list());
     } else if (strcmp(method, "tools/call") == 0) {
         handle_tools_call(eng, conn, id, params);
+    } else if (strcmp(method, "logging/setLevel") == 0) {
+        set_log_level(conn, id, params);
     } else if (strcmp(method, "codemode/stats") == 0) {
         cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
     } else if (strcmp(method, "codemode/health") == 0) {

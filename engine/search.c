@@ -25,6 +25,33 @@ static const char *const STOPWORDS[] = {
     "the",  "this", "to",  "want", "we", "what", "which", "with", "you", "your",
 };
 
+/* Abbreviations and synonyms: a word also emits its expansion (documents
+ * and queries alike), so "pull request" finds "PR" and "PR" finds "pull
+ * request".  Expansions are stemmed like any word. */
+static const struct {
+    const char *word, *expansion;
+} SYNONYMS[] = {
+    {"pr", "pull request"},      {"mr", "merge request"},   {"repo", "repository"},
+    {"repos", "repository"},     {"msg", "message"},        {"db", "database"},
+    {"auth", "authentication"},  {"config", "configuration"}, {"cfg", "configuration"},
+    {"env", "environment"},      {"dir", "directory"},      {"doc", "document"},
+    {"docs", "document"},        {"info", "information"},   {"num", "number"},
+    {"img", "image"},            {"pic", "image"},          {"photo", "image"},
+    {"k8s", "kubernetes"},       {"calc", "calculate"},     {"del", "delete"},
+    {"rm", "remove"},            {"ls", "list"},            {"mkdir", "create directory"},
+    {"mv", "move"},              {"cp", "copy"},            {"stats", "statistics"},
+    {"url", "link"},             {"addr", "address"},       {"usr", "user"},
+    {"tmp", "temporary"},        {"temp", "temperature"},   {"qty", "quantity"},
+    {"desc", "description"},     {"id", "identifier"},      {"ci", "continuous integration"},
+    {"fetch", "get"},            {"retrieve", "get"},       {"obtain", "get"},
+    {"lookup", "find search"},   {"search", "find"},        {"find", "search"},
+    {"remove", "delete"},        {"erase", "delete"},       {"make", "create"},
+    {"add", "create"},           {"new", "create"},         {"send", "post"},
+    {"ticket", "issue"},         {"bug", "issue"},          {"mail", "email"},
+    {"email", "mail"},           {"weather", "forecast"},   {"forecast", "weather"},
+    {"sum", "add"},              {"total", "sum"},
+};
+
 typedef struct tokens {
     char **v;
     size_t n, cap;
@@ -86,7 +113,31 @@ static void stem(char *w)
         w[n - 1] = '\0';
 }
 
+static void emit_plain(tokens *t, const char *s, size_t len);
+
 static void emit_word(tokens *t, const char *s, size_t len)
+{
+    emit_plain(t, s, len);
+    if (len == 0 || len > 16)
+        return;
+    char w[17];
+    for (size_t i = 0; i < len; i++)
+        w[i] = (char)tolower((unsigned char)s[i]);
+    w[len] = '\0';
+    for (size_t i = 0; i < sizeof SYNONYMS / sizeof SYNONYMS[0]; i++)
+        if (!strcmp(SYNONYMS[i].word, w)) {
+            const char *e = SYNONYMS[i].expansion;
+            while (*e) { /* expansions are plain lower-case words: no recursion */
+                const char *sp = strchr(e, ' ');
+                size_t n = sp ? (size_t)(sp - e) : strlen(e);
+                emit_plain(t, e, n);
+                e += n + (sp ? 1 : 0);
+            }
+            return;
+        }
+}
+
+static void emit_plain(tokens *t, const char *s, size_t len)
 {
     if (len == 0)
         return;
@@ -315,4 +366,135 @@ void cm_search_score(const cm_search_doc *const *docs, size_t n, char *const *te
         for (size_t i = 0; i < n; i++)
             scores[i] += w * term_score(docs[i], terms[q], avg);
     }
+}
+
+/* ---- inverted index ------------------------------------------------------
+ * Scoring every document per query term is too slow at 10,000 tools; the
+ * index maps each term to its postings (document, per-field term counts),
+ * so a query touches only documents sharing a term with it.  Built from the
+ * documents in one pass; term strings are borrowed from the documents, so
+ * the owner rebuilds it whenever the documents change. */
+
+typedef struct posting {
+    uint32_t doc;
+    uint16_t tf[CM_FIELD__COUNT];
+} posting;
+
+typedef struct term_slot {
+    const char *term;
+    posting *p;
+    size_t n, cap;
+} term_slot;
+
+struct cm_search_index {
+    term_slot *slots;
+    size_t cap, nterms, ndocs;
+    double avg[CM_FIELD__COUNT];
+    uint32_t (*len)[CM_FIELD__COUNT];
+};
+
+static uint64_t term_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static term_slot *index_slot(cm_search_index *x, const char *term)
+{
+    size_t i = term_hash(term) & (x->cap - 1);
+    while (x->slots[i].term && strcmp(x->slots[i].term, term))
+        i = (i + 1) & (x->cap - 1);
+    return &x->slots[i];
+}
+
+static void index_grow(cm_search_index *x)
+{
+    term_slot *old = x->slots;
+    size_t oldcap = x->cap;
+    x->cap = oldcap ? oldcap * 2 : 1024;
+    x->slots = cm_xcalloc(x->cap, sizeof *x->slots);
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].term)
+            *index_slot(x, old[i].term) = old[i];
+    free(old);
+}
+
+static void index_add(cm_search_index *x, const char *term, uint32_t doc, int field,
+                      unsigned count)
+{
+    if (2 * (x->nterms + 1) > x->cap)
+        index_grow(x);
+    term_slot *s = index_slot(x, term);
+    if (!s->term) {
+        s->term = term;
+        x->nterms++;
+    }
+    if (!s->n || s->p[s->n - 1].doc != doc) {
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 4;
+            s->p = realloc(s->p, s->cap * sizeof *s->p);
+            if (!s->p)
+                abort();
+        }
+        memset(&s->p[s->n], 0, sizeof *s->p);
+        s->p[s->n++].doc = doc;
+    }
+    s->p[s->n - 1].tf[field] = (uint16_t)(count > 65535 ? 65535 : count);
+}
+
+cm_search_index *cm_search_index_build(const cm_search_doc *const *docs, size_t n)
+{
+    cm_search_index *x = cm_xcalloc(1, sizeof *x);
+    x->ndocs = n;
+    x->len = cm_xcalloc(n ? n : 1, sizeof *x->len);
+    index_grow(x);
+    average_lengths(docs, n, x->avg);
+    for (size_t d = 0; d < n; d++)
+        for (int f = 0; f < CM_FIELD__COUNT; f++) {
+            const cm_field_index *fi = &docs[d]->field[f];
+            x->len[d][f] = (uint32_t)fi->length;
+            for (size_t k = 0; k < fi->nterms; k++)
+                index_add(x, fi->terms[k].term, (uint32_t)d, f, fi->terms[k].count);
+        }
+    return x;
+}
+
+void cm_search_index_free(cm_search_index *x)
+{
+    if (!x)
+        return;
+    for (size_t i = 0; i < x->cap; i++)
+        free(x->slots[i].p);
+    free(x->slots);
+    free(x->len);
+    free(x);
+}
+
+size_t cm_search_index_score(const cm_search_index *x, char *const *terms, size_t nterms,
+                             double *scores, uint32_t *touched)
+{
+    size_t ntouched = 0;
+    for (size_t q = 0; q < nterms; q++) {
+        const term_slot *s = index_slot((cm_search_index *)x, terms[q]);
+        if (!s->term)
+            continue;
+        double w = ln_positive(1.0 + ((double)x->ndocs - (double)s->n + 0.5) / ((double)s->n + 0.5));
+        for (size_t k = 0; k < s->n; k++) {
+            const posting *p = &s->p[k];
+            double ts = 0;
+            for (int f = 0; f < CM_FIELD__COUNT; f++) {
+                if (!p->tf[f])
+                    continue;
+                double norm = 1.0 - BM25_B + BM25_B * (double)x->len[p->doc][f] / x->avg[f];
+                ts += FIELD_WEIGHT[f] * (double)p->tf[f] * (BM25_K1 + 1.0) /
+                      ((double)p->tf[f] + BM25_K1 * norm);
+            }
+            if (scores[p->doc] == 0)
+                touched[ntouched++] = p->doc;
+            scores[p->doc] += w * ts;
+        }
+    }
+    return ntouched;
 }

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { CM_FIELD_NAME, CM_FIELD_TAGS, CM_FIELD_DESC, CM_FIELD__COUNT };
 
@@ -38,5 +39,16 @@ void cm_search_terms_free(char **terms, size_t n);
 /* BM25F-style scores of docs[0..n) for the terms, written to scores[]. */
 void cm_search_score(const cm_search_doc *const *docs, size_t n, char *const *terms, size_t nterms,
                      double *scores);
+
+/* Inverted index over docs[0..n) (term strings borrowed from the docs:
+ * rebuild after any document changes). */
+typedef struct cm_search_index cm_search_index;
+cm_search_index *cm_search_index_build(const cm_search_doc *const *docs, size_t n);
+void cm_search_index_free(cm_search_index *x);
+/* Adds each document's BM25F score to scores[doc] (all zero on entry,
+ * n entries) and lists the documents that got a positive score in touched
+ * (room for n); returns how many.  Same ranking as cm_search_score. */
+size_t cm_search_index_score(const cm_search_index *x, char *const *terms, size_t nterms,
+                             double *scores, uint32_t *touched);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "agent.h"
 #include "jobs.h"
 #include "pctx.h"
 
@@ -113,7 +114,7 @@ static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, co
     }
     cJSON *s = cJSON_CreateObject();
     cJSON_AddItemToObject(s, "tools",
-                          cm_registry_search(eng->registry, query, limit ? limit->valueint : 10));
+                          cm_agent_search(eng, NULL, query, limit ? limit->valueint : 10));
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
@@ -203,6 +204,17 @@ static const cm_tool_def tool_defs[] = {
      false, true, tool_tools_info},
     {"get_required_keys_for_tool", "Variables (secrets) a tool needs to be configured.",
      OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true, tool_required_keys},
+    {"get_all_tools_python_interfaces",
+     "Python 3.11 TypedDict interfaces (valid, importable with typing alone) of every tool a "
+     "chain may call, grouped by manual: {interfaces}.",
+     OBJ("", ""), false, true, cm_tool_get_interfaces},
+    {"get_tool_interface",
+     "Python interface of one tool, by UTCP name or access name (manual.tool): {interface}.",
+     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true,
+     cm_tool_get_tool_interface},
+    {"agent_prompt",
+     "The agent prompt template: how to discover tools and write chains for this engine.",
+     OBJ("", ""), false, true, cm_tool_agent_prompt},
 };
 
 const cm_tool_def *cm_tools_find(const char *name)

@@ -41,6 +41,10 @@ void cm_metrics_http_stop(cm_engine *eng);
 
 /* chain.c: runs one chain, returns {result, logs, error, stats} */
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s);
+/* The same; each log line is also streamed to conn (agent.h) with the MCP
+ * progress token (may be NULL). */
+cJSON *cm_chain_run_progress(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                             const cJSON *progress_token);
 void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
 
 #endif

@@ -311,3 +311,13 @@ int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_chain_limit
     }
     return 0;
 }
+
+bool cm_policy_tool_advertised(const cm_policy_profile *prof, const char *tool)
+{
+    if (!prof)
+        return true;
+    for (size_t i = 0; i < prof->nrules; i++)
+        if (fnmatch(prof->rules[i].match, tool, 0) == 0)
+            return prof->rules[i].allow;
+    return false;
+}

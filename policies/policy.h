@@ -79,6 +79,12 @@ int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_chain_limit
 void cm_policy_decide(const cm_policy *p, const cm_policy_profile *prof, cm_policy_calls *calls,
                       const char *tool, const cJSON *args, cm_decision *d, cJSON *trace);
 
+/* Whether a chain of this profile is shown the tool at all (interfaces,
+ * in-chain search): the first rule matching the name allows it.  Argument
+ * constraints, budgets and rates still apply per call.  prof NULL (no
+ * policy) → true. */
+bool cm_policy_tool_advertised(const cm_policy_profile *prof, const char *tool);
+
 /* Per-manual variables: may tool template variables `names` (array of strings)
  * be used by `manual`?  Fills d (rule "manuals.<manual>.variables"). */
 void cm_policy_check_variables(const cm_policy *p, const char *manual, const cJSON *names,

@@ -430,6 +430,8 @@ class _Namespace:
 
 def _make_tool(utcp_name, manual, tool):
     def tool_fn(*args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], dict):
+            args, kwargs = (), dict(args[0])  # tool(args_dict), as UTCP clients call tools
         if args:
             raise TypeError(
                 "%s.%s() takes keyword arguments only (got %d positional argument%s); "
@@ -808,6 +810,65 @@ def _result_done(value):
     return data
 
 
+# --------------------------------------------------------------------------- introspection
+# The agent surface inside a chain (issue 7): `interfaces`/`__interfaces`,
+# `get_tool_interface`/`__get_tool_interface`, `search_tools`.  The run frame's
+# tool entries carry their interface parts (iface_classes, iface_method); the
+# text is assembled exactly as the engine's get_all_tools_python_interfaces.
+_IFACE_HEADER = ("from typing import Any, Dict, List, Literal, NotRequired, Optional, TypedDict, "
+                 "Union, Unpack\n")
+
+
+def _assemble_interfaces(tools):
+    groups = {}
+    for t in tools:
+        groups.setdefault(t["access_manual"], []).append(t)
+    out = [_IFACE_HEADER]
+    for manual, ts in groups.items():
+        out.append("\n# namespace %s  (call its tools as: await %s.<tool>(name=value, ...))\n"
+                   % (manual, manual))
+        out.extend(t.get("iface_classes") or "" for t in ts)
+        out.append('class %s_Namespace:\n    "namespace %s"\n\n' % (manual, manual))
+        out.extend(t.get("iface_method") or "" for t in ts)
+    return "".join(out)
+
+
+def _install_introspection(g, state, tools):
+    # tools the policy hides (advertised: false) stay callable but unlisted
+    tools = [t for t in tools if t.get("advertised", True) is not False]
+    text = _assemble_interfaces(tools)
+    by_name = {}
+    for t in tools:
+        by_name[t["name"]] = t
+        by_name.setdefault("%s.%s" % (t["access_manual"], t["access_tool"]), t)
+
+    def get_tool_interface(name):
+        """Interface text of one tool, by UTCP name or access name (manual.tool)."""
+        t = by_name.get(name)
+        if t is None:
+            raise ValueError("unknown tool %r (use search_tools(query) or interfaces)" % (name,))
+        return _assemble_interfaces([t])
+
+    def search_tools(query, limit=10):
+        """Tools ranked for a task description: [{name, access_name, description, ...}]."""
+        if not isinstance(query, str):
+            raise TypeError("search_tools(query, limit=10): query must be a string")
+        if type(limit) is not int or not 1 <= limit <= 1000:
+            raise ValueError("search_tools: limit must be an int in 1..1000")
+        call_id = state.next_id
+        state.next_id += 1
+        p = _Pending(call_id, "search_tools")
+        state.pending[call_id] = p
+        state.chan.send({"t": "search", "id": call_id, "query": query, "limit": limit})
+        return p.sync()
+
+    for key, value in (("interfaces", text), ("__interfaces", text),
+                       ("get_tool_interface", get_tool_interface),
+                       ("__get_tool_interface", get_tool_interface),
+                       ("search_tools", search_tools)):
+        g.setdefault(key, value)
+
+
 # --------------------------------------------------------------------------- chain process
 def _run_chain(fd):
     """The chain process: fd is its link to the bridge (never the engine's socket)."""
@@ -821,6 +882,7 @@ def _run_chain(fd):
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
 
     g, roots = _build_globals(tools, allowed, policy)
+    _install_introspection(g, state, tools)
     sink = _LogSink(chan)
 
     def finish(done):
@@ -955,9 +1017,21 @@ def _check_done(f, bridge):
     return _error(kind, msg, tb)
 
 
+def _check_search(f, bridge):
+    query, limit = f.get("query"), f.get("limit")
+    if f.get("id") != bridge.next_id or type(f.get("id")) is not int:
+        raise _ChainBroke("search id %r out of sequence" % (f.get("id"),))
+    if not isinstance(query, str) or type(limit) is not int or not 1 <= limit <= 1000:
+        raise _ChainBroke("search frame needs a string query and an int limit 1..1000")
+    bridge.next_id += 1
+    bridge.in_flight.add(f["id"])
+    return {"t": "search", "id": f["id"], "query": query, "limit": limit}
+
+
 # frame type from the chain process -> check returning the frame to send the engine;
 # add new chain->engine frame types here.
-CHAIN_FRAME_CHECKS = {"call": _check_call, "log": _check_log, "done": _check_done}
+CHAIN_FRAME_CHECKS = {"call": _check_call, "log": _check_log, "done": _check_done,
+                      "search": _check_search}
 
 
 class _Bridge:

@@ -89,6 +89,23 @@ class PolicyEnforcement(EngineTest):
         with open(os.path.join(self.engine.dir, "policy.yaml"), "w") as f:
             f.write(text)
 
+    def test_denied_tools_are_not_advertised_inside_the_chain(self):
+        r = self.client.chain(
+            "names = [t['name'] for t in search_tools('drop something echo', 10)]\n"
+            "try:\n"
+            "    get_tool_interface('t.drop')\n"
+            "    iface = 'shown'\n"
+            "except ValueError:\n"
+            "    iface = 'hidden'\n"
+            "return ['drop' in interfaces, 'echo' in interfaces, names, iface]\n")
+        self.assertIsNone(r["error"], r)
+        drop_shown, echo_shown, names, iface = r["result"]
+        self.assertFalse(drop_shown)
+        self.assertTrue(echo_shown)
+        self.assertNotIn("t.drop", names)
+        self.assertIn("t.echo", names)
+        self.assertEqual(iface, "hidden")
+
     def test_allowed_call_runs_denied_call_raises_and_both_are_audited(self):
         r = self.client.chain(
             "a = await t.echo(msg='hello')\n"

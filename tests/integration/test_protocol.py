@@ -27,7 +27,8 @@ class Protocol(EngineTest):
         names = {t["name"] for t in tools}
         self.assertEqual(names, {"call_tool_chain", "register_manual", "deregister_manual",
                                  "list_tools", "search_tools", "tools_info",
-                                 "get_required_keys_for_tool"})
+                                 "get_required_keys_for_tool", "get_all_tools_python_interfaces",
+                                 "get_tool_interface", "agent_prompt"})
         for t in tools:
             self.assertEqual(t["inputSchema"]["type"], "object")
         chain = [t for t in tools if t["name"] == "call_tool_chain"][0]
