@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "isolation.h"
 #include "registry.h"
 #include "util.h"
 #include "vars.h"
@@ -64,6 +65,7 @@ struct cm_engine {
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
     cm_engine_stats stats;
+    cm_isolation iso; /* isolation layers (isolate/isolation.h) */
 };
 
 /* Registers every manual of the config; failures are logged, not fatal. */

@@ -23,6 +23,7 @@ static void usage(FILE *f)
                "  serve --socket PATH [--config FILE]   run the engine in the foreground\n"
                "  run [--socket PATH] [--timeout S] FILE|-   run one tool chain, print its "
                "response\n"
+               "  doctor [--config FILE]                report each isolation layer\n"
                "  version                               print the version\n\n"
                "Run `codemode COMMAND --help` for a command's options.\n");
 }
@@ -82,6 +83,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(err) < 0)
         return -1;
+    if (cm_isolation_start(&eng->iso, &eng->cfg, err) < 0)
+        return -1;
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
         return cm_error_prefix(err, "variables");
@@ -96,6 +99,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
 static void engine_close(cm_engine *eng)
 {
     cm_jobs_stop(eng->jobs);
+    cm_isolation_free(&eng->iso);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
     cm_vars_free(eng->vars);
@@ -157,6 +161,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "doctor") == 0)
+        return cm_cmd_doctor(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;
