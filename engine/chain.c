@@ -63,6 +63,8 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
+    cm_limits limits; /* isolation: this chain's cgroup limits */
+    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -467,6 +469,8 @@ static int start_sandbox(chain *ch, cm_error *err)
         .output_fd = child_out,
         .tmp_size_bytes = ch->eng->cfg.tmp_size_bytes,
     };
+    if (cm_jail_prepare(&ch->eng->iso, &ch->limits, &ch->jail, &spec, err) < 0)
+        return -1;
     if (cm_sandbox_spawn(&spec, &ch->sb, err) < 0)
         return -1;
     ch->spawned = true;
@@ -479,6 +483,8 @@ static void send_run(chain *ch, const char *code)
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
     cJSON_AddItemToObject(f, "tools", cm_registry_chain_tools(ch->eng->registry));
+    if (ch->eng->cfg.imports_all)
+        cJSON_AddStringToObject(f, "allowed_imports", "all");
     queue_to_sandbox(ch, f);
     write_control(ch);
 }
@@ -518,9 +524,45 @@ static void chain_close(chain *ch)
     cJSON_Delete(ch->error);
 }
 
+/* Isolation: the kernel's OOM counter decides memory_limit (the runner was
+ * killed, so the chain otherwise looks like a crash); stats come from the
+ * cgroup when it has them (they include every process of the sandbox). */
+static void apply_cgroup_usage(chain *ch, const cm_cgroup_usage *u)
+{
+    const char *kind = ch->error ? cm_json_str(ch->error, "kind") : NULL;
+    if (u->oom_kills > 0 && (!kind || strcmp(kind, "timeout") != 0)) {
+        cJSON_Delete(ch->error);
+        ch->error = NULL;
+        set_errorf(ch, CM_ERR_MEMORY_LIMIT,
+                   "the chain exceeded its memory limit of %llu MiB and was killed",
+                   (unsigned long long)(ch->limits.memory_bytes >> 20));
+    }
+}
+
+static void add_cgroup_stats(cJSON *response, const cm_cgroup_usage *u)
+{
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(response, "stats");
+    if (u->cpu_ms >= 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(s, "cpu_ms", cJSON_CreateNumber(u->cpu_ms));
+    if (u->peak_memory_bytes >= 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(s, "peak_memory_bytes",
+                                               cJSON_CreateNumber(u->peak_memory_bytes));
+    if (u->throttled_periods >= 0)
+        cJSON_AddNumberToObject(s, "cpu_throttled_periods", (double)u->throttled_periods);
+}
+
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
 {
+    cm_limits lim = {eng->cfg.memory_bytes, eng->cfg.cpu_quota_pct, eng->cfg.pids_max};
+    return cm_chain_run_limited(eng, conn, code, timeout_s, &lim);
+}
+
+cJSON *cm_chain_run_limited(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                            const cm_limits *limits)
+{
     chain ch = {.eng = eng, .conn = conn, .ctl_fd = -1, .out_fd = -1, .wake_fd = -1};
+    ch.limits = *limits;
+    cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
     pthread_mutex_init(&ch.lock, NULL);
     ch.reader.max_frame = eng->cfg.max_result_bytes + eng->cfg.max_output_bytes + 65536;
     ch.logs = cJSON_CreateArray();
@@ -544,12 +586,15 @@ cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double time
         else
             cm_log("error", "chain: %s", err.message);
     }
+    cm_jail_finish(&ch.jail, &usage);
+    apply_cgroup_usage(&ch, &usage);
     join_calls(&ch);
     if (ch.error)
         atomic_fetch_add(&eng->stats.chains_failed, 1);
     else
         atomic_fetch_add(&eng->stats.chains_ok, 1);
     cJSON *response = build_response(&ch, have_ru ? &ru : NULL);
+    add_cgroup_stats(response, &usage);
     chain_close(&ch);
     return response;
 }
@@ -568,6 +613,35 @@ static cJSON *invalid_chain_request(const char *message)
     cJSON_AddNumberToObject(s, "peak_memory_bytes", 0);
     cJSON_AddNumberToObject(s, "tool_calls", 0);
     return r;
+}
+
+/* Optional per-request limits memory_mb, cpu_quota_pct, pids_max: a request
+ * may lower the configured limits, never raise them (values above are
+ * clamped to the config's). */
+static int lower_limits_from_request(const cJSON *args, cm_limits *lim, char *msg, size_t cap)
+{
+    static const char *const keys[] = {"memory_mb", "cpu_quota_pct", "pids_max"};
+    for (size_t i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, keys[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e9) {
+            snprintf(msg, cap, "call_tool_chain: %s must be a positive number", keys[i]);
+            return -1;
+        }
+        double x = v->valuedouble;
+        if (i == 0 && x < 16) {
+            snprintf(msg, cap, "call_tool_chain: memory_mb must be at least 16");
+            return -1;
+        }
+        if (i == 0 && (uint64_t)x << 20 < lim->memory_bytes)
+            lim->memory_bytes = (uint64_t)x << 20;
+        else if (i == 1 && (int)x < lim->cpu_quota_pct)
+            lim->cpu_quota_pct = (int)x;
+        else if (i == 2 && (int)x < lim->pids_max)
+            lim->pids_max = (int)x < 8 ? 8 : (int)x;
+    }
+    return 0;
 }
 
 void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
@@ -600,7 +674,12 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
         cm_log("info", "%s", msg);
         t = eng->cfg.max_timeout_s;
     }
-    cJSON *response = cm_chain_run(eng, conn, code, t);
+    cm_limits lim = {eng->cfg.memory_bytes, eng->cfg.cpu_quota_pct, eng->cfg.pids_max};
+    if (lower_limits_from_request(args, &lim, msg, sizeof msg) < 0) {
+        cm_rpc_reply(conn, id, cm_tool_result(invalid_chain_request(msg), true));
+        return;
+    }
+    cJSON *response = cm_chain_run_limited(eng, conn, code, t, &lim);
     bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
     cm_rpc_reply(conn, id, cm_tool_result(response, failed));
 }

@@ -177,7 +177,10 @@ static const cm_tool_def tool_defs[] = {
      "await and return work. Every registered tool is callable as manual.tool(**kwargs). "
      "Returns {result, logs, error, stats}.",
      OBJ("\"code\":{\"type\":\"string\",\"description\":\"Python code (async function body)\"},"
-         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"}",
+         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"},"
+         "\"memory_mb\":{\"type\":\"number\",\"description\":\"lower the memory cap\"},"
+         "\"cpu_quota_pct\":{\"type\":\"number\",\"description\":\"lower the CPU quota\"},"
+         "\"pids_max\":{\"type\":\"number\",\"description\":\"lower the process cap\"}",
          "\"code\""),
      true, false, cm_tool_call_tool_chain},
     {"register_manual", "Register a UTCP manual (its tools become callable in chains).",

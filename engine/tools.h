@@ -34,6 +34,9 @@ cJSON *cm_engine_stats_json(cm_engine *eng);
 
 /* chain.c: runs one chain, returns {result, logs, error, stats} */
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s);
+/* Same with explicit per-chain resource limits (isolation). */
+cJSON *cm_chain_run_limited(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
+                            const cm_limits *limits);
 void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
 
 #endif

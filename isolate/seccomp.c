@@ -81,21 +81,35 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsi
     return 0;
 }
 
-/* ioctl: allowed unless the low 32 bits of the command (all the kernel
- * looks at: CVE-2019-10063) are TIOCSTI or TIOCLINUX.  Expressed as allow
- * rules (below, between, above), since the denial equals the default. */
+/* Allows ioctl for every 64-bit command value in [lo, hi] (hi < 2^32),
+ * as aligned power-of-two blocks matched with MASKED_EQ (libseccomp allows
+ * one comparison per argument in a rule). */
+static int allow_ioctl_range(scmp_filter_ctx ctx, uint64_t lo, uint64_t hi, cm_error *err)
+{
+    while (lo <= hi) {
+        uint64_t size = 1;
+        while (lo % (size * 2) == 0 && lo + size * 2 - 1 <= hi)
+            size *= 2;
+        struct scmp_arg_cmp block[] = {SCMP_A1(SCMP_CMP_MASKED_EQ, ~(size - 1), lo)};
+        if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, block, err) < 0)
+            return -1;
+        lo += size;
+    }
+    return 0;
+}
+
+/* ioctl: allowed unless the command's low 32 bits (all the kernel looks
+ * at: CVE-2019-10063) are TIOCSTI or TIOCLINUX.  The denial equals the
+ * default action, so it is written as allow rules over clean 32-bit
+ * commands; a command with any of the high 32 bits set is never allowed
+ * (no legitimate caller passes one; (1<<32)|TIOCSTI is the attack). */
 static int add_ioctl_rules(scmp_filter_ctx ctx, cm_error *err)
 {
-    struct scmp_arg_cmp below[] = {SCMP_A1_32(SCMP_CMP_LT, TIOCSTI)};
-    struct scmp_arg_cmp above[] = {SCMP_A1_32(SCMP_CMP_GT, TIOCLINUX)};
+    struct scmp_arg_cmp below[] = {SCMP_A1(SCMP_CMP_LT, TIOCSTI)};
     if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, below, err) < 0 ||
-        add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, above, err) < 0)
+        allow_ioctl_range(ctx, TIOCSTI + 1, TIOCLINUX - 1, err) < 0 ||
+        allow_ioctl_range(ctx, TIOCLINUX + 1, 0xffffffffULL, err) < 0)
         return -1;
-    for (unsigned long cmd = TIOCSTI + 1; cmd < TIOCLINUX; cmd++) {
-        struct scmp_arg_cmp eq[] = {SCMP_A1_32(SCMP_CMP_EQ, cmd)};
-        if (add_rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1, eq, err) < 0)
-            return -1;
-    }
     return 0;
 }
 
