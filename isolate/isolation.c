@@ -185,7 +185,8 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
     probe_seccomp(iso);
     probe_caps(iso);
     set_layer(iso, CM_LAYER_RLIMITS, CM_LAYER_ACTIVE,
-              "core 0, file size = /tmp size, open files 256");
+              "core 0, file size = /tmp size, open files 256, nproc = pids cap, address "
+              "space = 4 x memory cap (min 1 GiB)");
     probe_userns_limit(iso);
     probe_bpf(iso);
     set_layer(iso, CM_LAYER_INIT, CM_LAYER_ACTIVE,
@@ -276,6 +277,10 @@ int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sand
         spec->rlimits = true;
         spec->rlimit_fsize = spec->tmp_size_bytes;
         spec->rlimit_nofile = 256;
+        spec->rlimit_nproc = (unsigned long)lim->pids_max;
+        /* virtual, so generous: a backstop if the cgroup cap is missing */
+        uint64_t as = lim->memory_bytes * 4;
+        spec->rlimit_as = as < (1ULL << 30) ? (1ULL << 30) : as;
     }
     spec->use_init = cm_isolation_active(iso, CM_LAYER_INIT);
     return 0;

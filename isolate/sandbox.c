@@ -317,8 +317,9 @@ static void child_limit_userns(const child_plan *plan)
     close(fd);
 }
 
-/* Second line behind the cgroup caps: no core dumps, file size capped,
- * open files capped.  Raw prlimit64 (glibc's setrlimit is a thin wrapper,
+/* Second line behind the cgroup caps: no core dumps, file size, open
+ * files, tasks (RLIMIT_NPROC counts per user namespace and uid, so per
+ * sandbox) and address space capped.  Raw prlimit64 (glibc's setrlimit is a thin wrapper,
  * but the child keeps to raw calls on principle). */
 static void child_set_rlimits(const child_plan *plan)
 {
@@ -328,12 +329,18 @@ static void child_set_rlimits(const child_plan *plan)
     struct rlimit core = {0, 0};
     struct rlimit fsize = {spec->rlimit_fsize, spec->rlimit_fsize};
     struct rlimit nofile = {spec->rlimit_nofile, spec->rlimit_nofile};
+    struct rlimit nproc = {spec->rlimit_nproc, spec->rlimit_nproc};
+    struct rlimit as = {spec->rlimit_as, spec->rlimit_as};
     if (syscall(SYS_prlimit64, 0, RLIMIT_CORE, &core, NULL) < 0)
         child_fail(plan, "setrlimit", "core");
     if (syscall(SYS_prlimit64, 0, RLIMIT_FSIZE, &fsize, NULL) < 0)
         child_fail(plan, "setrlimit", "fsize");
     if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &nofile, NULL) < 0)
         child_fail(plan, "setrlimit", "nofile");
+    if (spec->rlimit_nproc && syscall(SYS_prlimit64, 0, RLIMIT_NPROC, &nproc, NULL) < 0)
+        child_fail(plan, "setrlimit", "nproc");
+    if (spec->rlimit_as && syscall(SYS_prlimit64, 0, RLIMIT_AS, &as, NULL) < 0)
+        child_fail(plan, "setrlimit", "as");
 }
 
 /* Empties every capability set and locks the securebits so that nothing

@@ -34,8 +34,9 @@ typedef struct cm_sandbox_spec {
     unsigned short seccomp_len;              /* 0: no seccomp */
     int drop_caps_upto;   /* > 0: empty every capability set (bounding 0..this), lock securebits */
     bool limit_userns;    /* write 0 to max_user_namespaces inside the new user namespace */
-    bool rlimits;         /* core 0, file size = rlimit_fsize, open files = rlimit_nofile */
-    unsigned long rlimit_fsize, rlimit_nofile;
+    bool rlimits;         /* core 0, and the rlimit_* values below */
+    unsigned long rlimit_fsize, rlimit_nofile; /* file size, open files */
+    unsigned long rlimit_nproc, rlimit_as;     /* tasks of the sandbox uid, address space */
     bool use_init;        /* pid 1 stays a minimal reaper; argv runs as its child */
     /* Called by the parent with the child's host pid before the child may
      * proceed past its id maps (cgroup attach).  Optional. */

@@ -56,7 +56,7 @@ PROBES = [
     # -- nested user namespaces and namespace escapes
     ("userns_unshare", S("unshare", str(CLONE_NEWUSER)), ["errno", "EPERM"]),
     ("userns_clone", S("clone", str(CLONE_NEWUSER | 17), "0", "0", "0", "0"), ["errno", "EPERM"]),
-    ("clone3_enosys", "buf = ctypes.create_string_buffer(88)\n" + S("clone3", "buf", "88"),
+    ("clone3_enosys", "buf = ctypes.create_string_buffer(88)\n" + S("clone3", "buf", "8"),
      ["errno", "ENOSYS"]),
     ("threads_still_work",
      "import threading\nt = threading.Thread(target=lambda: None)\nt.start(); t.join()\n"
@@ -78,7 +78,10 @@ PROBES = [
     # -- other processes
     ("ptrace_init", S("ptrace", "16", "1", "0", "0"), ["errno", "EPERM"]),
     ("process_vm_readv_init",
-     "buf = ctypes.create_string_buffer(8)\n" + S("process_vm_readv", "1", "0", "0", "0", "0", "0"),
+     "class iov(ctypes.Structure):\n    _fields_ = [('b', ctypes.c_void_p), ('n', ctypes.c_size_t)]\n"
+     "buf = ctypes.create_string_buffer(8)\nl = iov(ctypes.cast(buf, ctypes.c_void_p), 8)\n"
+     "r = iov(ctypes.cast(buf, ctypes.c_void_p), 8)\n" +
+     S("process_vm_readv", "1", "ctypes.byref(l)", "1", "ctypes.byref(r)", "1", "0"),
      ["errno", "EPERM"]),
     ("signal_engine", "return attempt(lambda: os.kill({engine_pid}, 9))", ["errno", "ESRCH"]),
     ("signal_test_process", "return attempt(lambda: os.kill({test_pid}, 9))", ["errno", "ESRCH"]),
