@@ -24,7 +24,7 @@ PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
 ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON)
 
-.PHONY: all deps rootfs run test unit integration asan format clean
+.PHONY: all deps rootfs run test unit integration asan format clean security soak-isolation
 all: build/codemode
 
 deps:
@@ -79,6 +79,16 @@ test: deps
 	@$(MAKE) --no-print-directory all asan rootfs $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory security
+
+# Security regression suite (escape probes, per-layer runs, clean-up); root only.
+security: all rootfs
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/security -t .
+
+# The full clean-up soak: 500 chains, 100 of them killed for timeout or memory.
+soak-isolation: all rootfs
+	CODEMODE_SOAK_CHAINS=500 CODEMODE_BIN=$(CURDIR)/build/codemode \
+	    $(PYTHON) -m unittest tests.security.test_cleanup
 
 format:
 	clang-format -i $(SRCS) $(wildcard engine/*.h isolate/*.h providers/*.h policies/*.h tests/unit/*.c)

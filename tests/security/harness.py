@@ -7,7 +7,7 @@ import json
 import os
 import socket
 
-from tests.integration.engine import ROOT, Engine
+from tests.integration.engine import ROOT, ROOTFS, Engine
 from tests.security.probes import PRELUDE, PROBES
 
 CONFIG = """
