@@ -79,7 +79,8 @@ static int apply_isolation_key(cm_config *cfg, const cJSON *item, bool *done, cm
     if (!strcmp(item->string, "imports")) {
         const char *v = cJSON_IsString(item) ? item->valuestring : "";
         if (strcmp(v, "all") != 0 && strcmp(v, "default") != 0)
-            return cm_error_set(err, CM_ERR_CONFIG, "engine.imports: must be \"default\" or \"all\"");
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "engine.imports: must be \"default\" or \"all\"");
         cfg->imports_all = !strcmp(v, "all");
     } else if (!strcmp(item->string, "test_mode")) {
         if (!cJSON_IsBool(item))

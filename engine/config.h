@@ -36,13 +36,13 @@ typedef struct cm_config {
     int max_inflight_calls;   /* engine.max_inflight_calls per chain (16) */
     size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
     /* isolation (issue #3) */
-    size_t memory_bytes;           /* engine.memory_mb: per-chain memory cap, no swap (256 MiB) */
-    int cpu_quota_pct;             /* engine.cpu_quota_pct: per-chain CPU quota, % of one CPU (100) */
-    int pids_max;                  /* engine.pids_max: per-chain process/thread cap (64) */
-    int sandbox_uid_range;         /* engine.sandbox_uid_range: ids from sandbox_uid/gid (1000) */
-    bool imports_all;              /* engine.imports: "all" = whole rootfs stdlib ("default") */
-    bool test_mode;                /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
-    const cJSON *require_layers;   /* engine.require_layers: array of layer names (doctor) */
+    size_t memory_bytes;         /* engine.memory_mb: per-chain memory cap, no swap (256 MiB) */
+    int cpu_quota_pct;           /* engine.cpu_quota_pct: per-chain CPU quota, % of one CPU (100) */
+    int pids_max;                /* engine.pids_max: per-chain process/thread cap (64) */
+    int sandbox_uid_range;       /* engine.sandbox_uid_range: ids from sandbox_uid/gid (1000) */
+    bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
+    bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
+    const cJSON *require_layers; /* engine.require_layers: array of layer names (doctor) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

@@ -72,7 +72,8 @@ static long read_keyed(const char *dir, const char *file, const char *key)
     if (read_text(dir, file, buf, sizeof buf) <= 0)
         return -1;
     size_t klen = strlen(key);
-    for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    for (char *line = buf; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
         if (!strncmp(line, key, klen) && line[klen] == ' ')
             return strtol(line + klen + 1, NULL, 10);
     }
@@ -215,8 +216,8 @@ static int setup_v2_root(cm_isolation *iso, const char *mount, bool controllers,
     if (controllers) {
         if (write_text(mount, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
             write_text(iso->v2_root, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
-            write_text(iso->unified_instance, "cgroup.subtree_control", "+memory +pids +cpu",
-                       err) < 0)
+            write_text(iso->unified_instance, "cgroup.subtree_control", "+memory +pids +cpu", err) <
+                0)
             return -1;
     }
     iso->have_unified = true;
@@ -402,7 +403,8 @@ void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgrou
     }
     if (cg->cpu_idx >= 0)
         u->throttled_periods = read_keyed(cg->paths[cg->cpu_idx], "cpu.stat", "nr_throttled");
-    if (cg->acct_idx >= 0 && read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
+    if (cg->acct_idx >= 0 &&
+        read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
         u->cpu_ms = strtod(buf, NULL) / 1e6;
 }
 

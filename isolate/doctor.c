@@ -87,7 +87,7 @@ static bool status_field_is(const char *status, const char *key, const char *wan
 /* Starts one hardened sandbox and checks its pid 1 from the host. */
 static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, size_t cap)
 {
-    static const char *const argv[] = {"/usr/bin/python3.11", "-I", "-S", "-c",
+    static const char *const argv[] = {"/usr/bin/python3.11",         "-I", "-S", "-c",
                                        "import time; time.sleep(10)", NULL};
     static const char *const envp[] = {"LANG=C.UTF-8", NULL};
     cm_sandbox_spec spec = {.rootfs = cfg->rootfs,
@@ -100,7 +100,8 @@ static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, siz
     cm_jail jail;
     cm_error err;
     cm_sandbox sb;
-    if (cm_jail_prepare(iso, &lim, &jail, &spec, &err) < 0 || cm_sandbox_spawn(&spec, &sb, &err) < 0) {
+    if (cm_jail_prepare(iso, &lim, &jail, &spec, &err) < 0 ||
+        cm_sandbox_spawn(&spec, &sb, &err) < 0) {
         cm_jail_finish(&jail, NULL);
         snprintf(report, cap, "FAILED to start a sandbox: %s", err.message);
         return -1;
@@ -126,8 +127,8 @@ static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, siz
     snprintf(report, cap,
              "sandbox pid 1 seen from the host: host uid %s (%s), capabilities %s, seccomp "
              "filter %s, no_new_privs %s",
-             uid, uidok ? "ok" : "WRONG", caps ? "all empty" : "NOT empty",
-             filt ? "on" : "off", nnp ? "on" : "off");
+             uid, uidok ? "ok" : "WRONG", caps ? "all empty" : "NOT empty", filt ? "on" : "off",
+             nnp ? "on" : "off");
     bool want_caps = cm_isolation_active(iso, CM_LAYER_CAPS);
     bool want_filt = cm_isolation_active(iso, CM_LAYER_SECCOMP);
     return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;

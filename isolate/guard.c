@@ -59,8 +59,8 @@ int cm_guard_attach(cm_isolation *iso, cm_error *err)
     }
     if (attach_prog(g, g->skel->progs.cm_deny_inet_socket, BPF_CGROUP_INET_SOCK_CREATE,
                     "cgroup/sock_create", err) < 0 ||
-        attach_prog(g, g->skel->progs.cm_allow_std_devices, BPF_CGROUP_DEVICE, "cgroup/dev",
-                    err) < 0) {
+        attach_prog(g, g->skel->progs.cm_allow_std_devices, BPF_CGROUP_DEVICE, "cgroup/dev", err) <
+            0) {
         cm_guard_detach(iso);
         return -1;
     }

@@ -70,7 +70,8 @@ static int read_disabled_layers(cm_isolation *iso, cm_error *err)
         int l = cm_layer_from_name(tok);
         if (l < 0 || l == CM_LAYER_NAMESPACES)
             return cm_error_set(err, CM_ERR_CONFIG,
-                                "CODEMODE_TEST_DISABLE_LAYER: unknown or mandatory layer '%s'", tok);
+                                "CODEMODE_TEST_DISABLE_LAYER: unknown or mandatory layer '%s'",
+                                tok);
         iso->disabled[l] = true;
     }
     return 0;

@@ -80,9 +80,9 @@ typedef struct cm_isolation {
     int last_cap; /* highest capability number the kernel knows */
     /* cgroups */
     cm_cgroup_mode cgroup_mode;
-    char v2_root[256];       /* v2: <mount>/codemode ; v1: unified/codemode (guard) */
-    char v1_roots[4][256]; /* v1: memory, cpu, pids, cpuacct: <ctrl>/codemode */
-    char instance[32];       /* "e<pid>-<starttime>" */
+    char v2_root[256];          /* v2: <mount>/codemode ; v1: unified/codemode (guard) */
+    char v1_roots[4][256];      /* v1: memory, cpu, pids, cpuacct: <ctrl>/codemode */
+    char instance[32];          /* "e<pid>-<starttime>" */
     char unified_instance[400]; /* cgroup2 dir of this engine (guard attach point) */
     bool have_unified;
     bool have_memsw;
