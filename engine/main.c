@@ -161,8 +161,10 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cm_cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "doctor") == 0)
-        return cm_cmd_doctor(argc - 1, argv + 1);
+    if (strcmp(cmd, "doctor") == 0) {
+        cm_autofree char *dir = exe_dir();
+        return cm_cmd_doctor(argc - 1, argv + 1, dir);
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

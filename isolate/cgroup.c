@@ -255,8 +255,10 @@ int cm_cgroup_setup(cm_isolation *iso, cm_error *err)
     snprintf(iso->instance, sizeof iso->instance, "e%d", (int)getpid());
     if (v2_has_controllers()) {
         iso->cgroup_mode = CM_CGROUP_V2;
+        if (setup_v2_root(iso, CG_MOUNT, true, err) < 0)
+            return -1;
         cm_cgroup_reap_dead_instances(iso);
-        return setup_v2_root(iso, CG_MOUNT, true, err);
+        return 0;
     }
     iso->cgroup_mode = CM_CGROUP_V1;
     if (is_cgroup2(CG_UNIFIED) &&

@@ -8,8 +8,6 @@
  * when a layer the config requires (engine.require_layers; default: all) is
  * not active, 2 on usage or config errors. */
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,17 +132,7 @@ static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, siz
     return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;
 }
 
-static char *doctor_exe_dir(void)
-{
-    char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (n <= 0)
-        return cm_xstrdup(".");
-    path[n] = '\0';
-    return cm_xstrdup(dirname(path));
-}
-
-static int doctor_config(int argc, char **argv, cm_config *cfg)
+static int doctor_config(int argc, char **argv, const char *exe_dir, cm_config *cfg)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"help", no_argument, NULL, 'h'},
@@ -160,9 +148,8 @@ static int doctor_config(int argc, char **argv, cm_config *cfg)
             return c == 'h' ? 1 : 2;
         }
     }
-    cm_autofree char *dir = doctor_exe_dir();
     cm_error err;
-    if (cm_config_load(config, dir, cfg, &err) < 0) {
+    if (cm_config_load(config, exe_dir, cfg, &err) < 0) {
         fprintf(stderr, "codemode doctor: %s\n", err.message);
         return 2;
     }
@@ -174,10 +161,10 @@ static int doctor_config(int argc, char **argv, cm_config *cfg)
     return 0;
 }
 
-int cm_cmd_doctor(int argc, char **argv)
+int cm_cmd_doctor(int argc, char **argv, const char *exe_dir)
 {
     cm_config cfg;
-    int rc = doctor_config(argc, argv, &cfg);
+    int rc = doctor_config(argc, argv, exe_dir, &cfg);
     if (rc)
         return rc == 1 ? 0 : rc;
     cm_isolation iso;

@@ -156,7 +156,8 @@ struct cm_config;
 /* Engine start: init from the config, log every layer, fail only when the
  * config's engine.require_layers names a layer that is not active. */
 int cm_isolation_start(cm_isolation *iso, const struct cm_config *cfg, cm_error *err);
-/* `codemode doctor [--config FILE]`: exit 0 all required layers active. */
-int cm_cmd_doctor(int argc, char **argv);
+/* `codemode doctor [--config FILE]`: exit 0 all required layers active.
+ * exe_dir: the codemode binary's directory (default rootfs). */
+int cm_cmd_doctor(int argc, char **argv, const char *exe_dir);
 
 #endif
