@@ -6,14 +6,14 @@ CC      ?= gcc
 PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-INCLUDES := -Iengine -Iisolate -Iproviders -Ipolicies
+INCLUDES := -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP
 LDLIBS  := $(PKG_LIBS) -lpthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS     := $(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c))
+SRCS     := $(filter-out %.bpf.c,$(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c)))
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 OBJS     := $(SRCS:%.c=build/obj/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
@@ -32,7 +32,7 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
-	deploy-check bench npm-deps
+	deploy-check bench npm-deps security soak-isolation
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -57,6 +57,13 @@ build/asan/obj/%.o: %.c
 build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+# The eBPF guard: compiled for the BPF target, embedded as a libbpf skeleton.
+build/bpf/guard.skel.h: isolate/guard.bpf.c
+	@mkdir -p $(dir $@)
+	clang -O2 -g -target bpf -I/usr/include/$(shell gcc -dumpmachine) -c -o build/bpf/guard.bpf.o $<
+	bpftool gen skeleton build/bpf/guard.bpf.o name cm_guard_bpf > $@.tmp && mv $@.tmp $@
+build/obj/isolate/guard.o build/asan/obj/isolate/guard.o: build/bpf/guard.skel.h
 
 # The rootfs is rebuilt only when one of its inputs changes: builder, runner,
 # interpreter, host python package versions (build/rootfs-key.txt), profile
@@ -111,6 +118,16 @@ test: deps
 	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory security
+
+# Security regression suite (escape probes, per-layer runs, clean-up); root only.
+security: all rootfs
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/security -t .
+
+# The full clean-up soak: 500 chains, 100 of them killed for timeout or memory.
+soak-isolation: all rootfs
+	CODEMODE_SOAK_CHAINS=500 CODEMODE_BIN=$(CURDIR)/build/codemode \
+	    $(PYTHON) -m unittest tests.security.test_cleanup
 
 # ---- install, packages, man page, deployment checks --------------------------
 VERSION    := $(shell sed -n 's/^#define CM_VERSION "\(.*\)"/\1/p' engine/engine.h)

@@ -69,6 +69,8 @@ struct chain {
     cm_policy_chain *pc;        /* policy session (policies/session.h) */
     const cm_chain_limits *lim; /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
+    cm_limits limits; /* isolation: this chain's cgroup limits */
+    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -488,6 +490,31 @@ static void serve(chain *ch)
 
 /* ---- set-up and tear-down --------------------------------------------- */
 
+/* The default import allow-list lives in the minimal rootfs; anything wider
+ * (imports: all, or a policy list with other modules) needs the full one. */
+static const char *chain_rootfs(const chain *ch)
+{
+    static const char *const minimal[] = {
+        "json",     "math",  "asyncio", "datetime",  "time",     "re",        "typing",
+        "collections", "itertools", "functools", "operator", "uuid", "random", "string",
+        "textwrap", "decimal", "fractions", "statistics", "base64", "copy", "dataclasses",
+        "enum",     "heapq", "bisect"};
+    const cJSON *imports = cm_policy_chain_imports(ch->pc);
+    bool wide = ch->eng->cfg.imports_all && !imports;
+    if (cJSON_IsString(imports))
+        wide = true;
+    const cJSON *list = cJSON_IsArray(imports) ? imports : NULL;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, list)
+    {
+        bool known = false;
+        for (size_t i = 0; cJSON_IsString(m) && i < sizeof minimal / sizeof *minimal; i++)
+            known = known || !strcmp(m->valuestring, minimal[i]);
+        wide = wide || !known;
+    }
+    return wide ? ch->eng->cfg.rootfs_full : ch->eng->cfg.rootfs;
+}
+
 static int start_sandbox(chain *ch, cm_error *err)
 {
     int sv[2], pipefd[2];
@@ -505,7 +532,7 @@ static int start_sandbox(chain *ch, cm_error *err)
     if (cm_set_nonblock(ch->ctl_fd, true, err) < 0 || cm_set_nonblock(ch->out_fd, true, err) < 0)
         return -1;
     cm_sandbox_spec spec = {
-        .rootfs = ch->eng->cfg.rootfs,
+        .rootfs = chain_rootfs(ch),
         .host_uid = ch->eng->cfg.sandbox_uid,
         .host_gid = ch->eng->cfg.sandbox_gid,
         .argv = runner_argv,
@@ -514,6 +541,8 @@ static int start_sandbox(chain *ch, cm_error *err)
         .output_fd = child_out,
         .tmp_size_bytes = ch->eng->cfg.tmp_size_bytes,
     };
+    if (cm_jail_prepare(&ch->eng->iso, &ch->limits, &ch->jail, &spec, err) < 0)
+        return -1;
     if (cm_sandbox_spawn(&spec, &ch->sb, err) < 0)
         return -1;
     ch->spawned = true;
@@ -532,6 +561,8 @@ static void send_run(chain *ch, const char *code)
     const cJSON *imports = cm_policy_chain_imports(ch->pc);
     if (imports)
         cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
+    else if (ch->eng->cfg.imports_all)
+        cJSON_AddStringToObject(f, "allowed_imports", "all");
     queue_to_sandbox(ch, f);
     write_control(ch);
 }
@@ -571,6 +602,33 @@ static void chain_close(chain *ch)
     cJSON_Delete(ch->error);
 }
 
+/* Isolation: the kernel's OOM counter decides memory_limit (the runner was
+ * killed, so the chain otherwise looks like a crash); stats come from the
+ * cgroup when it has them (they include every process of the sandbox). */
+static void apply_cgroup_usage(chain *ch, const cm_cgroup_usage *u)
+{
+    const char *kind = ch->error ? cm_json_str(ch->error, "kind") : NULL;
+    if (u->oom_kills > 0 && (!kind || strcmp(kind, "timeout") != 0)) {
+        cJSON_Delete(ch->error);
+        ch->error = NULL;
+        set_errorf(ch, CM_ERR_MEMORY_LIMIT,
+                   "the chain exceeded its memory limit of %llu MiB and was killed",
+                   (unsigned long long)(ch->limits.memory_bytes >> 20));
+    }
+}
+
+static void add_cgroup_stats(cJSON *response, const cm_cgroup_usage *u)
+{
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(response, "stats");
+    if (u->cpu_ms >= 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(s, "cpu_ms", cJSON_CreateNumber(u->cpu_ms));
+    if (u->peak_memory_bytes >= 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(s, "peak_memory_bytes",
+                                               cJSON_CreateNumber(u->peak_memory_bytes));
+    if (u->throttled_periods >= 0)
+        cJSON_AddNumberToObject(s, "cpu_throttled_periods", (double)u->throttled_periods);
+}
+
 static cJSON *invalid_chain_request(const char *message);
 
 /* The chain's policy session: profile and limits (engine ∩ profile ∩
@@ -580,6 +638,9 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
     const cm_config *cfg = &ch->eng->cfg;
     cm_chain_limits base = {
         .timeout_s = cfg->max_timeout_s,
+        .memory_mb = (long)(cfg->memory_bytes >> 20),
+        .cpu_quota = cfg->cpu_quota_pct / 100.0,
+        .pids = cfg->pids_max,
         .max_tool_calls = cfg->max_tool_calls,
         .max_output_bytes = (long)cfg->max_output_bytes,
         .max_result_bytes = (long)cfg->max_result_bytes,
@@ -595,6 +656,18 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
         lim->timeout_s = ch->timeout_s;
     ch->timeout_s = lim->timeout_s;
     ch->lim = lim;
+    /* the sandbox's cgroup limits: engine ∩ profile ∩ request, with floors a
+     * Python runner needs to start at all */
+    ch->limits.memory_bytes = lim->memory_mb > 0 ? (uint64_t)lim->memory_mb << 20 : cfg->memory_bytes;
+    if (ch->limits.memory_bytes < (16u << 20))
+        ch->limits.memory_bytes = 16u << 20;
+    ch->limits.cpu_quota_pct =
+        lim->cpu_quota > 0 ? (int)(lim->cpu_quota * 100.0 + 0.5) : cfg->cpu_quota_pct;
+    if (ch->limits.cpu_quota_pct < 1)
+        ch->limits.cpu_quota_pct = 1;
+    ch->limits.pids_max = lim->pids > 0 ? (int)lim->pids : cfg->pids_max;
+    if (ch->limits.pids_max < 8)
+        ch->limits.pids_max = 8;
     return 0;
 }
 
@@ -609,6 +682,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
                 .wake_fd = -1,
                 .progress_token = progress_token};
     ch.timeout_s = timeout_s;
+    cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
         cJSON *r = invalid_chain_request(err.message);
@@ -640,12 +714,15 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         else
             cm_log("error", "chain: %s", err.message);
     }
+    cm_jail_finish(&ch.jail, &usage);
+    apply_cgroup_usage(&ch, &usage);
     join_calls(&ch);
     if (ch.error)
         atomic_fetch_add(&eng->stats.chains_failed, 1);
     else
         atomic_fetch_add(&eng->stats.chains_ok, 1);
     cJSON *response = build_response(&ch, have_ru ? &ru : NULL);
+    add_cgroup_stats(response, &usage);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(response, "error"), "kind");
     cm_metrics_chain_done(eng->metrics, cJSON_IsString(kind) ? kind->valuestring : "ok",
@@ -680,6 +757,36 @@ static cJSON *invalid_chain_request(const char *message)
     cJSON_AddNumberToObject(s, "peak_memory_bytes", 0);
     cJSON_AddNumberToObject(s, "tool_calls", 0);
     return r;
+}
+
+/* Optional per-request limits memory_mb, cpu_quota_pct, pids_max: a request
+ * may lower the configured limits, never raise them (values above are
+ * clamped to the config's). */
+/* The top-level memory_mb / cpu_quota_pct / pids_max arguments are the
+ * same request as limits.memory_mb / limits.cpu / limits.pids: copied into
+ * the request object (unless it sets them), so one resolution (engine ∩
+ * profile ∩ request, never more) applies to both spellings. */
+static int request_isolation_limits(const cJSON *args, cJSON *requested, char *msg, size_t cap)
+{
+    static const char *const keys[] = {"memory_mb", "cpu_quota_pct", "pids_max"};
+    static const char *const as[] = {"memory_mb", "cpu", "pids"};
+    for (size_t i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, keys[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e9) {
+            snprintf(msg, cap, "call_tool_chain: %s must be a positive number", keys[i]);
+            return -1;
+        }
+        if (i == 0 && v->valuedouble < 16) {
+            snprintf(msg, cap, "call_tool_chain: memory_mb must be at least 16");
+            return -1;
+        }
+        if (!cJSON_GetObjectItemCaseSensitive(requested, as[i]))
+            cJSON_AddNumberToObject(requested, as[i],
+                                    i == 1 ? v->valuedouble / 100.0 : v->valuedouble);
+    }
+    return 0;
 }
 
 void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
@@ -720,6 +827,10 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
                      cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
                                                           "object"),
                                     true));
+        return;
+    }
+    if (request_isolation_limits(args, requested, msg, sizeof msg) < 0) {
+        cm_rpc_reply(conn, id, cm_tool_result(invalid_chain_request(msg), true));
         return;
     }
     bool timeout_requested = timeout && !cJSON_IsNull(timeout);

@@ -45,6 +45,10 @@ static const engine_key ENGINE_KEYS[] = {
     {"max_inflight_calls", EK_INT, offsetof(cm_config, max_inflight_calls), 1, 1024},
     {"max_tool_output_bytes", EK_SIZE, offsetof(cm_config, max_tool_output_bytes), 1024, 1 << 30},
     {"metrics_port", EK_INT, offsetof(cm_config, metrics_port), 0, 65535},
+    {"memory_mb", EK_SIZE_MB, offsetof(cm_config, memory_bytes), 16, 1 << 20},
+    {"cpu_quota_pct", EK_INT, offsetof(cm_config, cpu_quota_pct), 1, 100000},
+    {"pids_max", EK_INT, offsetof(cm_config, pids_max), 8, 1000000},
+    {"sandbox_uid_range", EK_INT, offsetof(cm_config, sandbox_uid_range), 1, 65536},
 };
 
 static void set_engine_defaults(cm_config *cfg)
@@ -62,6 +66,42 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->max_tool_calls = 1000;
     cfg->max_inflight_calls = 16;
     cfg->max_tool_output_bytes = 1u << 20;
+    cfg->memory_bytes = 256u << 20;
+    cfg->cpu_quota_pct = 100;
+    cfg->pids_max = 64;
+    cfg->sandbox_uid_range = 1000;
+}
+
+/* Non-numeric isolation keys: imports, test_mode, require_layers.  Sets
+ * *done when the key was one of them. */
+static int apply_isolation_key(cm_config *cfg, const cJSON *item, bool *done, cm_error *err)
+{
+    *done = true;
+    if (!strcmp(item->string, "imports")) {
+        const char *v = cJSON_IsString(item) ? item->valuestring : "";
+        if (strcmp(v, "all") != 0 && strcmp(v, "default") != 0)
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "engine.imports: must be \"default\" or \"all\"");
+        cfg->imports_all = !strcmp(v, "all");
+    } else if (!strcmp(item->string, "test_mode")) {
+        if (!cJSON_IsBool(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.test_mode: must be true or false");
+        cfg->test_mode = cJSON_IsTrue(item);
+    } else if (!strcmp(item->string, "require_layers")) {
+        const cJSON *l;
+        if (!cJSON_IsArray(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.require_layers: must be an array");
+        cJSON_ArrayForEach(l, item)
+        {
+            if (!cJSON_IsString(l))
+                return cm_error_set(err, CM_ERR_CONFIG,
+                                    "engine.require_layers: entries must be layer names");
+        }
+        cfg->require_layers = item;
+    } else {
+        *done = false;
+    }
+    return 0;
 }
 
 static void store_engine_value(cm_config *cfg, const engine_key *k, double v)
@@ -145,6 +185,14 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
                 return -1;
             continue;
         }
+        if (!strcmp(item->string, "rootfs_full")) {
+            if (!cJSON_IsString(item) || !item->valuestring[0])
+                return cm_error_set(err, CM_ERR_CONFIG,
+                                    "engine.rootfs_full: must be a non-empty string");
+            free(cfg->rootfs_full);
+            cfg->rootfs_full = resolve_path(cfg->base_dir, item->valuestring);
+            continue;
+        }
         if (!strcmp(item->string, "metrics_file")) {
             if (!cJSON_IsString(item) || !item->valuestring[0])
                 return cm_error_set(err, CM_ERR_CONFIG,
@@ -157,6 +205,11 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
             cfg->policy = item;
             continue;
         }
+        bool done;
+        if (apply_isolation_key(cfg, item, &done, err) < 0)
+            return -1;
+        if (done)
+            continue;
         const engine_key *k = find_engine_key(item->string);
         if (!k)
             return cm_error_set(err, CM_ERR_CONFIG, "engine: unknown key '%s'", item->string);
@@ -426,6 +479,7 @@ void cm_config_free(cm_config *cfg)
     free(cfg->base_dir);
     free(cfg->rootfs);
     free(cfg->metrics_file);
+    free(cfg->rootfs_full);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);
 }

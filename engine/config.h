@@ -6,6 +6,7 @@
 #define CM_CONFIG_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -21,6 +22,9 @@ typedef struct cm_config {
     const cJSON *load_variables_from;   /* array */
     /* engine: section, defaults filled in */
     char *rootfs;             /* engine.rootfs, absolute; default: <dir of binary>/rootfs */
+    char *rootfs_full;        /* engine.rootfs_full: for chains whose imports are widened
+                                 (imports: all, or a policy list beyond the default);
+                                 default: "<rootfs>-full" when it exists, else rootfs */
     int workers;              /* engine.workers: threads running tool calls/chains (default 8) */
     int queue_max;            /* engine.queue_max: queued requests before `busy` (default 256) */
     int default_timeout_s;    /* engine.default_timeout_s (30) */
@@ -37,6 +41,14 @@ typedef struct cm_config {
     char *metrics_file;           /* engine.metrics_file: Prometheus text, rewritten every 5 s */
     int metrics_port;             /* engine.metrics_port: serve /metrics on 127.0.0.1 (0 = off) */
     const cJSON *policy;          /* engine.policy (borrowed; validated by policies/session.c) */
+    /* isolation (issue #3) */
+    size_t memory_bytes;         /* engine.memory_mb: per-chain memory cap, no swap (256 MiB) */
+    int cpu_quota_pct;           /* engine.cpu_quota_pct: per-chain CPU quota, % of one CPU (100) */
+    int pids_max;                /* engine.pids_max: per-chain process/thread cap (64) */
+    int sandbox_uid_range;       /* engine.sandbox_uid_range: ids from sandbox_uid/gid (1000) */
+    bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
+    bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
+    const cJSON *require_layers; /* engine.require_layers: array of layer names (doctor) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "error.h"
+#include "isolation.h"
 #include "registry.h"
 #include "util.h"
 #include "vars.h"
@@ -76,6 +77,7 @@ struct cm_engine {
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
+    cm_isolation iso; /* isolation layers (isolate/isolation.h) */
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

@@ -32,6 +32,7 @@ static void usage(FILE *f)
                "  prompt                                 print the agent prompt template\n"
                "  policy check|explain|test|bench ...    validate, explain and test policies\n"
                "  rootfs build|verify ...                build or check the sandbox rootfs\n"
+               "  doctor [--config FILE]                 report each isolation layer\n"
                "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
                "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
                "  version                                print the version\n\n"
@@ -55,8 +56,29 @@ static char *exe_dir(void)
     return cm_xstrdup(dirname(path));
 }
 
+static int check_one_rootfs(char **rootfs, cm_error *err);
+
+/* Both rootfs trees: the default (minimal) and the one for widened imports. */
 static int check_rootfs(cm_config *cfg, cm_error *err)
 {
+    if (check_one_rootfs(&cfg->rootfs, err) < 0)
+        return -1;
+    if (!cfg->rootfs_full) {
+        size_t n = strlen(cfg->rootfs) + sizeof "-full";
+        cfg->rootfs_full = cm_xmalloc(n);
+        snprintf(cfg->rootfs_full, n, "%s-full", cfg->rootfs);
+        if (access(cfg->rootfs_full, F_OK) != 0) {
+            free(cfg->rootfs_full);
+            cfg->rootfs_full = cm_xstrdup(cfg->rootfs);
+        }
+    }
+    return check_one_rootfs(&cfg->rootfs_full, err);
+}
+
+static int check_one_rootfs(char **rootfs, cm_error *err)
+{
+    cm_config one = {.rootfs = *rootfs};
+    cm_config *cfg = &one;
     char *real = realpath(cfg->rootfs, NULL);
     if (!real)
         return cm_error_sys(err, CM_ERR_CONFIG,
@@ -72,17 +94,23 @@ static int check_rootfs(cm_config *cfg, cm_error *err)
                             "rootfs at %s has no usr/bin/python3.11 (build it with `make rootfs` "
                             "or set engine.rootfs)",
                             cfg->rootfs);
+    *rootfs = cfg->rootfs;
     return 0;
 }
 
 /* The engine refuses a rootfs that differs from its MANIFEST (rootfs_verify.c). */
 static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
 {
-    cm_rootfs_report rep;
-    if (cm_rootfs_verify(cfg->rootfs, &rep, err) < 0)
-        return cm_error_prefix(err, "refusing to start: rootfs fails verification");
-    cm_log("info", "rootfs %s verified: id %s, %zu files, %.1f ms", cfg->rootfs, rep.id, rep.files,
-           rep.elapsed_us / 1000.0);
+    const char *trees[] = {cfg->rootfs, cfg->rootfs_full};
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1 && !strcmp(trees[0], trees[1]))
+            break;
+        cm_rootfs_report rep;
+        if (cm_rootfs_verify(trees[i], &rep, err) < 0)
+            return cm_error_prefix(err, "refusing to start: rootfs fails verification");
+        cm_log("info", "rootfs %s verified: id %s, %zu files, %.1f ms", trees[i], rep.id,
+               rep.files, rep.elapsed_us / 1000.0);
+    }
     return 0;
 }
 
@@ -113,6 +141,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (verify_rootfs_at_start(&eng->cfg, err) < 0)
         return -1;
+    if (cm_isolation_start(&eng->iso, &eng->cfg, err) < 0)
+        return -1;
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
         return cm_error_prefix(err, "variables");
@@ -135,6 +165,7 @@ static void engine_close(cm_engine *eng)
 {
     cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
+    cm_isolation_free(&eng->iso);
     cm_server_close(eng);
     cm_providers_free(eng->providers);
     cm_registry_free(eng->registry);
@@ -219,6 +250,10 @@ int main(int argc, char **argv)
         return cm_cmd_tools(argc - 1, argv + 1);
     if (strcmp(cmd, "mcp") == 0)
         return cm_cmd_mcp(argc - 1, argv + 1);
+    if (strcmp(cmd, "doctor") == 0) {
+        cm_autofree char *dir = exe_dir();
+        return cm_cmd_doctor(argc - 1, argv + 1, dir);
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("codemode %s\n", CM_VERSION);
         return 0;

@@ -183,7 +183,10 @@ static const cm_tool_def tool_defs[] = {
          "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"},"
          "\"limits\":{\"type\":\"object\",\"description\":\"lower limits for this chain "
          "(timeout_s, memory_mb, cpu, pids, max_tool_calls, max_output_bytes, "
-         "max_result_bytes); values above the caller's policy are clamped\"}",
+         "max_result_bytes); values above the caller's policy are clamped\"},"
+         "\"memory_mb\":{\"type\":\"number\",\"description\":\"lower the memory cap\"},"
+         "\"cpu_quota_pct\":{\"type\":\"number\",\"description\":\"lower the CPU quota\"},"
+         "\"pids_max\":{\"type\":\"number\",\"description\":\"lower the process cap\"}",
          "\"code\""),
      true, false, cm_tool_call_tool_chain},
     {"register_manual", "Register a UTCP manual (its tools become callable in chains).",

@@ -12,6 +12,8 @@
 #ifndef CM_SANDBOX_H
 #define CM_SANDBOX_H
 
+#include <linux/filter.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -27,6 +29,19 @@ typedef struct cm_sandbox_spec {
     int control_fd;        /* becomes fd 3 inside (the control socket) */
     int output_fd;         /* becomes fd 1 and 2 inside; -1 for /dev/null */
     size_t tmp_size_bytes; /* size cap of the /tmp tmpfs */
+    /* Hardening layers (issue #3); all zero = the namespace floor only. */
+    const struct sock_filter *seccomp_insns; /* precompiled filter, installed last */
+    unsigned short seccomp_len;              /* 0: no seccomp */
+    int drop_caps_upto; /* > 0: empty every capability set (bounding 0..this), lock securebits */
+    bool limit_userns;  /* write 0 to max_user_namespaces inside the new user namespace */
+    bool rlimits;       /* core 0, and the rlimit_* values below */
+    unsigned long rlimit_fsize, rlimit_nofile; /* file size, open files */
+    unsigned long rlimit_nproc, rlimit_as;     /* tasks of the sandbox uid, address space */
+    bool use_init; /* pid 1 stays a minimal reaper; argv runs as its child */
+    /* Called by the parent with the child's host pid before the child may
+     * proceed past its id maps (cgroup attach).  Optional. */
+    int (*attach)(void *ctx, pid_t pid, cm_error *err);
+    void *attach_ctx;
 } cm_sandbox_spec;
 
 typedef struct cm_sandbox {

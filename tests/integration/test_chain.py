@@ -230,8 +230,8 @@ return out
 s = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'socket']
 if not s:
     return 'no socket class'
-sock = s[0](2, 1)
 try:
+    sock = s[0](2, 1)  # EPERM since issue 3 (seccomp, eBPF guard)
     sock.connect(('127.0.0.1', %d))
     return 'connected'
 except OSError as e:

@@ -1,0 +1,426 @@
+/* cgroup.c — per-sandbox resource limits: memory (no swap), CPU quota and
+ * a pids cap, on cgroup v2 when its controllers are available, else on the
+ * v1 controllers (this machine).  The cgroup2 hierarchy, when mounted (also
+ * in v1 "hybrid" mode at /sys/fs/cgroup/unified), additionally gets one
+ * directory per sandbox for the eBPF guard and cgroup.kill.
+ *
+ * Layout: <hierarchy>/codemode/<instance>/<seq>, instance = "e<engine pid>".
+ * Every sandbox cgroup is removed after its sandbox is reaped; the instance
+ * directories at engine shutdown; and at start-up the engine removes the
+ * instance directories of engines that died (SIGKILL leaves them behind),
+ * killing anything still in them first.
+ *
+ * OOM: memory_limit is reported from the kernel's own counter (v2
+ * memory.events "oom_kill", v1 memory.oom_control "oom_kill"), not guessed. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "isolation.h"
+#include "engine.h"
+#include "util.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+#define CG_MOUNT "/sys/fs/cgroup"
+#define CG_UNIFIED "/sys/fs/cgroup/unified"
+#define CG_DIRNAME "codemode"
+#define CPU_PERIOD_US 100000
+
+static const char *const v1_ctrls[4] = {"memory", "cpu", "pids", "cpuacct"};
+
+static int write_text(const char *dir, const char *file, const char *text, cm_error *err)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    cm_autofd int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "open %s", path);
+    ssize_t n = write(fd, text, strlen(text));
+    if (n < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "write '%s' to %s", text, path);
+    return 0;
+}
+
+/* Reads a small control file; returns bytes read or -1. */
+static ssize_t read_text(const char *dir, const char *file, char *buf, size_t cap)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    cm_autofd int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+/* Value of "key N" in a flat-keyed file (memory.events, cpu.stat...). */
+static long read_keyed(const char *dir, const char *file, const char *key)
+{
+    char buf[4096];
+    if (read_text(dir, file, buf, sizeof buf) <= 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (char *line = buf; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (!strncmp(line, key, klen) && line[klen] == ' ')
+            return strtol(line + klen + 1, NULL, 10);
+    }
+    return -1;
+}
+
+static int make_dir(const char *path, cm_error *err)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "mkdir %s", path);
+    return 0;
+}
+
+static bool is_cgroup2(const char *path)
+{
+    struct statfs st;
+    return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+static bool v2_has_controllers(void)
+{
+    char buf[512];
+    if (!is_cgroup2(CG_MOUNT) || read_text(CG_MOUNT, "cgroup.controllers", buf, sizeof buf) <= 0)
+        return false;
+    return strstr(buf, "memory") && strstr(buf, "pids") && strstr(buf, "cpu");
+}
+
+/* Kills every process listed in dir/cgroup.procs (v1 has no cgroup.kill). */
+static void kill_listed(const char *dir)
+{
+    char buf[8192];
+    if (read_text(dir, "cgroup.procs", buf, sizeof buf) <= 0)
+        return;
+    for (char *p = buf; *p;) {
+        char *end;
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 1)
+            kill((pid_t)pid, SIGKILL);
+        p = end;
+        while (*p == '\n')
+            p++;
+    }
+}
+
+/* Kills what is inside and removes the directory; brief retries while the
+ * kernel finishes tearing down exiting tasks. */
+static void remove_cgroup_dir(const char *dir, bool v2)
+{
+    cm_error ignored;
+    if (v2 && access(dir, F_OK) == 0)
+        write_text(dir, "cgroup.kill", "1", &ignored);
+    for (int i = 0; i < 200; i++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY)
+            break;
+        if (!v2)
+            kill_listed(dir);
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    cm_log("warn", "cgroup: cannot remove %s: %s", dir, strerror(errno));
+}
+
+/* Removes an instance directory and every sandbox cgroup below it. */
+static void remove_instance(const char *dir, bool v2)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.')
+                continue;
+            char sub[1024];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            remove_cgroup_dir(sub, v2);
+        }
+        closedir(d);
+    }
+    remove_cgroup_dir(dir, v2);
+}
+
+static bool engine_alive(pid_t pid)
+{
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return false;
+    char path[64], comm[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(comm, sizeof comm, f) && !strncmp(comm, "codemode", 8);
+    fclose(f);
+    return ok;
+}
+
+static void reap_dead_under(const char *root, bool v2, pid_t self)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || e->d_name[0] != 'e')
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + 1, &end, 10);
+        if (*end || pid <= 0 || pid == self || engine_alive((pid_t)pid))
+            continue;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        cm_log("info", "cgroup: removing %s left by dead engine %ld", dir, pid);
+        remove_instance(dir, v2);
+    }
+    closedir(d);
+}
+
+void cm_cgroup_reap_dead_instances(cm_isolation *iso)
+{
+    pid_t self = getpid();
+    if (iso->cgroup_mode == CM_CGROUP_V1)
+        for (int i = 0; i < 4; i++)
+            if (iso->v1_roots[i][0])
+                reap_dead_under(iso->v1_roots[i], false, self);
+    if (iso->v2_root[0])
+        reap_dead_under(iso->v2_root, true, self);
+}
+
+static int setup_v2_root(cm_isolation *iso, const char *mount, bool controllers, cm_error *err)
+{
+    snprintf(iso->v2_root, sizeof iso->v2_root, "%s/%s", mount, CG_DIRNAME);
+    if (make_dir(iso->v2_root, err) < 0)
+        return -1;
+    snprintf(iso->unified_instance, sizeof iso->unified_instance, "%s/%s", iso->v2_root,
+             iso->instance);
+    if (make_dir(iso->unified_instance, err) < 0)
+        return -1;
+    if (controllers) {
+        if (write_text(mount, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
+            write_text(iso->v2_root, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
+            write_text(iso->unified_instance, "cgroup.subtree_control", "+memory +pids +cpu", err) <
+                0)
+            return -1;
+    }
+    iso->have_unified = true;
+    return 0;
+}
+
+static int setup_v1_roots(cm_isolation *iso, cm_error *err)
+{
+    for (int i = 0; i < 4; i++) {
+        char ctrl[128];
+        snprintf(ctrl, sizeof ctrl, "%s/%s", CG_MOUNT, v1_ctrls[i]);
+        if (access(ctrl, F_OK) != 0) {
+            if (i == 3)
+                continue; /* cpuacct is optional (statistics only) */
+            return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "cgroup v1 controller %s not mounted",
+                                v1_ctrls[i]);
+        }
+        snprintf(iso->v1_roots[i], sizeof iso->v1_roots[i], "%s/%s", ctrl, CG_DIRNAME);
+        if (make_dir(iso->v1_roots[i], err) < 0)
+            return -1;
+        char inst[512];
+        snprintf(inst, sizeof inst, "%s/%s", iso->v1_roots[i], iso->instance);
+        if (make_dir(inst, err) < 0)
+            return -1;
+    }
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/%s/memory.memsw.limit_in_bytes", iso->v1_roots[0],
+             iso->instance);
+    iso->have_memsw = access(probe, F_OK) == 0;
+    return 0;
+}
+
+int cm_cgroup_setup(cm_isolation *iso, cm_error *err)
+{
+    snprintf(iso->instance, sizeof iso->instance, "e%d", (int)getpid());
+    if (v2_has_controllers()) {
+        iso->cgroup_mode = CM_CGROUP_V2;
+        if (setup_v2_root(iso, CG_MOUNT, true, err) < 0)
+            return -1;
+        cm_cgroup_reap_dead_instances(iso);
+        return 0;
+    }
+    iso->cgroup_mode = CM_CGROUP_V1;
+    if (is_cgroup2(CG_UNIFIED) &&
+        setup_v2_root(iso, CG_UNIFIED, false, err) < 0) /* guard + cgroup.kill only */
+        return -1;
+    if (setup_v1_roots(iso, err) < 0) {
+        iso->cgroup_mode = CM_CGROUP_NONE;
+        return -1;
+    }
+    cm_cgroup_reap_dead_instances(iso);
+    return 0;
+}
+
+void cm_cgroup_teardown(cm_isolation *iso)
+{
+    for (int i = 0; i < 4; i++) {
+        if (!iso->v1_roots[i][0])
+            continue;
+        char inst[512];
+        snprintf(inst, sizeof inst, "%s/%s", iso->v1_roots[i], iso->instance);
+        remove_instance(inst, false);
+    }
+    if (iso->unified_instance[0])
+        remove_instance(iso->unified_instance, true);
+}
+
+static int add_path(cm_cgroup *cg, const char *root, const char *instance, unsigned long seq,
+                    cm_error *err)
+{
+    int i = cg->npaths++;
+    snprintf(cg->paths[i], sizeof cg->paths[i], "%s/%s/%lu", root, instance, seq);
+    if (mkdir(cg->paths[i], 0755) < 0) {
+        cg->npaths--;
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "mkdir %s", cg->paths[i]);
+    }
+    return i;
+}
+
+static int set_v1_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *lim,
+                         cm_error *err)
+{
+    char v[64];
+    const char *mem = cg->paths[cg->mem_idx];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)lim->memory_bytes);
+    if (write_text(mem, "memory.limit_in_bytes", v, err) < 0)
+        return -1;
+    if (iso->have_memsw && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+        return -1;
+    cm_error ignored; /* swappiness is best effort: memsw above already forbids swap */
+    write_text(mem, "memory.swappiness", "0", &ignored);
+    const char *cpu = cg->paths[cg->cpu_idx];
+    snprintf(v, sizeof v, "%d", CPU_PERIOD_US);
+    if (write_text(cpu, "cpu.cfs_period_us", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%d", lim->cpu_quota_pct * (CPU_PERIOD_US / 100));
+    if (write_text(cpu, "cpu.cfs_quota_us", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%d", lim->pids_max);
+    return write_text(cg->paths[2], "pids.max", v, err);
+}
+
+static int set_v2_limits(const cm_cgroup *cg, const cm_limits *lim, cm_error *err)
+{
+    char v[64];
+    const char *dir = cg->paths[0];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)lim->memory_bytes);
+    if (write_text(dir, "memory.max", v, err) < 0)
+        return -1;
+    cm_error ignored; /* absent without swap accounting: then there is no swap to use */
+    write_text(dir, "memory.swap.max", "0", &ignored);
+    snprintf(v, sizeof v, "%d %d", lim->cpu_quota_pct * (CPU_PERIOD_US / 100), CPU_PERIOD_US);
+    if (write_text(dir, "cpu.max", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%d", lim->pids_max);
+    return write_text(dir, "pids.max", v, err);
+}
+
+int cm_cgroup_create(cm_isolation *iso, const cm_limits *lim, cm_cgroup *cg, cm_error *err)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = -1;
+    unsigned long seq = atomic_fetch_add(&iso->seq, 1);
+    bool limits = cm_isolation_active(iso, CM_LAYER_CGROUP);
+    int rc = 0;
+    if (limits && iso->cgroup_mode == CM_CGROUP_V2) {
+        rc = add_path(cg, iso->v2_root, iso->instance, seq, err);
+        cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = rc;
+        if (rc >= 0)
+            rc = set_v2_limits(cg, lim, err);
+    } else {
+        if (limits && iso->cgroup_mode == CM_CGROUP_V1) {
+            for (int i = 0; i < 4 && rc >= 0; i++)
+                if (iso->v1_roots[i][0])
+                    rc = add_path(cg, iso->v1_roots[i], iso->instance, seq, err);
+            if (rc >= 0) {
+                cg->mem_idx = 0;
+                cg->cpu_idx = 1;
+                cg->acct_idx = iso->v1_roots[3][0] ? 3 : -1;
+                rc = set_v1_limits(iso, cg, lim, err);
+            }
+        }
+        if (rc >= 0 && iso->have_unified) {
+            rc = add_path(cg, iso->v2_root, iso->instance, seq, err);
+            cg->unified_idx = rc;
+        }
+    }
+    cg->created = true;
+    if (rc < 0) {
+        cm_cgroup_destroy(iso, cg);
+        return -1;
+    }
+    return 0;
+}
+
+int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%d", (int)pid);
+    for (int i = 0; i < cg->npaths; i++)
+        if (write_text(cg->paths[i], "cgroup.procs", v, err) < 0)
+            return -1;
+    return 0;
+}
+
+void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    u->cpu_ms = u->peak_memory_bytes = -1;
+    char buf[128];
+    if (iso->cgroup_mode == CM_CGROUP_V2 && cg->mem_idx >= 0) {
+        const char *dir = cg->paths[cg->mem_idx];
+        u->oom_kills = read_keyed(dir, "memory.events", "oom_kill");
+        long usec = read_keyed(dir, "cpu.stat", "usage_usec");
+        u->cpu_ms = usec >= 0 ? (double)usec / 1000.0 : -1;
+        u->throttled_periods = read_keyed(dir, "cpu.stat", "nr_throttled");
+        if (read_text(dir, "memory.peak", buf, sizeof buf) > 0)
+            u->peak_memory_bytes = strtod(buf, NULL);
+        return;
+    }
+    if (cg->mem_idx >= 0) {
+        u->oom_kills = read_keyed(cg->paths[cg->mem_idx], "memory.oom_control", "oom_kill");
+        if (read_text(cg->paths[cg->mem_idx], "memory.max_usage_in_bytes", buf, sizeof buf) > 0)
+            u->peak_memory_bytes = strtod(buf, NULL);
+    }
+    if (cg->cpu_idx >= 0)
+        u->throttled_periods = read_keyed(cg->paths[cg->cpu_idx], "cpu.stat", "nr_throttled");
+    if (cg->acct_idx >= 0 &&
+        read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
+        u->cpu_ms = strtod(buf, NULL) / 1e6;
+}
+
+void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg)
+{
+    (void)iso;
+    if (!cg->created)
+        return;
+    /* the cgroup2 directory first: cgroup.kill takes everything down at once */
+    if (cg->unified_idx >= 0)
+        remove_cgroup_dir(cg->paths[cg->unified_idx], true);
+    for (int i = 0; i < cg->npaths; i++)
+        if (i != cg->unified_idx)
+            remove_cgroup_dir(cg->paths[i], false);
+    cg->created = false;
+    cg->npaths = 0;
+}

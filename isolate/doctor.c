@@ -1,0 +1,199 @@
+/* doctor.c — `codemode doctor` and the engine's start-up isolation report.
+ *
+ * Doctor prepares every layer exactly as `serve` does, then starts one real
+ * sandbox (the rootfs interpreter sleeping) and reads the host's view of
+ * its pid 1 (/proc/PID/status: capability sets, seccomp mode,
+ * no_new_privs, uid map) to confirm the layers really took.  It prints one
+ * line per layer, active/unavailable/disabled with the reason, and exits 1
+ * when a layer the config requires (engine.require_layers; default: all) is
+ * not active, 2 on usage or config errors. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "isolation.h"
+#include "util.h"
+
+/* 1 when every layer named in require (NULL = all) is active; the missing
+ * names go to missing. */
+static bool required_layers_active(const cm_isolation *iso, const cJSON *require, char *missing,
+                                   size_t cap, cm_error *err, bool *bad_name)
+{
+    bool ok = true;
+    *bad_name = false;
+    missing[0] = '\0';
+    for (int l = 0; l < CM_LAYER_COUNT; l++) {
+        bool needed = require == NULL;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, require)
+        {
+            if (cm_layer_from_name(it->valuestring) < 0) {
+                *bad_name = true;
+                cm_error_set(err, CM_ERR_CONFIG, "engine.require_layers: unknown layer '%s'",
+                             it->valuestring);
+                return false;
+            }
+            if (!strcmp(it->valuestring, cm_layer_name((cm_layer)l)))
+                needed = true;
+        }
+        if (needed && !cm_isolation_active(iso, (cm_layer)l)) {
+            ok = false;
+            size_t len = strlen(missing);
+            snprintf(missing + len, cap - len, "%s%s", len ? ", " : "", cm_layer_name((cm_layer)l));
+        }
+    }
+    return ok;
+}
+
+/* The engine's start: prepare the layers, report them, refuse to serve when
+ * the config explicitly requires a layer that is not active. */
+int cm_isolation_start(cm_isolation *iso, const cm_config *cfg, cm_error *err)
+{
+    if (cm_isolation_init(iso, cfg->sandbox_uid, cfg->sandbox_gid, (unsigned)cfg->sandbox_uid_range,
+                          cfg->test_mode, err) < 0)
+        return -1;
+    cm_isolation_log(iso);
+    if (!cfg->require_layers)
+        return 0;
+    char missing[256];
+    bool bad;
+    if (!required_layers_active(iso, cfg->require_layers, missing, sizeof missing, err, &bad)) {
+        if (!bad)
+            cm_error_set(err, CM_ERR_CONFIG,
+                         "required isolation layers not active: %s (see `codemode doctor`)",
+                         missing);
+        return -1;
+    }
+    return 0;
+}
+
+static bool status_field_is(const char *status, const char *key, const char *want)
+{
+    const char *p = strstr(status, key);
+    if (!p)
+        return false;
+    p += strlen(key);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return !strncmp(p, want, strlen(want));
+}
+
+/* Starts one hardened sandbox and checks its pid 1 from the host. */
+static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, size_t cap)
+{
+    static const char *const argv[] = {"/usr/bin/python3.11",         "-I", "-S", "-c",
+                                       "import time; time.sleep(10)", NULL};
+    static const char *const envp[] = {"LANG=C.UTF-8", NULL};
+    cm_sandbox_spec spec = {.rootfs = cfg->rootfs,
+                            .argv = argv,
+                            .envp = envp,
+                            .control_fd = -1,
+                            .output_fd = -1,
+                            .tmp_size_bytes = cfg->tmp_size_bytes};
+    cm_limits lim = {cfg->memory_bytes, cfg->cpu_quota_pct, cfg->pids_max};
+    cm_jail jail;
+    cm_error err;
+    cm_sandbox sb;
+    if (cm_jail_prepare(iso, &lim, &jail, &spec, &err) < 0 ||
+        cm_sandbox_spawn(&spec, &sb, &err) < 0) {
+        cm_jail_finish(&jail, NULL);
+        snprintf(report, cap, "FAILED to start a sandbox: %s", err.message);
+        return -1;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)sb.pid);
+    cm_autofree char *status = NULL;
+    size_t len;
+    int rc = cm_read_file(path, 1 << 16, &status, &len, &err);
+    const char *z = "0000000000000000";
+    bool caps = rc == 0 && status_field_is(status, "CapInh:", z) &&
+                status_field_is(status, "CapPrm:", z) && status_field_is(status, "CapEff:", z) &&
+                status_field_is(status, "CapBnd:", z) && status_field_is(status, "CapAmb:", z);
+    bool filt = rc == 0 && status_field_is(status, "Seccomp:", "2");
+    bool nnp = rc == 0 && status_field_is(status, "NoNewPrivs:", "1");
+    char uid[32];
+    snprintf(uid, sizeof uid, "%u", (unsigned)spec.host_uid);
+    bool uidok = rc == 0 && status_field_is(status, "Uid:", uid);
+    cm_sandbox_kill(&sb);
+    int st;
+    cm_sandbox_reap(&sb, &st, NULL, &err);
+    cm_jail_finish(&jail, NULL);
+    snprintf(report, cap,
+             "sandbox pid 1 seen from the host: host uid %s (%s), capabilities %s, seccomp "
+             "filter %s, no_new_privs %s",
+             uid, uidok ? "ok" : "WRONG", caps ? "all empty" : "NOT empty", filt ? "on" : "off",
+             nnp ? "on" : "off");
+    bool want_caps = cm_isolation_active(iso, CM_LAYER_CAPS);
+    bool want_filt = cm_isolation_active(iso, CM_LAYER_SECCOMP);
+    return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;
+}
+
+static int doctor_config(int argc, char **argv, const char *exe_dir, cm_config *cfg)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (c == 'c') {
+            config = optarg;
+        } else {
+            fprintf(c == 'h' ? stdout : stderr, "usage: codemode doctor [--config FILE]\n");
+            return c == 'h' ? 1 : 2;
+        }
+    }
+    cm_error err;
+    if (cm_config_load(config, exe_dir, cfg, &err) < 0) {
+        fprintf(stderr, "codemode doctor: %s\n", err.message);
+        return 2;
+    }
+    char *real = realpath(cfg->rootfs, NULL);
+    if (real) {
+        free(cfg->rootfs);
+        cfg->rootfs = real;
+    }
+    return 0;
+}
+
+int cm_cmd_doctor(int argc, char **argv, const char *exe_dir)
+{
+    cm_config cfg;
+    int rc = doctor_config(argc, argv, exe_dir, &cfg);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    cm_isolation iso;
+    cm_error err;
+    if (cm_isolation_init(&iso, cfg.sandbox_uid, cfg.sandbox_gid, (unsigned)cfg.sandbox_uid_range,
+                          cfg.test_mode, &err) < 0) {
+        fprintf(stderr, "codemode doctor: %s\n", err.message);
+        cm_config_free(&cfg);
+        return 2;
+    }
+    printf("codemode %s isolation report (rootfs %s)\n", CM_VERSION, cfg.rootfs);
+    printf("cgroup mode: %s\n", iso.cgroup_mode == CM_CGROUP_V2   ? "v2"
+                                : iso.cgroup_mode == CM_CGROUP_V1 ? "v1 (fallback)"
+                                                                  : "none");
+    for (int l = 0; l < CM_LAYER_COUNT; l++)
+        printf("%-13s %-12s %s\n", cm_layer_name((cm_layer)l),
+               cm_layer_state_name(iso.layers[l].state), iso.layers[l].detail);
+    char report[1200], missing[256];
+    int live = live_check(&iso, &cfg, report, sizeof report);
+    printf("live check    %-12s %s\n", live == 0 ? "ok" : "FAILED", report);
+    bool bad;
+    bool ok = required_layers_active(&iso, cfg.require_layers, missing, sizeof missing, &err, &bad);
+    if (bad)
+        printf("config error: %s\n", err.message);
+    else if (!ok)
+        printf("required layers missing: %s\n", missing);
+    else
+        printf("all required layers active\n");
+    cm_isolation_free(&iso);
+    cm_config_free(&cfg);
+    return ok && live == 0 ? 0 : 1;
+}

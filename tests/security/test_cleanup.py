@@ -1,0 +1,160 @@
+"""Clean-up: after many chains (a fifth of them killed for timeout or
+memory) the host shows no leftover cgroup directory, sandbox process, mount
+or engine fd; and an engine killed with SIGKILL leaves cgroups that the next
+engine removes at start-up (killing anything still inside).
+
+CODEMODE_SOAK_CHAINS sets the count (default 100 in `make test`; `make
+soak-isolation` runs 500)."""
+import concurrent.futures
+import glob
+import os
+import signal
+import time
+import unittest
+
+from tests.security import harness
+
+CHAINS = int(os.environ.get("CODEMODE_SOAK_CHAINS", "100"))
+CONFIG = """
+engine:
+  imports: all
+  workers: 4
+  memory_mb: 48
+  pids_max: 32
+  sandbox_uid: 300000
+  sandbox_gid: 300000
+  sandbox_uid_range: 64
+"""
+UID_LO, UID_HI = 300000, 300064
+CG_ROOTS = ["/sys/fs/cgroup/%s/codemode" % c for c in ("memory", "cpu", "pids", "cpuacct",
+                                                        "unified")] + ["/sys/fs/cgroup/codemode"]
+
+
+def sandbox_pids():
+    """Host pids of processes running as one of this test's sandbox uids."""
+    out = []
+    for status in glob.glob("/proc/[0-9]*/status"):
+        try:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        uid = int(line.split()[1])
+                        if UID_LO <= uid < UID_HI:
+                            out.append(int(status.split("/")[2]))
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def instance_dirs(pid):
+    return [d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % pid, "*"))
+            if os.path.isdir(d)]
+
+
+def rootfs_mounts():
+    """Host mounts that involve the rootfs (a sandbox mount leaking out of its
+    private mount namespace would show here).  Not a global count: other
+    programs on the machine mount things too."""
+    with open("/proc/self/mountinfo") as f:
+        return [l for l in f if harness.ROOTFS in l or "/codemode" in l.split(" - ")[0]]
+
+
+def fd_count(pid, want=None, wait=5.0):
+    """Engine fd count; with want, waits briefly for the event loop to close
+    the sockets of clients that just disconnected."""
+    deadline = time.time() + wait
+    while True:
+        n = len(os.listdir("/proc/%d/fd" % pid))
+        if want is None or n == want or time.time() > deadline:
+            return n
+        time.sleep(0.05)
+
+
+def chain_for(i):
+    if i % 10 == 3:
+        return "while True:\n    pass", 0.5, "timeout"
+    if i % 10 == 7:
+        return "x = []\nwhile True:\n    x.append(b'x' * (4 << 20))", 10, "memory_limit"
+    return "import os\nreturn os.getpid()", 10, None
+
+
+class CleanupTest(unittest.TestCase):
+    def run_one(self, eng, i):
+        code, timeout, kind = chain_for(i)
+        c = eng.client(timeout=60)
+        try:
+            sc = c.chain(code, timeout=timeout)
+        finally:
+            c.close()
+        got = sc["error"]["kind"] if sc["error"] else None
+        self.assertEqual(got, kind, sc)
+        if kind is None:
+            # pid 1 is the init, pid 2 the runner's bridge, pid 3 the chain process
+            self.assertEqual(sc["result"], 3)
+        return kind
+
+    def test_many_chains_leave_nothing(self):
+        self.assertEqual(rootfs_mounts(), [])
+        eng = harness.Engine(CONFIG).start()
+        try:
+            self.run_one(eng, 0)  # warm-up: the engine's steady-state fds
+            fds_before = fd_count(eng.proc.pid)
+            start = time.time()
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                kinds = list(pool.map(lambda i: self.run_one(eng, i), range(CHAINS)))
+            elapsed = time.time() - start
+            killed = sum(1 for k in kinds if k)
+            print("\n%d chains (%d killed: %d timeout, %d memory) in %.1fs" % (
+                CHAINS, killed, kinds.count("timeout"), kinds.count("memory_limit"), elapsed))
+            self.assertEqual(killed, CHAINS // 10 * 2)
+            self.assertEqual(instance_dirs(eng.proc.pid), [])
+            self.assertEqual(sandbox_pids(), [])
+            self.assertEqual(rootfs_mounts(), [])
+            self.assertEqual(fd_count(eng.proc.pid, fds_before), fds_before)
+            # the engine writes no temp files: its directory holds only what the test put there
+            self.assertEqual(sorted(os.listdir(eng.dir)),
+                             ["config.yaml", "engine.log", "engine.sock"])
+        finally:
+            rc = eng.stop()
+            eng.cleanup()
+        self.assertEqual(rc, 0)
+        self.assertEqual([d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % eng.proc.pid))], [])
+
+    def test_sigkilled_engine_is_cleaned_up_by_successor(self):
+        eng = harness.Engine(CONFIG).start()
+        pool = concurrent.futures.ThreadPoolExecutor(3)
+        try:
+            futs = [pool.submit(lambda: eng.client(timeout=30).chain(
+                "import time\ntime.sleep(20)", timeout=25)) for _ in range(3)]
+            deadline = time.time() + 10
+            while len(instance_dirs(eng.proc.pid)) < 3 and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertGreaterEqual(len(instance_dirs(eng.proc.pid)), 3)
+            eng.proc.send_signal(signal.SIGKILL)
+            eng.proc.wait()
+            for f in futs:
+                with self.assertRaises(Exception):
+                    f.result(timeout=30)
+            dead = eng.proc.pid
+            # the sandboxes died with their spawning threads (parent-death signal)
+            deadline = time.time() + 10
+            while sandbox_pids() and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(sandbox_pids(), [])
+            self.assertTrue(instance_dirs(dead), "SIGKILL should have left cgroups behind")
+        finally:
+            pool.shutdown(wait=False)
+            eng.cleanup()
+        succ = harness.Engine(CONFIG).start()
+        try:
+            self.assertEqual(instance_dirs(dead), [])
+            self.assertEqual([d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % dead))], [])
+            self.assertIn("left by dead engine %d" % dead, succ.read_log())
+        finally:
+            succ.stop()
+            succ.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
