@@ -18,13 +18,20 @@ unit() { # unit NAME: render a systemd unit template with the install paths
 
 do_install() {
     install -D -m 0755 build/codemode "$DESTDIR$BINDIR/codemode"
-    # the rootfs: exactly the built tree (its MANIFEST), not the make stamp
-    rm -rf "$DESTDIR$LIBDIR/rootfs.new"
+    # the rootfs trees (minimal, and full for widened imports): exactly the
+    # built trees (their MANIFESTs), replaced atomically
     mkdir -p "$DESTDIR$LIBDIR"
-    cp -a build/rootfs "$DESTDIR$LIBDIR/rootfs.new"
-    rm -f "$DESTDIR$LIBDIR/rootfs.new/.stamp"
-    rm -rf "$DESTDIR$LIBDIR/rootfs"
-    mv "$DESTDIR$LIBDIR/rootfs.new" "$DESTDIR$LIBDIR/rootfs"
+    for tree in rootfs rootfs-full; do
+        [ -d "build/$tree" ] || continue
+        rm -rf "$DESTDIR$LIBDIR/$tree.new"
+        cp -a "build/$tree" "$DESTDIR$LIBDIR/$tree.new"
+        rm -f "$DESTDIR$LIBDIR/$tree.new/.stamp"
+        rm -rf "${DESTDIR:?}$LIBDIR/$tree"
+        mv "$DESTDIR$LIBDIR/$tree.new" "$DESTDIR$LIBDIR/$tree"
+    done
+    # the rootfs builder, for `codemode rootfs build` on the installed system
+    install -d -m 0755 "$DESTDIR$PREFIX/share/codemode"
+    for f in build/share/codemode/*; do install -m 0644 "$f" "$DESTDIR$PREFIX/share/codemode/"; done
     install -d -m 0755 "$CONF"
     for f in $CONF_FILES; do
         if [ -e "$CONF/$f" ] && ! cmp -s "examples/$f" "$CONF/$f"; then
@@ -54,7 +61,8 @@ do_install() {
 do_uninstall() {
     rm -f "$DESTDIR$BINDIR/codemode" "$DESTDIR$MANDIR/codemode.1.gz"
     rm -f "$DESTDIR$UNITDIR/codemode.service" "$DESTDIR$UNITDIR/codemode.socket"
-    rm -rf "$DESTDIR$LIBDIR/rootfs" "$DESTDIR$PYDIR/utcp_code_mode"
+    rm -rf "$DESTDIR$LIBDIR/rootfs" "$DESTDIR$LIBDIR/rootfs-full" "$DESTDIR$PYDIR/utcp_code_mode"
+    rm -rf "$DESTDIR$PREFIX/share/codemode"
     rmdir "$DESTDIR$LIBDIR" 2>/dev/null || true
     for f in $CONF_FILES; do
         if [ -e "$CONF/$f" ] && ! cmp -s "examples/$f" "$CONF/$f"; then

@@ -34,7 +34,9 @@ class Install(unittest.TestCase):
             config = os.path.join(dest, "etc/codemode/codemode.yaml")
             for p in (binary, config, os.path.join(dest, "usr/local/lib/codemode/rootfs/MANIFEST"),
                       os.path.join(dest, "usr/local/share/man/man1/codemode.1.gz"),
-                      os.path.join(dest, "usr/local/lib/systemd/system/codemode.socket")):
+                      os.path.join(dest, "usr/local/lib/systemd/system/codemode.socket"),
+                      os.path.join(dest, "usr/local/lib/codemode/rootfs-full/MANIFEST"),
+                      os.path.join(dest, "usr/local/share/codemode/build_rootfs.py")):
                 self.assertTrue(os.path.exists(p), p)
             self.assertFalse(os.path.exists(os.path.join(dest, "usr/local/lib/codemode/rootfs/.stamp")))
             sock = os.path.join(dest, "s.sock")
