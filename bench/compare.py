@@ -35,6 +35,9 @@ class Tools(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
         u = urllib.parse.urlparse(self.path)
         if u.path == "/utcp":
             base = "http://127.0.0.1:%d" % self.server.server_port
@@ -51,6 +54,8 @@ class Tools(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    do_POST = do_GET
 
     def log_message(self, *a):
         pass

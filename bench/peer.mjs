@@ -6,6 +6,9 @@ import { CodeModeUtcpClient } from '@utcp/code-mode';
 import '@utcp/http';
 import '@utcp/mcp';
 
+// libraries log on stdout: keep it for the protocol
+console.log = console.error;
+console.info = console.error;
 const manuals = JSON.parse(process.argv[2]);
 const client = await CodeModeUtcpClient.create();
 for (const m of manuals) {
