@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "pool.h"
 #include "frame.h"
 #include "provider.h"
 #include "sandbox.h"
@@ -26,9 +27,6 @@
 #define DIAG_MAX 65536
 #define POLL_SLICE_MS 100
 
-static const char *const runner_argv[] = {
-    "/usr/bin/python3.11", "-I", "-S", "-B", "-c", "import _codemode_runner as r; r.main(3)", NULL};
-static const char *const runner_envp[] = {"LANG=C.UTF-8", NULL};
 static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_error",
                                                  "policy_denied", "result_not_serializable"};
 
@@ -50,6 +48,8 @@ struct chain {
     int ctl_fd, out_fd, wake_fd;
     cm_sandbox sb;
     bool spawned;
+    bool pool_hit;        /* the sandbox came from the warm pool */
+    double pool_cpu_ms;   /* its cgroup's CPU time when taken (the build's) */
     cm_frame_reader reader;
     cm_buf to_sandbox; /* chain thread only */
     cm_buf diag;       /* runner's stdout/stderr, capped */
@@ -515,8 +515,38 @@ static const char *chain_rootfs(const chain *ch)
     return wide ? ch->eng->cfg.rootfs_full : ch->eng->cfg.rootfs;
 }
 
+/* A warm sandbox of the chain's rootfs flavour with the chain's limits
+ * written to its cgroups; 0 and pool_hit unset when the pool had none. */
+static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
+{
+    const cm_config *cfg = &ch->eng->cfg;
+    bool full = rootfs != cfg->rootfs && cfg->rootfs_full && rootfs == cfg->rootfs_full;
+    cm_pool_sandbox *s = cm_pool_take(ch->eng->pool, full);
+    if (!s)
+        return 0;
+    ch->sb = s->sb;
+    ch->jail = s->jail;
+    ch->ctl_fd = s->ctl_fd;
+    ch->out_fd = s->out_fd;
+    ch->spawned = true;
+    ch->pool_hit = true;
+    int rc = cm_pool_apply_limits(s, &ch->limits, err);
+    free(s);
+    cm_cgroup_usage u;
+    cm_cgroup_read_usage(ch->jail.iso, &ch->jail.cg, &u);
+    ch->pool_cpu_ms = u.cpu_ms > 0 ? u.cpu_ms : 0;
+    ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ch->wake_fd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "eventfd");
+    ch->ready_us = cm_now_us();
+    return rc;
+}
+
 static int start_sandbox(chain *ch, cm_error *err)
 {
+    int rc = take_warm_sandbox(ch, chain_rootfs(ch), err);
+    if (rc < 0 || ch->pool_hit)
+        return rc;
     int sv[2], pipefd[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "socketpair");
@@ -535,8 +565,8 @@ static int start_sandbox(chain *ch, cm_error *err)
         .rootfs = chain_rootfs(ch),
         .host_uid = ch->eng->cfg.sandbox_uid,
         .host_gid = ch->eng->cfg.sandbox_gid,
-        .argv = runner_argv,
-        .envp = runner_envp,
+        .argv = cm_runner_argv,
+        .envp = cm_runner_envp,
         .control_fd = child_ctl,
         .output_fd = child_out,
         .tmp_size_bytes = ch->eng->cfg.tmp_size_bytes,
@@ -586,6 +616,7 @@ static cJSON *build_response(chain *ch, struct rusage *ru)
     cJSON_AddNumberToObject(s, "timeout_s", ch->timeout_s);
     if (ch->ready_us)
         cJSON_AddNumberToObject(s, "startup_ms", (double)(ch->ready_us - ch->start_us) / 1000.0);
+    cJSON_AddBoolToObject(s, "pool_hit", ch->pool_hit);
     return r;
 }
 
@@ -698,30 +729,29 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     ch.logs = cJSON_CreateArray();
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
-    struct rusage ru = {0};
-    bool have_ru = false;
     if (start_sandbox(&ch, &err) < 0) {
         set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
         serve(&ch);
     }
-    if (ch.spawned) {
-        int status;
-        cm_sandbox_kill(&ch.sb);
-        if (cm_sandbox_reap(&ch.sb, &status, &ru, &err) == 0)
-            have_ru = true;
-        else
-            cm_log("error", "chain: %s", err.message);
-    }
-    cm_jail_finish(&ch.jail, &usage);
+    /* stats from the cgroup before the kill; kill, reap and cgroup removal
+     * happen on the pool's reaper, after the client has its answer */
+    if (ch.jail.iso)
+        cm_cgroup_read_usage(ch.jail.iso, &ch.jail.cg, &usage);
+    if (usage.cpu_ms >= ch.pool_cpu_ms)
+        usage.cpu_ms -= ch.pool_cpu_ms; /* this chain's CPU, not the warm-up's */
+    if (ch.spawned)
+        cm_pool_dispose(eng->pool, &ch.sb, &ch.jail);
+    else
+        cm_jail_finish(&ch.jail, NULL);
     apply_cgroup_usage(&ch, &usage);
     join_calls(&ch);
     if (ch.error)
         atomic_fetch_add(&eng->stats.chains_failed, 1);
     else
         atomic_fetch_add(&eng->stats.chains_ok, 1);
-    cJSON *response = build_response(&ch, have_ru ? &ru : NULL);
+    cJSON *response = build_response(&ch, NULL);
     add_cgroup_stats(response, &usage);
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(response, "error"), "kind");

@@ -49,6 +49,9 @@ static const engine_key ENGINE_KEYS[] = {
     {"cpu_quota_pct", EK_INT, offsetof(cm_config, cpu_quota_pct), 1, 100000},
     {"pids_max", EK_INT, offsetof(cm_config, pids_max), 8, 1000000},
     {"sandbox_uid_range", EK_INT, offsetof(cm_config, sandbox_uid_range), 1, 65536},
+    {"pool_size", EK_INT, offsetof(cm_config, pool_size), 0, 1024},
+    {"pool_full_size", EK_INT, offsetof(cm_config, pool_full_size), 0, 1024},
+    {"pool_refill_concurrency", EK_INT, offsetof(cm_config, pool_refill_concurrency), 1, 64},
 };
 
 static void set_engine_defaults(cm_config *cfg)
@@ -70,6 +73,9 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->cpu_quota_pct = 100;
     cfg->pids_max = 64;
     cfg->sandbox_uid_range = 1000;
+    cfg->pool_size = 2;
+    cfg->pool_full_size = 0;
+    cfg->pool_refill_concurrency = 1;
 }
 
 /* Non-numeric isolation keys: imports, test_mode, require_layers.  Sets

@@ -46,6 +46,9 @@ typedef struct cm_config {
     int cpu_quota_pct;           /* engine.cpu_quota_pct: per-chain CPU quota, % of one CPU (100) */
     int pids_max;                /* engine.pids_max: per-chain process/thread cap (64) */
     int sandbox_uid_range;       /* engine.sandbox_uid_range: ids from sandbox_uid/gid (1000) */
+    int pool_size;               /* engine.pool_size: warm minimal-rootfs sandboxes (2; 0 = off) */
+    int pool_full_size;          /* engine.pool_full_size: warm full-rootfs sandboxes (0) */
+    int pool_refill_concurrency; /* engine.pool_refill_concurrency: parallel refills (1) */
     bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
     bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
     const cJSON *require_layers; /* engine.require_layers: array of layer names (doctor) */

@@ -78,6 +78,7 @@ struct cm_engine {
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
     cm_isolation iso; /* isolation layers (isolate/isolation.h) */
+    struct cm_pool *pool; /* warm sandboxes + reaper (isolate/pool.h) */
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "pool.h"
 #include "tools.h"
 
 void cm_engine_self_check(cm_engine *eng)
@@ -38,6 +39,13 @@ static cJSON *gauges(cm_engine *eng)
     cJSON_AddNumberToObject(g, "manuals_loaded", eng->manuals_loaded);
     cJSON_AddNumberToObject(g, "manuals_failed", eng->manuals_failed);
     cJSON_AddNumberToObject(g, "ready", eng->sandbox_check == NULL);
+    if (eng->pool) {
+        cm_pool_stats ps;
+        cm_pool_get_stats(eng->pool, &ps);
+        cJSON_AddNumberToObject(g, "pool_idle", ps.idle + ps.idle_full);
+        cJSON_AddNumberToObject(g, "pool_building", ps.building);
+        cJSON_AddNumberToObject(g, "pool_disposing", ps.disposing);
+    }
     return g;
 }
 
@@ -45,11 +53,27 @@ cJSON *cm_engine_health_json(cm_engine *eng)
 {
     cJSON *h = cJSON_CreateObject();
     bool stopping = atomic_load(&eng->stopping);
-    bool ready = !eng->sandbox_check && !stopping;
+    /* with a warm pool configured, ready also means a sandbox is waiting */
+    cm_pool_stats ps = {0};
+    if (eng->pool)
+        cm_pool_get_stats(eng->pool, &ps);
+    bool warm = ps.size == 0 || ps.idle > 0;
+    bool ready = !eng->sandbox_check && !stopping && warm;
     cJSON_AddBoolToObject(h, "ready", ready);
     cJSON_AddStringToObject(h, "status", stopping ? "stopping" : ready ? "ready" : "not_ready");
     if (eng->sandbox_check)
         cJSON_AddStringToObject(h, "reason", eng->sandbox_check);
+    else if (!warm)
+        cJSON_AddStringToObject(h, "reason", "the warm pool is empty (refilling)");
+    cJSON *pool = cJSON_AddObjectToObject(h, "pool");
+    cJSON_AddNumberToObject(pool, "size", ps.size);
+    cJSON_AddNumberToObject(pool, "full_size", ps.full_size);
+    cJSON_AddNumberToObject(pool, "idle", ps.idle);
+    cJSON_AddNumberToObject(pool, "idle_full", ps.idle_full);
+    cJSON_AddNumberToObject(pool, "building", ps.building);
+    cJSON_AddNumberToObject(pool, "disposing", ps.disposing);
+    cJSON_AddNumberToObject(pool, "hits", (double)ps.hits);
+    cJSON_AddNumberToObject(pool, "misses", (double)ps.misses);
     cJSON_AddStringToObject(h, "version", CM_VERSION);
     cJSON *m = cJSON_AddObjectToObject(h, "manuals");
     cJSON_AddNumberToObject(m, "loaded", eng->manuals_loaded);

@@ -20,6 +20,7 @@
 #include "tools.h"
 #include "session.h"
 #include "policy_cli.h"
+#include "pool.h"
 
 static void usage(FILE *f)
 {
@@ -155,7 +156,11 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
+    if (cm_pool_start(eng, &eng->pool, err) < 0)
+        return -1;
     cm_engine_self_check(eng);
+    if (cm_pool_wait_warm(eng->pool, 30000) < 0)
+        cm_log("warn", "pool: no warm sandbox after 30 s; chains build on the request path");
     if (cm_metrics_http_start(eng, err) < 0)
         return -1;
     return cm_server_listen(eng, socket_path, err);
@@ -165,6 +170,7 @@ static void engine_close(cm_engine *eng)
 {
     cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
+    cm_pool_stop(eng->pool);
     cm_isolation_free(&eng->iso);
     cm_server_close(eng);
     cm_providers_free(eng->providers);

@@ -35,6 +35,8 @@ struct cm_metrics {
     label_table tool_calls; /* manual, decision */
     histogram chain_ms;
     histogram sandbox_ms;
+    histogram pool_refill_ms;
+    unsigned long pool_misses;
 };
 
 cm_metrics *cm_metrics_new(void)
@@ -111,6 +113,20 @@ void cm_metrics_sandbox_ready(cm_metrics *m, double ms)
 {
     pthread_mutex_lock(&m->lock);
     observe(&m->sandbox_ms, ms);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void cm_metrics_pool_refill(cm_metrics *m, double ms)
+{
+    pthread_mutex_lock(&m->lock);
+    observe(&m->pool_refill_ms, ms);
+    pthread_mutex_unlock(&m->lock);
+}
+
+void cm_metrics_pool_miss(cm_metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->pool_misses++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -192,6 +208,16 @@ int cm_metrics_render(cm_metrics *m, const cJSON *gauges, cm_buf *out, cm_error 
     if (rc == 0)
         rc = render_histogram(out, "codemode_sandbox_ready_ms",
                               "Time from sandbox creation to runner ready.", &m->sandbox_ms, err);
+    if (rc == 0)
+        rc = render_histogram(out, "codemode_pool_refill_ms",
+                              "Time to build one warm-pool sandbox (spawn to ready).",
+                              &m->pool_refill_ms, err);
+    if (rc == 0)
+        rc = cm_buf_printf(out, err,
+                           "# HELP codemode_pool_misses_total Chains that found the warm pool "
+                           "empty and built a sandbox on the request path.\n# TYPE "
+                           "codemode_pool_misses_total counter\ncodemode_pool_misses_total %lu\n",
+                           m->pool_misses);
     pthread_mutex_unlock(&m->lock);
     if (rc == 0)
         rc = render_gauges(gauges, out, err);

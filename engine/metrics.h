@@ -20,6 +20,9 @@ void cm_metrics_chain_done(cm_metrics *m, const char *outcome, double wall_ms);
 void cm_metrics_tool_call(cm_metrics *m, const char *manual, const char *decision);
 /* Sandbox creation time (set-up until the runner is ready). */
 void cm_metrics_sandbox_ready(cm_metrics *m, double ms);
+/* Warm pool: one sandbox built by a refill (ms), one take that found none. */
+void cm_metrics_pool_refill(cm_metrics *m, double ms);
+void cm_metrics_pool_miss(cm_metrics *m);
 
 /* Appends the Prometheus text exposition of every metric to out; `gauges`
  * holds extra gauge name → number pairs (e.g. queue depth) or NULL. */

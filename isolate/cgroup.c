@@ -424,3 +424,30 @@ void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg)
     cg->created = false;
     cg->npaths = 0;
 }
+
+/* Changes the limits of a live sandbox's cgroups (a warm-pool sandbox taken
+ * by a chain whose limits are lower than the pool's defaults).  v1 needs
+ * memsw >= memory at every step: lower memory first, raise memsw first. */
+int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *from,
+                            const cm_limits *to, cm_error *err)
+{
+    if (cg->mem_idx < 0)
+        return 0;
+    if (iso->cgroup_mode == CM_CGROUP_V2)
+        return set_v2_limits(cg, to, err);
+    char v[64];
+    const char *mem = cg->paths[cg->mem_idx];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)to->memory_bytes);
+    bool lower = to->memory_bytes < from->memory_bytes;
+    if (iso->have_memsw && !lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+        return -1;
+    if (write_text(mem, "memory.limit_in_bytes", v, err) < 0)
+        return -1;
+    if (iso->have_memsw && lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%d", to->cpu_quota_pct * (CPU_PERIOD_US / 100));
+    if (write_text(cg->paths[cg->cpu_idx], "cpu.cfs_quota_us", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof v, "%d", to->pids_max);
+    return write_text(cg->paths[2], "pids.max", v, err);
+}

@@ -141,6 +141,9 @@ int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err);
 void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u);
 /* Kills anything left, removes the directories.  Idempotent. */
 void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg);
+/* Rewrites a live cgroup's limits from `from` to `to` (warm pool take). */
+int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *from,
+                            const cm_limits *to, cm_error *err);
 /* Removes cgroups of engine instances whose process is gone. */
 void cm_cgroup_reap_dead_instances(cm_isolation *iso);
 

@@ -24,6 +24,8 @@ engine:
   sandbox_uid: 300000
   sandbox_gid: 300000
   sandbox_uid_range: 64
+  pool_size: 1
+  pool_full_size: 2
 """
 UID_LO, UID_HI = 300000, 300064
 CG_ROOTS = ["/sys/fs/cgroup/%s/codemode" % c for c in ("memory", "cpu", "pids", "cpuacct",
@@ -71,6 +73,25 @@ def fd_count(pid, want=None, wait=5.0):
         time.sleep(0.05)
 
 
+def settled_pool(eng, timeout=30.0):
+    """Waits until the warm pool is full and the reaper idle; returns the
+    number of warm sandboxes (each legitimately holds cgroups, 3 processes
+    and 2 engine fds)."""
+    c = eng.client(timeout=30)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            p = c.request("codemode/health")["result"]["pool"]
+            if (p["idle"] == p["size"] and p["idle_full"] == p["full_size"]
+                    and p["building"] == 0 and p["disposing"] == 0):
+                return p["idle"] + p["idle_full"]
+            if time.time() > deadline:
+                raise AssertionError("pool did not settle: %r" % p)
+            time.sleep(0.05)
+    finally:
+        c.close()
+
+
 def chain_for(i):
     if i % 10 == 3:
         return "while True:\n    pass", 0.5, "timeout"
@@ -99,6 +120,7 @@ class CleanupTest(unittest.TestCase):
         eng = harness.Engine(CONFIG).start()
         try:
             self.run_one(eng, 0)  # warm-up: the engine's steady-state fds
+            settled_pool(eng)
             fds_before = fd_count(eng.proc.pid)
             start = time.time()
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -108,8 +130,12 @@ class CleanupTest(unittest.TestCase):
             print("\n%d chains (%d killed: %d timeout, %d memory) in %.1fs" % (
                 CHAINS, killed, kinds.count("timeout"), kinds.count("memory_limit"), elapsed))
             self.assertEqual(killed, CHAINS // 10 * 2)
-            self.assertEqual(instance_dirs(eng.proc.pid), [])
-            self.assertEqual(sandbox_pids(), [])
+            # what is left is exactly the warm pool: one cgroup per hierarchy
+            # and three processes (init, bridge, chain process) per sandbox
+            warm = settled_pool(eng)
+            per_sandbox = len([r for r in CG_ROOTS if os.path.isdir(r)])
+            self.assertEqual(len(instance_dirs(eng.proc.pid)), warm * per_sandbox)
+            self.assertEqual(len(sandbox_pids()), warm * 3)
             self.assertEqual(rootfs_mounts(), [])
             self.assertEqual(fd_count(eng.proc.pid, fds_before), fds_before)
             # the engine writes no temp files: its directory holds only what the test put there
@@ -120,6 +146,7 @@ class CleanupTest(unittest.TestCase):
             eng.cleanup()
         self.assertEqual(rc, 0)
         self.assertEqual([d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % eng.proc.pid))], [])
+        self.assertEqual(sandbox_pids(), [])
 
     def test_sigkilled_engine_is_cleaned_up_by_successor(self):
         eng = harness.Engine(CONFIG).start()

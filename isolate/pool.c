@@ -1,0 +1,393 @@
+/* pool.c — the warm pool of single-use sandboxes and the reaper that tears
+ * used ones down off the request path (see pool.h).  Why: building a
+ * sandbox costs ~100 ms (mostly the interpreter's start and imports); a
+ * chain should only pay for a socket write. */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "frame.h"
+
+const char *const cm_runner_argv[] = {
+    "/usr/bin/python3.11", "-I", "-S", "-B", "-c", "import _codemode_runner as r; r.main(3)", NULL};
+const char *const cm_runner_envp[] = {"LANG=C.UTF-8", NULL};
+
+typedef struct dispose_item {
+    cm_sandbox sb;
+    cm_jail jail;
+    struct dispose_item *next;
+} dispose_item;
+
+struct cm_pool {
+    cm_engine *eng;
+    pthread_mutex_t lock;
+    pthread_cond_t refill_cv; /* refill threads: room in the pool, or stopping */
+    pthread_cond_t warm_cv;   /* a sandbox was added */
+    pthread_cond_t reap_cv;   /* reaper: work, or stopping */
+    cm_pool_sandbox *idle[2]; /* [0] minimal, [1] full */
+    int nidle[2], target[2], building[2];
+    long hits, misses;
+    dispose_item *dispose_head, *dispose_tail;
+    int disposing;
+    bool stopping, reaper_stopping;
+    int nrefill;
+    pthread_t *refill;
+    pthread_t reaper;
+    bool reaper_started;
+};
+
+static cm_limits pool_limits(const cm_config *cfg)
+{
+    return (cm_limits){.memory_bytes = cfg->memory_bytes,
+                       .cpu_quota_pct = cfg->cpu_quota_pct,
+                       .pids_max = cfg->pids_max};
+}
+
+/* ---- building ----------------------------------------------------------- */
+
+static void destroy_now(cm_sandbox *sb, cm_jail *jail)
+{
+    int status;
+    cm_error ignored;
+    cm_sandbox_kill(sb);
+    cm_sandbox_reap(sb, &status, NULL, &ignored);
+    cm_jail_finish(jail, NULL);
+}
+
+/* Waits for the runner's first frame; it must be {"t":"ready"}. */
+static int wait_ready(int fd, int64_t deadline_ms, cm_error *err)
+{
+    cm_frame_reader r = {.max_frame = 4096};
+    int rc = -1;
+    for (;;) {
+        int64_t left = deadline_ms - cm_now_ms();
+        if (left <= 0) {
+            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "the runner did not report ready in time");
+            break;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
+            cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "poll");
+            break;
+        }
+        char buf[4096];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "the runner exited before ready");
+            break;
+        }
+        if (cm_frame_feed(&r, buf, (size_t)n, err) < 0)
+            break;
+        cJSON *msg = NULL;
+        int got = cm_frame_next(&r, &msg, err);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        const char *t = cm_json_str(msg, "t");
+        rc = t && !strcmp(t, "ready") ? 0 : cm_error_set(err, CM_ERR_SANDBOX_FAILURE,
+                                                         "the runner's first frame was not ready");
+        cJSON_Delete(msg);
+        if (rc == 0 && r.buf.len)
+            rc = cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "unexpected bytes after ready");
+        break;
+    }
+    cm_frame_reader_free(&r);
+    return rc;
+}
+
+int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
+                  cm_pool_sandbox *out, cm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->ctl_fd = out->out_fd = -1;
+    int64_t t0 = cm_now_us();
+    int sv[2], pipefd[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "socketpair");
+    cm_autofd int child_ctl = sv[1];
+    cm_autofd int ctl = sv[0];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "pipe2");
+    cm_autofd int child_out = pipefd[1];
+    cm_autofd int outfd = pipefd[0];
+    if (cm_set_nonblock(ctl, true, err) < 0 || cm_set_nonblock(outfd, true, err) < 0)
+        return -1;
+    cm_sandbox_spec spec = {
+        .rootfs = full ? eng->cfg.rootfs_full : eng->cfg.rootfs,
+        .argv = cm_runner_argv,
+        .envp = cm_runner_envp,
+        .control_fd = child_ctl,
+        .output_fd = child_out,
+        .tmp_size_bytes = eng->cfg.tmp_size_bytes,
+    };
+    if (cm_jail_prepare(&eng->iso, lim, &out->jail, &spec, err) < 0)
+        return -1;
+    if (cm_sandbox_spawn(&spec, &out->sb, err) < 0) {
+        cm_jail_finish(&out->jail, NULL);
+        return -1;
+    }
+    if (wait_ready(ctl, deadline_ms, err) < 0) {
+        destroy_now(&out->sb, &out->jail);
+        return -1;
+    }
+    out->limits = *lim;
+    out->full = full;
+    out->ctl_fd = cm_steal_fd(&ctl);
+    out->out_fd = cm_steal_fd(&outfd);
+    out->build_ms = (double)(cm_now_us() - t0) / 1000.0;
+    return 0;
+}
+
+int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err)
+{
+    if (!memcmp(&s->limits, lim, sizeof *lim))
+        return 0;
+    if (cm_cgroup_update_limits(s->jail.iso, &s->jail.cg, &s->limits, lim, err) < 0)
+        return cm_error_prefix(err, "applying the chain's limits to a warm sandbox");
+    s->limits = *lim;
+    return 0;
+}
+
+/* ---- refill threads ------------------------------------------------------ */
+
+/* Flavour with the most room (idle + building below target), or -1. */
+static int wanted_flavour(const cm_pool *p)
+{
+    int best = -1, room = 0;
+    for (int f = 0; f < 2; f++) {
+        int r = p->target[f] - p->nidle[f] - p->building[f];
+        if (r > room) {
+            room = r;
+            best = f;
+        }
+    }
+    return best;
+}
+
+static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, m, &ts);
+}
+
+static void *refill_main(void *arg)
+{
+    cm_pool *p = arg;
+    cm_limits lim = pool_limits(&p->eng->cfg);
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        int f = wanted_flavour(p);
+        if (f < 0) {
+            pthread_cond_wait(&p->refill_cv, &p->lock);
+            continue;
+        }
+        p->building[f]++;
+        pthread_mutex_unlock(&p->lock);
+        cm_pool_sandbox *s = cm_xcalloc(1, sizeof *s);
+        cm_error err;
+        int rc = cm_pool_build(p->eng, f == 1, &lim, cm_now_ms() + 30000, s, &err);
+        if (rc == 0)
+            cm_metrics_pool_refill(p->eng->metrics, s->build_ms);
+        pthread_mutex_lock(&p->lock);
+        p->building[f]--;
+        if (rc < 0) {
+            free(s);
+            cm_log("warn", "pool: cannot build a warm sandbox: %s", err.message);
+            if (!p->stopping)
+                timed_wait(&p->refill_cv, &p->lock, 1000); /* back off */
+            continue;
+        }
+        s->next = p->idle[f];
+        p->idle[f] = s;
+        p->nidle[f]++;
+        pthread_cond_broadcast(&p->warm_cv);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ---- reaper ------------------------------------------------------------- */
+
+static void *reaper_main(void *arg)
+{
+    cm_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        dispose_item *d = p->dispose_head;
+        if (!d) {
+            if (p->reaper_stopping)
+                break;
+            pthread_cond_wait(&p->reap_cv, &p->lock);
+            continue;
+        }
+        p->dispose_head = d->next;
+        if (!p->dispose_head)
+            p->dispose_tail = NULL;
+        pthread_mutex_unlock(&p->lock);
+        destroy_now(&d->sb, &d->jail);
+        free(d);
+        pthread_mutex_lock(&p->lock);
+        p->disposing--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+void cm_pool_dispose(cm_pool *p, cm_sandbox *sb, cm_jail *jail)
+{
+    if (!p) {
+        destroy_now(sb, jail);
+        return;
+    }
+    dispose_item *d = cm_xcalloc(1, sizeof *d);
+    d->sb = *sb;
+    d->jail = *jail;
+    sb->pid = -1;
+    sb->pidfd = -1;
+    jail->iso = NULL;
+    jail->have_ids = false;
+    pthread_mutex_lock(&p->lock);
+    if (p->dispose_tail)
+        p->dispose_tail->next = d;
+    else
+        p->dispose_head = d;
+    p->dispose_tail = d;
+    p->disposing++;
+    pthread_cond_signal(&p->reap_cv);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- taking ------------------------------------------------------------- */
+
+cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full)
+{
+    if (!p)
+        return NULL;
+    int f = full ? 1 : 0;
+    pthread_mutex_lock(&p->lock);
+    cm_pool_sandbox *s = p->idle[f];
+    if (s) {
+        p->idle[f] = s->next;
+        p->nidle[f]--;
+        p->hits++;
+        s->next = NULL;
+    } else {
+        p->misses++;
+    }
+    pthread_cond_signal(&p->refill_cv);
+    pthread_mutex_unlock(&p->lock);
+    if (!s)
+        cm_metrics_pool_miss(p->eng->metrics);
+    return s;
+}
+
+int cm_pool_wait_warm(cm_pool *p, int timeout_ms)
+{
+    int64_t deadline = cm_now_ms() + timeout_ms;
+    pthread_mutex_lock(&p->lock);
+    while (p->target[0] > 0 && p->nidle[0] == 0 && cm_now_ms() < deadline)
+        timed_wait(&p->warm_cv, &p->lock, 100);
+    int rc = p->target[0] == 0 || p->nidle[0] > 0 ? 0 : -1;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+void cm_pool_get_stats(cm_pool *p, cm_pool_stats *s)
+{
+    pthread_mutex_lock(&p->lock);
+    *s = (cm_pool_stats){.size = p->target[0],
+                         .full_size = p->target[1],
+                         .idle = p->nidle[0],
+                         .idle_full = p->nidle[1],
+                         .building = p->building[0] + p->building[1],
+                         .disposing = p->disposing,
+                         .hits = p->hits,
+                         .misses = p->misses};
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- life ---------------------------------------------------------------- */
+
+int cm_pool_start(cm_engine *eng, cm_pool **out, cm_error *err)
+{
+    cm_pool *p = cm_xcalloc(1, sizeof *p);
+    p->eng = eng;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->refill_cv, NULL);
+    pthread_cond_init(&p->warm_cv, NULL);
+    pthread_cond_init(&p->reap_cv, NULL);
+    p->target[0] = eng->cfg.pool_size;
+    p->target[1] = eng->cfg.rootfs_full ? eng->cfg.pool_full_size : 0;
+    *out = p;
+    int rc = pthread_create(&p->reaper, NULL, reaper_main, p);
+    if (rc != 0)
+        return cm_error_set(err, CM_ERR_INTERNAL, "pool reaper thread: %s", strerror(rc));
+    p->reaper_started = true;
+    if (p->target[0] + p->target[1] == 0)
+        return 0;
+    p->refill = cm_xcalloc((size_t)eng->cfg.pool_refill_concurrency, sizeof *p->refill);
+    for (int i = 0; i < eng->cfg.pool_refill_concurrency; i++) {
+        rc = pthread_create(&p->refill[i], NULL, refill_main, p);
+        if (rc != 0)
+            return cm_error_set(err, CM_ERR_INTERNAL, "pool refill thread: %s", strerror(rc));
+        p->nrefill++;
+    }
+    return 0;
+}
+
+static void free_idle(cm_pool_sandbox *s)
+{
+    while (s) {
+        cm_pool_sandbox *next = s->next;
+        close(s->ctl_fd);
+        close(s->out_fd);
+        destroy_now(&s->sb, &s->jail);
+        free(s);
+        s = next;
+    }
+}
+
+void cm_pool_stop(cm_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->refill_cv);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->nrefill; i++)
+        pthread_join(p->refill[i], NULL);
+    free(p->refill);
+    for (int f = 0; f < 2; f++)
+        free_idle(p->idle[f]);
+    pthread_mutex_lock(&p->lock);
+    p->reaper_stopping = true;
+    pthread_cond_broadcast(&p->reap_cv);
+    pthread_mutex_unlock(&p->lock);
+    if (p->reaper_started)
+        pthread_join(p->reaper, NULL);
+    pthread_cond_destroy(&p->refill_cv);
+    pthread_cond_destroy(&p->warm_cv);
+    pthread_cond_destroy(&p->reap_cv);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}

@@ -1,0 +1,66 @@
+/* pool.h — the warm pool: single-use sandboxes built ahead of time (ids,
+ * cgroups, namespaces, mounts, runner started with its imports done and the
+ * chain process forked, `ready` received), per rootfs flavour (minimal, and
+ * full when engine.pool_full_size > 0).  A chain takes one, uses it once,
+ * and hands it to the pool's reaper, which kills, reaps and removes its
+ * cgroups off the request path.  Refills run on long-lived threads (the
+ * sandbox's parent-death signal is tied to the spawning thread), at most
+ * engine.pool_refill_concurrency at once.  Owned by the engine context. */
+#ifndef CM_POOL_H
+#define CM_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "isolation.h"
+
+struct cm_engine;
+typedef struct cm_pool cm_pool;
+
+/* One built sandbox: the runner waits on ctl_fd for its `run` frame. */
+typedef struct cm_pool_sandbox {
+    cm_sandbox sb;
+    cm_jail jail;
+    cm_limits limits; /* the cgroup limits it was built with */
+    int ctl_fd;       /* control socket (non-blocking) */
+    int out_fd;       /* runner stdout/stderr (non-blocking) */
+    bool full;        /* rootfs flavour */
+    double build_ms;  /* spawn → ready */
+    struct cm_pool_sandbox *next;
+} cm_pool_sandbox;
+
+/* The runner command every sandbox runs (fd 3 = control socket). */
+extern const char *const cm_runner_argv[];
+extern const char *const cm_runner_envp[];
+
+/* Starts the reaper and the refill threads (sizes from eng->cfg). */
+int cm_pool_start(struct cm_engine *eng, cm_pool **out, cm_error *err);
+/* Stops refilling, destroys the idle sandboxes, drains the reaper. */
+void cm_pool_stop(cm_pool *p);
+
+/* An idle sandbox of the flavour, or NULL (a miss: counted, and the
+ * caller builds on the request path).  The caller owns the result and
+ * must pass its sb + jail to cm_pool_dispose. */
+cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full);
+/* Kill + reap + cgroup removal + id release on the reaper thread. */
+void cm_pool_dispose(cm_pool *p, cm_sandbox *sb, cm_jail *jail);
+/* Blocks until the minimal flavour has a sandbox (or timeout); 0 if it has. */
+int cm_pool_wait_warm(cm_pool *p, int timeout_ms);
+
+/* Builds one sandbox and waits (until deadline_ms, CLOCK_MONOTONIC ms) for
+ * the runner's `ready`.  Nothing is left behind on failure. */
+int cm_pool_build(struct cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
+                  cm_pool_sandbox *out, cm_error *err);
+/* Applies lim to a live sandbox's cgroups when it differs from what it was
+ * built with (a request lowered them). */
+int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err);
+
+/* Gauges: {"size","idle","idle_full","building","misses","hits","disposing"}. */
+typedef struct cm_pool_stats {
+    int size, full_size, idle, idle_full, building, disposing;
+    long hits, misses;
+} cm_pool_stats;
+void cm_pool_get_stats(cm_pool *p, cm_pool_stats *s);
+
+#endif
