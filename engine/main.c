@@ -159,7 +159,9 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_pool_start(eng, &eng->pool, err) < 0)
         return -1;
     cm_engine_self_check(eng);
-    if (cm_pool_wait_warm(eng->pool, 30000) < 0)
+    /* wait for a warm sandbox, unless none can be built here at all (the
+     * self check failed: health says why; waiting would only delay that) */
+    if (!eng->sandbox_check && cm_pool_wait_warm(eng->pool, 30000) < 0)
         cm_log("warn", "pool: no warm sandbox after 30 s; chains build on the request path");
     if (cm_metrics_http_start(eng, err) < 0)
         return -1;
