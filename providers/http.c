@@ -670,8 +670,6 @@ typedef struct http_async {
 
 static void async_complete(http_async *a, cJSON *result, cm_error *err)
 {
-    if (err && err->kind != CM_ERR_POLICY_DENIED && err->kind != CM_ERR_TIMEOUT)
-        err->kind = CM_ERR_TOOL_ERROR;
     a->done(a->arg, result, err);
     cJSON_Delete(a->t);
     cJSON_Delete(a->args);
