@@ -139,9 +139,9 @@ struct cm_http_xfer {
     char *url; /* current hop's URL */
     hop h;
     int hops;
-    CURL *easy;                 /* current hop's handle (NULL between hops) */
-    struct curl_slist *hdrs;    /* current hop's headers */
-    char *location;             /* current hop's redirect target */
+    CURL *easy;              /* current hop's handle (NULL between hops) */
+    struct curl_slist *hdrs; /* current hop's headers */
+    char *location;          /* current hop's redirect target */
     size_t max_bytes;
     bool too_big;
     bool cancelled;

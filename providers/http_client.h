@@ -26,11 +26,11 @@ typedef struct cm_http_req {
     const struct curl_slist *headers; /* "Name: value" lines (may be NULL) */
     const char *body;                 /* may be NULL */
     size_t body_len;
-    const char *username, *password; /* basic auth (same origin only) */
-    size_t max_bytes;                /* response cap (0 = 16 MiB) */
-    int64_t deadline_ms;             /* absolute cm_now_ms(); 0 = 30 s from now */
-    const atomic_bool *cancel;       /* may be NULL */
-    const char *capture_header;      /* response header to capture (may be NULL) */
+    const char *username, *password;        /* basic auth (same origin only) */
+    size_t max_bytes;                       /* response cap (0 = 16 MiB) */
+    int64_t deadline_ms;                    /* absolute cm_now_ms(); 0 = 30 s from now */
+    const atomic_bool *cancel;              /* may be NULL */
+    const char *capture_header;             /* response header to capture (may be NULL) */
     const struct cm_policy_profile *egress; /* policy egress rules, NULL = built-in rule */
 } cm_http_req;
 

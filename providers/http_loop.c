@@ -213,14 +213,6 @@ void cm_http_loop_wakeup(cm_providers *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-int cm_http_loop_threads(cm_providers *p)
-{
-    pthread_mutex_lock(&p->lock);
-    int n = p->http_loop != NULL;
-    pthread_mutex_unlock(&p->lock);
-    return n;
-}
-
 void cm_http_loop_free(cm_providers *p)
 {
     pthread_mutex_lock(&p->lock);

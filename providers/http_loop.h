@@ -20,7 +20,5 @@ void cm_http_submit(cm_providers *p, const cm_http_req *req, cm_http_done_fn don
 void cm_http_loop_wakeup(cm_providers *p);
 /* Stops the loop (pending requests fail) and joins its thread. */
 void cm_http_loop_free(cm_providers *p);
-/* Threads the loop runs (0 or 1), for tests and stats. */
-int cm_http_loop_threads(cm_providers *p);
 
 #endif

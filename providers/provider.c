@@ -40,10 +40,8 @@ typedef struct provider_entry {
 } provider_entry;
 
 static const provider_entry providers[] = {
-    {"cli", cm_cli_call, cm_cli_discover},
-    {"text", text_call, cm_text_discover},
-    {"file", file_call, cm_file_discover},
-    {"http", cm_http_call, cm_http_discover},
+    {"cli", cm_cli_call, cm_cli_discover}, {"text", text_call, cm_text_discover},
+    {"file", file_call, cm_file_discover}, {"http", cm_http_call, cm_http_discover},
     {"mcp", cm_mcp_call, cm_mcp_discover},
 };
 

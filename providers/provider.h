@@ -20,7 +20,8 @@ typedef struct cm_call_ctx {
     int64_t deadline_ms;       /* absolute cm_now_ms() deadline; 0 = none */
     const atomic_bool *cancel; /* set when the caller gave up (chain ended); may be NULL */
     size_t max_output_bytes;   /* cap on captured tool output */
-    struct cm_providers *providers; /* shared connections/sessions (providers/pctx.h); may be NULL */
+    struct cm_providers
+        *providers; /* shared connections/sessions (providers/pctx.h); may be NULL */
     /* HTTP egress rules of the caller's policy profile; NULL = no policy,
      * then the built-in rule applies (https, or http to loopback only) */
     const struct cm_policy_profile *egress;

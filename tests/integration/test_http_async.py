@@ -51,7 +51,7 @@ class HttpOnTheLoop(EngineTest):
     def test_fifty_gathered_calls_overlap_without_fifty_threads(self):
         self.client.chain("return await api.get_echo()")   # loop thread started, warm
         before = threads_of(self.engine.proc.pid)
-        deadline = time.monotonic() + 10   # earlier tests' abandoned requests
+        deadline = time.monotonic() + 15   # earlier tests' abandoned requests
         while self.http.httpd.active and time.monotonic() < deadline:
             time.sleep(0.05)
         with self.http.httpd.lock:
@@ -79,18 +79,18 @@ class HttpOnTheLoop(EngineTest):
         self.assertLess(peak - before, 10)
 
     def test_chain_timeout_drops_its_transfers(self):
-        with self.http.httpd.lock:
-            finished = self.http.httpd.finished
+        # the chain cannot end before its in-flight calls are done, so ending
+        # at its 1 s timeout (not the server's 8 s) shows the loop dropped them
         t0 = time.monotonic()
         r = self.client.chain("import asyncio\n"
-                              "await asyncio.gather(*[api.slow(ms=4000) for _ in range(5)])\n"
+                              "await asyncio.gather(*[api.slow(ms=8000) for _ in range(5)])\n"
                               "return 1", timeout=1)
         took = time.monotonic() - t0
         self.assertEqual(r["error"]["kind"], "timeout", r)
-        self.assertLess(took, 3.5)   # not the 4 s the server takes
+        self.assertLess(took, 5)
         # the engine is free for the next chain at once
-        self.assertEqual(self.client.chain("return (await api.slow(ms=10))['slept_ms']")["result"], 10)
-        self.assertEqual(self.http.httpd.finished, finished + 1)  # the 4 s ones were not waited for
+        r = self.client.chain("return (await api.slow(ms=10))['slept_ms']")
+        self.assertEqual(r["result"], 10, r)
 
     def test_sequential_calls_reuse_connections(self):
         n = len(self.http.httpd.log)
