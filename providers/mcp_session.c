@@ -25,6 +25,7 @@
 #define LINE_MAX_BYTES ((size_t)32 << 20)
 #define MAX_BACKOFF_MS 5000
 #define RETRY_EXPIRED 1 /* internal: HTTP session expired (404) */
+#define DEFAULT_CALL_TIMEOUT_MS 30000
 
 const char *const cm_mcp_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
 
@@ -54,6 +55,7 @@ struct cm_mcp_session {
     int crashes;
     int64_t restart_at_ms, started_ms;
     char last_exit[160];
+    bool hung_killed; /* killed for not answering: keep that as last_exit */
     /* stdio */
     pid_t pid;
     bool pid_alive;
@@ -311,11 +313,15 @@ static void *reader_main(void *arg)
     close(a.out_fd);
     pthread_mutex_lock(&s->lock);
     s->pid_alive = false;
-    fail_all_locked(s, "closed its output");
+    bool hung = s->hung_killed;
+    if (!hung)
+        fail_all_locked(s, "closed its output");
     pthread_mutex_unlock(&s->lock);
     int status = reap_child(a.pid);
     pthread_mutex_lock(&s->lock);
-    if (WIFEXITED(status))
+    if (hung)
+        ; /* last_exit says why it was killed */
+    else if (WIFEXITED(status))
         snprintf(s->last_exit, sizeof s->last_exit, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
         snprintf(s->last_exit, sizeof s->last_exit, "killed by signal %d", WTERMSIG(status));
@@ -461,6 +467,7 @@ static int start_stdio(cm_mcp_session *s, cm_error *err)
     pthread_mutex_lock(&s->lock);
     s->pid = pid;
     s->pid_alive = true;
+    s->hung_killed = false;
     s->in_fd = in_fd;
     s->reader_done = false;
     int rc = pthread_create(&s->reader, NULL, reader_main, a);
@@ -477,13 +484,47 @@ static int start_stdio(cm_mcp_session *s, cm_error *err)
     return 0;
 }
 
+/* The server's per-request timeout: `timeout` (seconds) in its config,
+ * default 30 s. */
+static int64_t request_timeout_ms(const cm_mcp_session *s)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s->cfg, "timeout");
+    if (cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 86400)
+        return (int64_t)(t->valuedouble * 1000.0);
+    return DEFAULT_CALL_TIMEOUT_MS;
+}
+
+/* The earlier of the caller's deadline and now + the server's timeout. */
+static int64_t request_deadline(const cm_mcp_session *s, const cm_call_ctx *ctx)
+{
+    int64_t own = cm_now_ms() + request_timeout_ms(s);
+    return ctx->deadline_ms && ctx->deadline_ms < own ? ctx->deadline_ms : own;
+}
+
+/* A stdio server alive but not answering (lock held): kill its process
+ * group (the reader reaps it), fail every in-flight call and schedule the
+ * restart with backoff, as for a crash. */
+static int server_hung(cm_mcp_session *s, const char *method, cm_error *err)
+{
+    char why[128];
+    snprintf(why, sizeof why, "did not answer %.40s within %gs and was killed", method,
+             (double)request_timeout_ms(s) / 1000.0);
+    if (s->pid_alive) {
+        kill(-s->pid, SIGKILL);
+        s->hung_killed = true;
+    }
+    fail_all_locked(s, why);
+    return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s", s->server, why);
+}
+
 static int stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, bool notify,
                           const cm_call_ctx *ctx, cJSON **answer, cm_error *err)
 {
     cm_autojson cJSON *msg = cJSON_CreateObject();
     cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
     pending pd = {0};
-    int64_t deadline = ctx->deadline_ms ? ctx->deadline_ms : cm_now_ms() + 30000;
+    int64_t hung_at = cm_now_ms() + request_timeout_ms(s);
+    int64_t deadline = request_deadline(s, ctx);
     pthread_mutex_lock(&s->lock);
     if (!notify) {
         pd.id = ++s->next_id;
@@ -499,15 +540,20 @@ static int stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
     }
     pd.next = s->pending;
     s->pending = &pd;
-    while (!pd.done && (rc = check_wait(s, ctx, err)) == 0)
+    while (!pd.done && (rc = check_wait(s, ctx, err)) == 0) {
+        if (cm_now_ms() >= hung_at) {
+            rc = server_hung(s, method, err);
+            break;
+        }
         wait_ms(s, 100);
+    }
     for (pending **pp = &s->pending; *pp; pp = &(*pp)->next)
         if (*pp == &pd) {
             *pp = pd.next;
             break;
         }
     pthread_mutex_unlock(&s->lock);
-    if (pd.done && !pd.msg)
+    if (rc == 0 && pd.done && !pd.msg)
         rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call", s->server,
                           s->last_exit[0] ? s->last_exit : "exited");
     if (rc < 0) {
@@ -633,7 +679,7 @@ static int http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
                            .body = body,
                            .body_len = strlen(body),
                            .max_bytes = LINE_MAX_BYTES,
-                           .deadline_ms = ctx->deadline_ms,
+                           .deadline_ms = request_deadline(s, ctx),
                            .cancel = ctx->cancel,
                            .capture_header = "Mcp-Session-Id",
                            .egress = ctx->egress};

@@ -52,6 +52,7 @@ void cm_providers_free(cm_providers *p)
 {
     if (!p)
         return;
+    cm_http_loop_free(p);
     cm_mcp_sessions_close(p, NULL);
     cm_oauth_tokens_free(p);
     curl_share_cleanup(p->share);

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -16,6 +17,7 @@
 typedef struct cm_providers cm_providers;
 typedef struct cm_mcp_session cm_mcp_session;
 typedef struct cm_oauth_token cm_oauth_token;
+typedef struct cm_http_loop cm_http_loop;
 
 struct cm_providers {
     CURLSH *share;
@@ -23,6 +25,8 @@ struct cm_providers {
     pthread_mutex_t lock;   /* guards tokens and sessions */
     cm_oauth_token *tokens; /* OAuth2 client-credentials cache */
     cm_mcp_session *sessions;
+    cm_http_loop *http_loop; /* async HTTP (http_loop.c), started on first use */
+    bool http_closed;        /* engine exit: no new loop */
 };
 
 /* Creates the context (calls curl_global_init: call before threads start). */
@@ -34,6 +38,8 @@ void cm_providers_release_manual(cm_providers *p, const char *manual_name);
 
 /* Implemented in mcp_session.c. */
 void cm_mcp_sessions_close(cm_providers *p, const char *manual_name);
+/* Implemented in http_loop.c. */
+void cm_http_loop_free(cm_providers *p);
 /* Implemented in http.c. */
 void cm_oauth_tokens_free(cm_providers *p);
 

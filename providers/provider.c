@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "http.h"
+#include "http_loop.h"
 #include "mcp.h"
 #include "text_file.h"
 #include "util.h"
@@ -39,10 +40,8 @@ typedef struct provider_entry {
 } provider_entry;
 
 static const provider_entry providers[] = {
-    {"cli", cm_cli_call, cm_cli_discover},
-    {"text", text_call, cm_text_discover},
-    {"file", file_call, cm_file_discover},
-    {"http", cm_http_call, cm_http_discover},
+    {"cli", cm_cli_call, cm_cli_discover}, {"text", text_call, cm_text_discover},
+    {"file", file_call, cm_file_discover}, {"http", cm_http_call, cm_http_discover},
     {"mcp", cm_mcp_call, cm_mcp_discover},
 };
 
@@ -105,4 +104,32 @@ int cm_provider_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON
 int cm_provider_supported(const char *call_template_type)
 {
     return find_provider(call_template_type) != NULL;
+}
+
+int cm_provider_async_capable(const cJSON *tmpl)
+{
+    const char *type = cJSON_IsObject(tmpl) ? cm_json_str(tmpl, "call_template_type") : NULL;
+    return type && !strcmp(type, "http");
+}
+
+void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
+                            cm_provider_done_fn done, void *arg)
+{
+    cm_error err;
+    const provider_entry *p = provider_for(tmpl, CM_ERR_TOOL_ERROR, &err);
+    if (p && needs_context(p, ctx, CM_ERR_TOOL_ERROR, &err) == 0) {
+        if (!strcmp(p->type, "http")) {
+            cm_http_call_async(tmpl, args, ctx, done, arg);
+            return;
+        }
+        cm_error_set(&err, CM_ERR_INTERNAL, "call_template_type '%s' has no asynchronous calls",
+                     p->type);
+    }
+    done(arg, NULL, &err);
+}
+
+void cm_providers_wakeup(struct cm_providers *p)
+{
+    if (p)
+        cm_http_loop_wakeup(p);
 }

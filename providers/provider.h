@@ -20,7 +20,8 @@ typedef struct cm_call_ctx {
     int64_t deadline_ms;       /* absolute cm_now_ms() deadline; 0 = none */
     const atomic_bool *cancel; /* set when the caller gave up (chain ended); may be NULL */
     size_t max_output_bytes;   /* cap on captured tool output */
-    struct cm_providers *providers; /* shared connections/sessions (providers/pctx.h); may be NULL */
+    struct cm_providers
+        *providers; /* shared connections/sessions (providers/pctx.h); may be NULL */
     /* HTTP egress rules of the caller's policy profile; NULL = no policy,
      * then the built-in rule applies (https, or http to loopback only) */
     const struct cm_policy_profile *egress;
@@ -33,6 +34,24 @@ typedef struct cm_call_ctx {
  * deadline passed) with a message naming the tool's command/URL. */
 int cm_provider_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJSON **result,
                      cm_error *err);
+
+/* Completion of an asynchronous call: result (owned by the callee now) or
+ * err (then result is NULL). */
+typedef void (*cm_provider_done_fn)(void *arg, cJSON *result, const cm_error *err);
+
+/* True when calls of this template can run on the providers' I/O loop
+ * (cm_provider_call_async) instead of a thread: `http`. */
+int cm_provider_async_capable(const cJSON *tmpl);
+/* Starts the call; `done` runs exactly once, on the providers' loop thread
+ * or before this returns (early failures).  ctx's pointers (vars, cancel,
+ * egress, manual_name, base_dir) must stay valid until then; the template
+ * and args are copied. */
+void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
+                            cm_provider_done_fn done, void *arg);
+
+/* Wakes the providers' I/O loop so it sees cancel flags at once (p may be
+ * NULL). */
+void cm_providers_wakeup(struct cm_providers *p);
 
 /* Discovery: produce the UTCP manual ({utcp_version, manual_version, tools[]})
  * a manual call template points at (text: its content; file: file_path; cli:

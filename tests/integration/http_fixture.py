@@ -2,7 +2,8 @@
 provider tests: a UTCP manual, an OpenAPI 3 document with $refs and an
 API-key-protected endpoint, OAuth2 client credentials, redirects (same and
 cross origin), slow and failing endpoints.  It logs every request, and the
-/slow endpoint counts how many requests overlap (the concurrency proof)."""
+/slow endpoint (?ms=N, default 100) counts how many requests overlap (the
+concurrency proof) and how many finished."""
 import json
 import threading
 import time
@@ -126,10 +127,12 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 srv.active += 1
                 srv.max_active = max(srv.max_active, srv.active)
-            time.sleep(0.1)
+            ms = int(q.get("ms", ["100"])[0])
+            time.sleep(ms / 1000)
             with srv.lock:
                 srv.active -= 1
-            return self.reply(200, {"slept_ms": 100})
+                srv.finished += 1
+            return self.reply(200, {"slept_ms": ms})
         if p == "/fail":
             return self.reply(500, "database exploded: " + "x" * 2000, "text/plain")
         if p == "/text":
@@ -170,6 +173,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128   # 50 calls connect at once
     def handle_error(self, request, client_address):
         pass   # clients that abort (response caps) are expected
 
@@ -180,7 +184,7 @@ class Server:
         self.httpd.daemon_threads = True
         self.httpd.log = []
         self.httpd.lock = threading.Lock()
-        self.httpd.active = self.httpd.max_active = 0
+        self.httpd.active = self.httpd.max_active = self.httpd.finished = 0
         self.httpd.tokens_issued = 0
         self.httpd.token_lifetime = 3600
         self.port = self.httpd.server_address[1]

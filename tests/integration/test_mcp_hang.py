@@ -1,0 +1,91 @@
+"""A hung stdio MCP server (alive, reading, never answering tools/call):
+its in-flight calls fail with tool_error at the server's `timeout`, it is
+killed and restarted, other chains are served meanwhile, and the next call
+works against the new process."""
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+from tests.integration.engine import ROOT, EngineTest
+
+SERVER = os.path.join(ROOT, "tests", "integration", "hung_mcp_server.py")
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class HungMcpServer(EngineTest):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.state = tempfile.mkdtemp(prefix="codemode-hung-mcp-")
+        cls.CONFIG = json.dumps({"manual_call_templates": [
+            {"name": "hang", "call_template_type": "mcp", "config": {"mcpServers": {
+                "h": {"command": "/usr/bin/python3.11", "args": [SERVER, cls.state],
+                      "timeout": 1.5}}}}]})
+        try:
+            super().setUpClass()
+        except Exception:
+            shutil.rmtree(cls.state, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.state, ignore_errors=True)
+
+    def pids(self):
+        with open(os.path.join(self.state, "pids")) as f:
+            return [int(x) for x in f.read().split()]
+
+    def test_hung_server_fails_calls_then_is_restarted(self):
+        other = {}
+
+        def meanwhile():
+            time.sleep(0.5)
+            c = self.engine.client()   # its own connection
+            try:
+                other["r"] = c.chain("return 6 * 7")
+            finally:
+                c.close()
+        t = threading.Thread(target=meanwhile)
+        t0 = time.monotonic()
+        t.start()
+        r = self.client.chain(
+            "import asyncio\n"
+            "async def one(i):\n"
+            "    try:\n"
+            "        return await hang.h_add(a=i, b=1)\n"
+            "    except ToolError as e:\n"
+            "        return [e.kind, e.message]\n"
+            "return await asyncio.gather(one(1), one(2))\n", timeout=30)
+        took = time.monotonic() - t0
+        t.join()
+        self.assertIsNone(r["error"], r)
+        for kind, message in r["result"]:
+            self.assertEqual(kind, "tool_error", r)
+            self.assertIn("MCP server 'h' did not answer tools/call within 1.5s and was killed",
+                          message)
+        self.assertLess(took, 10)              # the server timeout, not the chain's 30 s
+        self.assertEqual(other["r"]["result"], 42)   # the engine kept serving
+        first = self.pids()
+        self.assertEqual(len(first), 1)
+        deadline = time.monotonic() + 5
+        while alive(first[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(first[0]), "hung server was not killed")
+        # restarted (first crash: at once) and answering
+        r = self.client.chain("return await hang.h_add(a=40, b=2)")
+        self.assertIsNone(r["error"], r)
+        self.assertEqual(r["result"], 42)
+        self.assertEqual(len(self.pids()), 2)
