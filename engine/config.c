@@ -49,6 +49,7 @@ static const engine_key ENGINE_KEYS[] = {
     {"cpu_quota_pct", EK_INT, offsetof(cm_config, cpu_quota_pct), 1, 100000},
     {"pids_max", EK_INT, offsetof(cm_config, pids_max), 8, 1000000},
     {"sandbox_uid_range", EK_INT, offsetof(cm_config, sandbox_uid_range), 1, 65536},
+    {"client_queue_max", EK_INT, offsetof(cm_config, client_queue_max), 1, 1000000},
 };
 
 static void set_engine_defaults(cm_config *cfg)
@@ -70,6 +71,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->cpu_quota_pct = 100;
     cfg->pids_max = 64;
     cfg->sandbox_uid_range = 1000;
+    cfg->client_queue_max = 32;
 }
 
 /* Non-numeric isolation keys: imports, test_mode, require_layers.  Sets
