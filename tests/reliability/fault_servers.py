@@ -73,7 +73,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, b'{"fine": true}')
         if p == "/reset":
             # RST instead of FIN: SO_LINGER 0 then close
+            # (the buffered files hold the socket open: close them first)
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.wfile.close()
+            self.rfile.close()
             self.connection.close()
             return
         if p == "/500":
@@ -124,6 +128,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     stopping = False
+
+    def handle_error(self, request, client_address):
+        pass  # the faults are deliberate
 
 
 class FaultHTTP:
