@@ -206,3 +206,4 @@ fuzz-replay: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 valgrind: all rootfs
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m tests.valgrind.smoke
 -include $(FUZZ_OBJS:.o=.d)
+.SECONDARY: $(FUZZ_OBJS)
