@@ -24,7 +24,7 @@ HOSTILE = {
     "memory_bomb": "x = []\nwhile True:\n    x.append(' ' * (1 << 20))",
     "fork_bomb": "import threading\nts = []\nwhile True:\n    t = threading.Thread(target=lambda: __import__('time').sleep(5))\n    t.start()\n    ts.append(t)",
     "spin": "while True:\n    pass",
-    "garbage_frames": "import gc\nfor o in gc.get_objects():\n    if hasattr(o, 'send_bytes'):\n        o.send_bytes(b'\\xff' * 100)\n        break\nreturn 'sent'",
+    "garbage_frames": "import gc\nfor o in gc.get_objects():\n    if hasattr(o, 'send_bytes') and not isinstance(o, type):\n        o.send_bytes(b'\\xff' * 100)\n        break\nreturn 'sent'",
     "huge_output": "while True:\n    print('y' * 65536)",
 }
 CONFIG = {"engine": {"workers": 4, "default_timeout_s": 2, "memory_mb": 64, "queue_max": 64,

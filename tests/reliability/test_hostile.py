@@ -114,6 +114,42 @@ class HostileClients(EngineTest):
         self.assert_serving()
 
 
+# A chain that reaches its own end of the control channel (found through
+# gc) and writes frames the runner never would.
+FORGE = """import gc, json
+ch = next(o for o in gc.get_objects() if hasattr(o, 'send_bytes') and not isinstance(o, type))
+frame = %s
+ch.send_bytes(frame if isinstance(frame, bytes) else json.dumps(frame).encode())
+await search_tools(query='x')
+return 'survived'"""
+
+
+class HostileChains(EngineTest):
+    CONFIG = json.dumps({"engine": {"imports": "all"}})
+
+    def forged(self, frame):
+        r = self.client.chain(FORGE % frame, timeout=10)
+        self.assertIsNotNone(r["error"], r)
+        self.assertIn(r["error"]["kind"], ("exception", "sandbox_failure", "tool_error"), r)
+        self.assertEqual(self.client.chain("return 2")["result"], 2)
+        return r
+
+    def test_garbage_bytes(self):
+        self.forged("b'\\xff\\x00garbage'")
+
+    def test_wrong_id(self):
+        self.forged("{'t': 'call', 'id': 777, 'tool': 'x.y', 'args': {}}")
+
+    def test_forged_result_and_done(self):
+        self.forged("{'t': 'result', 'id': 1, 'ok': True, 'value': 1}")
+        self.forged("{'t': 'done', 'ok': False, 'error': {'kind': 'timeout', 'message': 'fake'}}")
+
+    def test_huge_arguments(self):
+        r = self.client.chain("return await search_tools(query='q' * (32 << 20))", timeout=20)
+        self.assertIsNotNone(r["error"], r)
+        self.assertEqual(self.client.chain("return 3")["result"], 3)
+
+
 class Overload(EngineTest):
     CONFIG = json.dumps({"engine": {"workers": 2, "queue_max": 12, "client_queue_max": 4}})
 
