@@ -21,7 +21,8 @@ def main():
     # not know the bpf attr union: the rlimits, seccomp and bpf layers are
     # switched off for this run only (engine.test_mode; they are covered by
     # the security suite and the ASan run).  The engine's own code is what is
-    # checked here.
+    # checked here.  No timeout chain: valgrind does not implement
+    # pidfd_send_signal (syscall 424), which the engine kills sandboxes with.
     os.environ["CODEMODE_TEST_DISABLE_LAYER"] = "rlimits,seccomp,bpf"
     e = harness.Engine(json.dumps({"engine": {"workers": 2, "test_mode": True}}))
     vlog = os.path.join(e.dir, "valgrind.log")
@@ -42,7 +43,7 @@ def main():
         res = [c.chain("return sum(range(10))")["result"],
                c.chain("print('x')\nraise ValueError('no')")["error"]["kind"],
                c.chain("return await search_tools(query='a')")["error"],
-               c.chain("while True:\n    pass", timeout=1)["error"]["kind"]]
+               c.chain("return 'x' * 100000")["result"] == "x" * 100000]
         c.send_raw(b"{bad json\n")
         bad = c.read_message()
         c.request("tools/list")
@@ -58,7 +59,7 @@ def main():
             print(report[-8000:])
             print(e.read_log()[-3000:])
             return 1
-        assert res[0] == 45 and res[1] == "exception" and res[3] == "timeout", res
+        assert res[0] == 45 and res[1] == "exception" and res[3] is True, res
         ok = True
         print("valgrind smoke: no invalid accesses, no definite/indirect leaks")
         return 0
