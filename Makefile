@@ -32,7 +32,7 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
-	deploy-check bench npm-deps security soak-isolation conformance
+	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -128,6 +128,7 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory security
 	@$(MAKE) --no-print-directory conformance
+	@$(MAKE) --no-print-directory reliability
 
 # Security regression suite (escape probes, per-layer runs, clean-up); root only.
 security: all rootfs
@@ -180,3 +181,38 @@ clean:
 
 # Micro-benchmarks (not part of `make test`): search over 10,000 tools.
 .PHONY: bench
+
+# ---- reliability (issue 9): faults, overload, hostile input, soak, fuzz, valgrind
+# `make test` runs the fault/overload/hostile suites, a 300-chain soak, the fuzz
+# corpus replay and a valgrind smoke run; `make soak` is the 10,000-chain run.
+reliability: all rootfs fuzz-replay valgrind
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/reliability -t .
+
+SOAK_CHAINS ?= 10000
+soak: all rootfs
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m tests.reliability.soak \
+	    --chains $(SOAK_CHAINS) --concurrency 16
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
+FUZZ_OBJS := $(FUZZ_LIB_SRCS:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-command-line-argument \
+	    -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(INCLUDES) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	clang -std=c17 -D_GNU_SOURCE $(FUZZ_FLAGS) $(INCLUDES) $(PKG_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+# make fuzz: each target FUZZ_SECONDS; new crashes land in build/fuzz/crashes/<target>/
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+# make test: replay tests/fuzz/corpus/<target>/ through each harness (no fuzzing)
+fuzz-replay: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@scripts/fuzz.sh replay 0 $(FUZZ_TARGETS)
+
+valgrind: all rootfs
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m tests.valgrind.smoke
+-include $(FUZZ_OBJS:.o=.d)
+.SECONDARY: $(FUZZ_OBJS)

@@ -426,8 +426,11 @@ static void take_done(chain *ch, const cJSON *msg)
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
         return;
     }
-    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_EXCEPTION, message,
-              cm_json_str(e, "traceback"));
+    /* Any other kind is a failed tool call's (timeout, io...) re-raised by
+     * an uncaught ToolError (the bridge admits only those): a chain cannot
+     * claim them, but a tool did fail, so the chain ends with tool_error. */
+    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR,
+              message, cm_json_str(e, "traceback"));
 }
 
 static void take_frame(chain *ch, const cJSON *msg)

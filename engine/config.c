@@ -52,6 +52,7 @@ static const engine_key ENGINE_KEYS[] = {
     {"pool_size", EK_INT, offsetof(cm_config, pool_size), 0, 1024},
     {"pool_full_size", EK_INT, offsetof(cm_config, pool_full_size), 0, 1024},
     {"pool_refill_concurrency", EK_INT, offsetof(cm_config, pool_refill_concurrency), 1, 64},
+    {"client_queue_max", EK_INT, offsetof(cm_config, client_queue_max), 1, 1000000},
 };
 
 static void set_engine_defaults(cm_config *cfg)
@@ -76,6 +77,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->pool_size = 2;
     cfg->pool_full_size = 0;
     cfg->pool_refill_concurrency = 1;
+    cfg->client_queue_max = 32;
 }
 
 /* Non-numeric isolation keys: imports, test_mode, require_layers.  Sets

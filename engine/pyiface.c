@@ -87,6 +87,14 @@ static bool is_keyword(const char *s)
     return false;
 }
 
+/* s.properties when it is an object (keys are field names), else NULL: a
+ * malformed schema (properties as an array, ...) has no fields. */
+static const cJSON *props_of(const cJSON *s)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "properties");
+    return cJSON_IsObject(p) ? p : NULL;
+}
+
 /* A key usable as a TypedDict class-body field: an ASCII identifier, not a
  * keyword, and not name-mangled (`__x` inside a class becomes `_C__x`). */
 static bool plain_field_name(const char *s)
@@ -292,7 +300,7 @@ static void emit_doc_line(cm_buf *b, const char *indent, const char *doc)
 /* Emits `cls` as a TypedDict for the object schema s into g->classes. */
 static void emit_typeddict(gen *g, const cJSON *s, const char *cls, int depth)
 {
-    const cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties"), *p;
+    const cJSON *props = props_of(s), *p;
     bool functional = false;
     size_t nfields = 0;
     cJSON_ArrayForEach(p, props)
@@ -521,7 +529,7 @@ static void all_of_expr(gen *g, const cJSON *parts, const char *hint, cm_buf *e,
             break;
         }
         const cJSON *p, *r;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(s, "properties"))
+        cJSON_ArrayForEach(p, props_of(s))
         {
             cJSON_DeleteItemFromObjectCaseSensitive(props, p->string);
             cJSON_AddItemToObject(props, p->string, cJSON_Duplicate(p, 1));
@@ -696,7 +704,7 @@ static void put_access_form(cm_buf *b, const char *manual, const char *tool, con
     put(b, "(");
     const cJSON *p;
     bool first = true;
-    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(inputs, "properties"))
+    cJSON_ArrayForEach(p, props_of(inputs))
     {
         if (!first)
             put(b, ", ");

@@ -112,6 +112,13 @@ static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, co
         return;
     }
     cm_error err;
+    if (atomic_load(&conn->inflight) >= eng->cfg.client_queue_max) {
+        atomic_fetch_add(&eng->stats.busy_rejections, 1);
+        cm_error_set(&err, CM_ERR_BUSY, "client busy: %d requests of this connection already "
+                     "queued or running (engine.client_queue_max)", eng->cfg.client_queue_max);
+        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+        return;
+    }
     if (cm_jobs_submit(eng->jobs, def->run, conn, id, params, &err) < 0) {
         atomic_fetch_add(&eng->stats.busy_rejections, 1);
         cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));

@@ -452,8 +452,10 @@ static _Noreturn void child_main(child_plan *plan)
     child_become_root(plan);
     child_enter_cgroup_ns(plan);
     child_set_process_attrs(plan);
-    child_set_rlimits(plan);
+    /* fds first: with RLIMIT_NOFILE already lowered, dup'ing above the
+     * engine's (possibly thousands of) open fds would fail with EMFILE */
     child_set_fds(plan, devnull_fd);
+    child_set_rlimits(plan);
     child_check_cwd(plan);
     child_drop_capabilities(plan);
     child_install_seccomp(plan);

@@ -325,8 +325,9 @@ static const char *body_content_type(const cJSON *content, const cJSON **media)
     return *media ? (*media)->string : NULL;
 }
 
-static const char *add_request_body(const cJSON *doc, const cJSON *op, cJSON *props,
-                                    cJSON *required)
+/* Returns the body's content type (caller frees: it may name a key of the
+ * resolved request body, which is freed here), NULL without a body. */
+static char *add_request_body(const cJSON *doc, const cJSON *op, cJSON *props, cJSON *required)
 {
     const cJSON *rb0 = cJSON_GetObjectItemCaseSensitive(op, "requestBody");
     if (!rb0)
@@ -342,7 +343,7 @@ static const char *add_request_body(const cJSON *doc, const cJSON *op, cJSON *pr
     cJSON_AddItemToObject(props, "body", s);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rb, "required")))
         cJSON_AddItemToArray(required, cJSON_CreateString("body"));
-    return ct ? ct : "application/json";
+    return cm_xstrdup(ct ? ct : "application/json");
 }
 
 static cJSON *output_schema(const cJSON *doc, const cJSON *op)
@@ -389,9 +390,9 @@ static cJSON *operation_tool(const cJSON *doc, const char *base, const char *pat
         add_param(doc, p, props, required, header_fields);
     cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(op, "parameters"))
         add_param(doc, p, props, required, header_fields);
-    const char *ct = add_request_body(doc, op, props, required);
+    cm_autofree char *ct = add_request_body(doc, op, props, required);
     if (!ct && cJSON_GetObjectItemCaseSensitive(props, "body"))
-        ct = "application/json";
+        ct = cm_xstrdup("application/json");
     cJSON_AddItemToObject(inputs, "required", required);
     cJSON_AddItemToObject(tool, "outputs", output_schema(doc, op));
     cJSON *t = cJSON_AddObjectToObject(tool, "tool_call_template");
