@@ -1,6 +1,7 @@
 /* main.c — the `codemode` command: subcommand dispatch and `serve`, which
  * assembles the engine context (config, variables, registry, worker pool,
  * socket) and runs the event loop until SIGTERM/SIGINT. */
+#include <errno.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -8,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,15 +49,6 @@ static void serve_usage(FILE *f)
                "Default socket: $CODEMODE_SOCKET, /run/codemode/codemode.sock as root.\n");
 }
 
-static char *exe_dir(void)
-{
-    char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (n <= 0)
-        return cm_xstrdup(".");
-    path[n] = '\0';
-    return cm_xstrdup(dirname(path));
-}
 
 static int check_one_rootfs(char **rootfs, cm_error *err);
 
@@ -135,7 +128,7 @@ static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
 
 static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
-    cm_autofree char *dir = exe_dir();
+    cm_autofree char *dir = cm_exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
     if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
@@ -184,6 +177,18 @@ static void engine_close(cm_engine *eng)
     free(eng->sandbox_check);
 }
 
+/* Thousands of clients, sandboxes and tool processes each hold fds: take the
+ * hard limit as the soft one (sandboxes lower their own). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            cm_log("warn", "cannot raise the open-files limit: %s", strerror(errno));
+    }
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
@@ -215,6 +220,7 @@ static int cmd_serve(int argc, char **argv)
     if (!socket_path)
         socket_path = cm_default_socket_path();
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     sigset_t mask;
     cm_server_block_signals(&mask);
     cm_engine eng = {.listen_fd = -1,
@@ -259,7 +265,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "mcp") == 0)
         return cm_cmd_mcp(argc - 1, argv + 1);
     if (strcmp(cmd, "doctor") == 0) {
-        cm_autofree char *dir = exe_dir();
+        cm_autofree char *dir = cm_exe_dir();
         return cm_cmd_doctor(argc - 1, argv + 1, dir);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -32,22 +32,13 @@ static void rootfs_usage(FILE *f)
                "        no setuid/setgid bit, device node or world-writable path\n");
 }
 
-static char *binary_dir(void)
-{
-    char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (n <= 0)
-        return cm_xstrdup(".");
-    path[n] = '\0';
-    return cm_xstrdup(dirname(path));
-}
 
 static char *find_builder(void)
 {
     const char *env = getenv("CODEMODE_ROOTFS_BUILDER");
     if (env && *env)
         return cm_xstrdup(env);
-    cm_autofree char *dir = binary_dir();
+    cm_autofree char *dir = cm_exe_dir();
     static const char *const rel[] = {"share/codemode/build_rootfs.py",
                                       "../share/codemode/build_rootfs.py"};
     for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
@@ -129,7 +120,7 @@ static int cmd_build(int argc, char **argv)
                         "(share/codemode/); set CODEMODE_ROOTFS_BUILDER\n");
         return 1;
     }
-    cm_autofree char *dir = binary_dir();
+    cm_autofree char *dir = cm_exe_dir();
     char def[PATH_MAX];
     snprintf(def, sizeof def, "%s/%s", dir, strcmp(profile, "full") ? "rootfs" : "rootfs-full");
     if (!out)

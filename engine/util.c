@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -245,4 +247,14 @@ bool cm_utf8_valid(const char *s, size_t len)
         i += n + 1;
     }
     return true;
+}
+
+char *cm_exe_dir(void)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return cm_xstrdup(".");
+    path[n] = '\0';
+    return cm_xstrdup(dirname(path));
 }

@@ -64,6 +64,10 @@ int cm_write_all(int fd, const void *data, size_t len, cm_error *err);
 int cm_read_file(const char *path, size_t max, char **out, size_t *out_len, cm_error *err);
 int cm_set_nonblock(int fd, bool on, cm_error *err);
 
+/* Directory of the running binary (from /proc/self/exe; "." if unknown).
+ * Caller frees. */
+char *cm_exe_dir(void);
+
 /* cJSON helpers */
 const char *cm_json_str(const cJSON *obj, const char *key); /* NULL if absent or not a string */
 /* Prints compactly; aborts on OOM.  Caller frees. */

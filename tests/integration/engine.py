@@ -150,10 +150,10 @@ class EngineTest(unittest.TestCase):
         cls.engine = Engine(cls.CONFIG, cls.CONFIG_NAME, cls.FILES)
         try:
             cls.engine.start()
+            cls.client = cls.engine.client()
         except Exception:
-            cls.engine.cleanup()
+            cls.engine.cleanup()  # never leave an engine running
             raise
-        cls.client = cls.engine.client()
 
     @classmethod
     def tearDownClass(cls):
