@@ -10,7 +10,7 @@ import time
 import unittest
 import urllib.request
 
-from tests.integration.engine import BIN, ROOT, Client, Engine, EngineTest
+from tests.integration.engine import BIN, ROOT, ROOTFS, Client, Engine, EngineTest
 
 
 def free_port():
@@ -239,9 +239,17 @@ class Unprivileged(unittest.TestCase):
     def test_degrades_with_a_clear_report(self):
         d = tempfile.mkdtemp(prefix="codemode-unpriv-")
         os.chmod(d, 0o777)
+        # nobody may not be able to reach the checkout (e.g. under a 0700
+        # /root): run a copy of the binary with a copy of its rootfs
+        bindir = os.path.join(d, "bin")
+        os.mkdir(bindir)
+        os.chmod(bindir, 0o755)
+        shutil.copy2(BIN, os.path.join(bindir, "codemode"))
+        subprocess.run(["cp", "-a", ROOTFS, os.path.join(bindir, "rootfs")], check=True)
+        binary = os.path.join(bindir, "codemode")
         sock = os.path.join(d, "u.sock")
         log = open(os.path.join(d, "log"), "w")
-        proc = subprocess.Popen(["runuser", "-u", "nobody", "--", BIN, "serve", "--socket", sock],
+        proc = subprocess.Popen(["runuser", "-u", "nobody", "--", binary, "serve", "--socket", sock],
                                 stderr=log, stdout=log)
         try:
             deadline = time.time() + 20
