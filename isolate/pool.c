@@ -8,9 +8,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,8 +99,9 @@ static int wait_ready(int fd, int64_t deadline_ms, cm_error *err)
         if (got == 0)
             continue;
         const char *t = cm_json_str(msg, "t");
-        rc = t && !strcmp(t, "ready") ? 0 : cm_error_set(err, CM_ERR_SANDBOX_FAILURE,
-                                                         "the runner's first frame was not ready");
+        rc = t && !strcmp(t, "ready") ? 0
+                                      : cm_error_set(err, CM_ERR_SANDBOX_FAILURE,
+                                                     "the runner's first frame was not ready");
         cJSON_Delete(msg);
         if (rc == 0 && r.buf.len)
             rc = cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "unexpected bytes after ready");
@@ -189,9 +193,34 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
     pthread_cond_timedwait(cv, m, &ts);
 }
 
+/* Refills run at a lower CPU priority (nice is per thread on Linux and is
+ * inherited by the sandboxes this thread clones), so building the next
+ * sandbox does not compete with the chains being served on a small machine;
+ * a sandbox gets normal priority back when a chain takes it. */
+#define REFILL_NICE 10
+
+static void restore_priority(const cm_pool_sandbox *s)
+{
+    const cm_cgroup *cg = &s->jail.cg;
+    static const char *const lists[] = {"tasks", "cgroup.threads"};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists && cg->npaths > 0; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", cg->paths[0], lists[i]);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        long tid;
+        while (fscanf(f, "%ld", &tid) == 1)
+            setpriority(PRIO_PROCESS, (id_t)tid, 0);
+        fclose(f);
+        return;
+    }
+}
+
 static void *refill_main(void *arg)
 {
     cm_pool *p = arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), REFILL_NICE);
     cm_limits lim = pool_limits(&p->eng->cfg);
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
@@ -297,6 +326,8 @@ cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full)
     pthread_mutex_unlock(&p->lock);
     if (!s)
         cm_metrics_pool_miss(p->eng->metrics);
+    else
+        restore_priority(s);
     return s;
 }
 

@@ -66,6 +66,18 @@ class PoolTest(EngineTest):
         self.assertEqual(sc["result"], 2, sc)
         self.assertTrue(sc["stats"]["pool_hit"], sc)
 
+    def test_warm_sandbox_gets_normal_priority_on_take(self):
+        # refills run at nice 10 so they do not compete with served chains;
+        # the chain that takes a sandbox must run at nice 0 (the kernel layers,
+        # not the language filter, are the boundary: reach os the classic way)
+        self.wait_idle(1)
+        code = ("os = [c for c in ().__class__.__base__.__subclasses__() "
+                "if c.__name__ == '_wrap_close'][0].__init__.__globals__['sys'].modules['os']\n"
+                "return os.getpriority(os.PRIO_PROCESS, 0)")
+        sc = self.client.chain(code)
+        self.assertTrue(sc["stats"]["pool_hit"], sc)
+        self.assertEqual(sc["result"], 0, sc)
+
     def test_exhausted_pool_still_serves_and_counts_misses(self):
         self.wait_idle(2)
         before = self.health()["pool"]["misses"]
