@@ -55,14 +55,14 @@ struct chain {
     int ctl_fd, out_fd, wake_fd;
     cm_sandbox sb;
     bool spawned;
-    bool pool_hit;        /* the sandbox came from the warm pool */
-    double pool_cpu_ms;   /* its cgroup's CPU time when taken (the build's) */
+    bool pool_hit;      /* the sandbox came from the warm pool */
+    double pool_cpu_ms; /* its cgroup's CPU time when taken (the build's) */
     cm_frame_reader reader;
     cm_buf to_sandbox; /* chain thread only */
     cm_buf diag;       /* runner's stdout/stderr, capped */
     pthread_mutex_t lock;
-    cm_buf finished_calls; /* encoded result frames from tool threads (under lock) */
-    int inflight;          /* under lock */
+    cm_buf finished_calls;     /* encoded result frames from tool threads (under lock) */
+    int inflight;              /* under lock */
     pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
     atomic_bool cancel;
     tool_call *calls;
@@ -74,11 +74,11 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
-    cm_policy_chain *pc;        /* policy session (policies/session.h) */
-    const cm_chain_limits *lim; /* this chain's limits: engine ∩ profile ∩ request */
+    cm_policy_chain *pc;         /* policy session (policies/session.h) */
+    const cm_chain_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
-    cm_limits limits; /* isolation: this chain's cgroup limits */
-    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
+    cm_limits limits;            /* isolation: this chain's cgroup limits */
+    cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
 };
 
 /* ---- results --------------------------------------------------------- */
@@ -177,9 +177,7 @@ static void *tool_call_main(void *arg)
     cm_error err;
     cJSON *value = NULL;
     int rc = run_provider(tc->ch, tc, &value, &err);
-    const char *decision = rc == 0                           ? "ok"
-                           : err.kind == CM_ERR_POLICY_DENIED ? "denied"
-                                                              : "error";
+    const char *decision = rc == 0 ? "ok" : err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error";
     cm_metrics_tool_call(tc->ch->eng->metrics, tc->manual, decision);
     if (rc < 0)
         post_result(tc->ch, result_frame(tc->id, NULL, &err));
@@ -218,7 +216,9 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
     cm_policy_chain_audit_call(ch->pc, tc->qualified, tc->args, &tc->d, cm_now_us() - tc->t0,
                                strlen(in), out ? strlen(out) : 0, e);
     cm_metrics_tool_call(ch->eng->metrics, tc->manual,
-                         !e ? "ok" : e->kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
+                         !e                                ? "ok"
+                         : e->kind == CM_ERR_POLICY_DENIED ? "denied"
+                                                           : "error");
     if (!e) {
         post_async_result(ch, result_frame(tc->id, value, NULL));
         return;
@@ -393,7 +393,10 @@ static void take_search(chain *ch, const cJSON *msg)
     int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
                 ? limit->valueint
                 : 10;
-    queue_to_sandbox(ch, result_frame(id->valuedouble, cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
+    queue_to_sandbox(
+        ch,
+        result_frame(id->valuedouble,
+                     cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
 }
 
 static bool known_runner_kind(const char *kind)
@@ -429,8 +432,8 @@ static void take_done(chain *ch, const cJSON *msg)
     /* Any other kind is a failed tool call's (timeout, io...) re-raised by
      * an uncaught ToolError (the bridge admits only those): a chain cannot
      * claim them, but a tool did fail, so the chain ends with tool_error. */
-    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR,
-              message, cm_json_str(e, "traceback"));
+    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR, message,
+              cm_json_str(e, "traceback"));
 }
 
 static void take_frame(chain *ch, const cJSON *msg)
@@ -447,8 +450,7 @@ static void take_frame(chain *ch, const cJSON *msg)
     else if (strcmp(t, "ready") == 0) {
         ch->ready_us = cm_now_us();
         cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
-    }
-    else if (strcmp(t, "search") == 0)
+    } else if (strcmp(t, "search") == 0)
         take_search(ch, msg);
     else
         set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
@@ -596,10 +598,10 @@ static void serve(chain *ch)
 static const char *chain_rootfs(const chain *ch)
 {
     static const char *const minimal[] = {
-        "json",     "math",  "asyncio", "datetime",  "time",     "re",        "typing",
-        "collections", "itertools", "functools", "operator", "uuid", "random", "string",
-        "textwrap", "decimal", "fractions", "statistics", "base64", "copy", "dataclasses",
-        "enum",     "heapq", "bisect"};
+        "json",   "math",        "asyncio",     "datetime",  "time",      "re",
+        "typing", "collections", "itertools",   "functools", "operator",  "uuid",
+        "random", "string",      "textwrap",    "decimal",   "fractions", "statistics",
+        "base64", "copy",        "dataclasses", "enum",      "heapq",     "bisect"};
     const cJSON *imports = cm_policy_chain_imports(ch->pc);
     bool wide = ch->eng->cfg.imports_all && !imports;
     if (cJSON_IsString(imports))
@@ -791,7 +793,8 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
     ch->lim = lim;
     /* the sandbox's cgroup limits: engine ∩ profile ∩ request, with floors a
      * Python runner needs to start at all */
-    ch->limits.memory_bytes = lim->memory_mb > 0 ? (uint64_t)lim->memory_mb << 20 : cfg->memory_bytes;
+    ch->limits.memory_bytes =
+        lim->memory_mb > 0 ? (uint64_t)lim->memory_mb << 20 : cfg->memory_bytes;
     if (ch->limits.memory_bytes < (16u << 20))
         ch->limits.memory_bytes = 16u << 20;
     ch->limits.cpu_quota_pct =
@@ -805,8 +808,7 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
 }
 
 static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
-                        const cJSON *requested, bool timeout_requested,
-                        const cJSON *progress_token)
+                        const cJSON *requested, bool timeout_requested, const cJSON *progress_token)
 {
     chain ch = {.eng = eng,
                 .conn = conn,

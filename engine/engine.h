@@ -40,7 +40,7 @@ typedef struct cm_conn {
     bool want_out;    /* event loop only: EPOLLOUT armed */
     bool half_closed; /* event loop only: peer shut down writing; close when answered */
     struct ucred peer;
-    atomic_int log_level; /* 0: logging off (default), else MCP logging/setLevel index + 1 */
+    atomic_int log_level;        /* 0: logging off (default), else MCP logging/setLevel index + 1 */
     struct cm_conn *next, *prev; /* event loop only */
 } cm_conn;
 
@@ -77,8 +77,8 @@ struct cm_engine {
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
-    cm_isolation iso; /* isolation layers (isolate/isolation.h) */
-    struct cm_pool *pool; /* warm sandboxes + reaper (isolate/pool.h) */
+    cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
+    struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

@@ -89,8 +89,7 @@ cJSON *cm_engine_stats_json(cm_engine *eng)
     cJSON_AddNumberToObject(s, "chains_failed", (double)atomic_load(&eng->stats.chains_failed));
     cJSON_AddNumberToObject(s, "tool_calls", (double)atomic_load(&eng->stats.tool_calls));
     cJSON_AddNumberToObject(s, "requests", (double)atomic_load(&eng->stats.requests));
-    cJSON_AddNumberToObject(s, "busy_rejections",
-                            (double)atomic_load(&eng->stats.busy_rejections));
+    cJSON_AddNumberToObject(s, "busy_rejections", (double)atomic_load(&eng->stats.busy_rejections));
     cJSON_AddNumberToObject(s, "queued", cm_jobs_queued(eng->jobs));
     cJSON_AddNumberToObject(s, "running", cm_jobs_running(eng->jobs));
     cJSON_AddNumberToObject(s, "connections", eng->nconns);

@@ -49,7 +49,6 @@ static void serve_usage(FILE *f)
                "Default socket: $CODEMODE_SOCKET, /run/codemode/codemode.sock as root.\n");
 }
 
-
 static int check_one_rootfs(char **rootfs, cm_error *err);
 
 /* Both rootfs trees: the default (minimal) and the one for widened imports. */
@@ -102,8 +101,8 @@ static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
         cm_rootfs_report rep;
         if (cm_rootfs_verify(trees[i], &rep, err) < 0)
             return cm_error_prefix(err, "refusing to start: rootfs fails verification");
-        cm_log("info", "rootfs %s verified: id %s, %zu files, %.1f ms", trees[i], rep.id,
-               rep.files, rep.elapsed_us / 1000.0);
+        cm_log("info", "rootfs %s verified: id %s, %zu files, %.1f ms", trees[i], rep.id, rep.files,
+               rep.elapsed_us / 1000.0);
     }
     return 0;
 }
@@ -131,7 +130,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     cm_autofree char *dir = cm_exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;
-    if (check_rootfs(&eng->cfg, err) < 0 || drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
+    if (check_rootfs(&eng->cfg, err) < 0 ||
+        drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
         return -1;
     if (verify_rootfs_at_start(&eng->cfg, err) < 0)
         return -1;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const double latency_buckets_ms[] = {5,   10,   25,   50,   100,   250,  500,
+static const double latency_buckets_ms[] = {5,    10,   25,   50,    100,   250,  500,
                                             1000, 2500, 5000, 10000, 30000, 60000};
 #define NBUCKETS (sizeof latency_buckets_ms / sizeof *latency_buckets_ms)
 

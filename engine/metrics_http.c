@@ -29,7 +29,11 @@ static void respond(cm_engine *eng, int fd, const char *req)
     cm_buf_printf(&out, &err,
                   "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
                   "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                  status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Error", body.len);
+                  status,
+                  status == 200   ? "OK"
+                  : status == 404 ? "Not Found"
+                                  : "Error",
+                  body.len);
     cm_buf_append(&out, body.data ? body.data : "", body.len, &err);
     size_t off = 0;
     while (off < out.len) {

@@ -32,7 +32,6 @@ static void rootfs_usage(FILE *f)
                "        no setuid/setgid bit, device node or world-writable path\n");
 }
 
-
 static char *find_builder(void)
 {
     const char *env = getenv("CODEMODE_ROOTFS_BUILDER");

@@ -114,8 +114,10 @@ static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, co
     cm_error err;
     if (atomic_load(&conn->inflight) >= eng->cfg.client_queue_max) {
         atomic_fetch_add(&eng->stats.busy_rejections, 1);
-        cm_error_set(&err, CM_ERR_BUSY, "client busy: %d requests of this connection already "
-                     "queued or running (engine.client_queue_max)", eng->cfg.client_queue_max);
+        cm_error_set(&err, CM_ERR_BUSY,
+                     "client busy: %d requests of this connection already "
+                     "queued or running (engine.client_queue_max)",
+                     eng->cfg.client_queue_max);
         cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
         return;
     }

@@ -31,25 +31,62 @@ static const char *const STOPWORDS[] = {
 static const struct {
     const char *word, *expansion;
 } SYNONYMS[] = {
-    {"pr", "pull request"},      {"mr", "merge request"},   {"repo", "repository"},
-    {"repos", "repository"},     {"msg", "message"},        {"db", "database"},
-    {"auth", "authentication"},  {"config", "configuration"}, {"cfg", "configuration"},
-    {"env", "environment"},      {"dir", "directory"},      {"doc", "document"},
-    {"docs", "document"},        {"info", "information"},   {"num", "number"},
-    {"img", "image"},            {"pic", "image"},          {"photo", "image"},
-    {"k8s", "kubernetes"},       {"calc", "calculate"},     {"del", "delete"},
-    {"rm", "remove"},            {"ls", "list"},            {"mkdir", "create directory"},
-    {"mv", "move"},              {"cp", "copy"},            {"stats", "statistics"},
-    {"url", "link"},             {"addr", "address"},       {"usr", "user"},
-    {"tmp", "temporary"},        {"temp", "temperature"},   {"qty", "quantity"},
-    {"desc", "description"},     {"id", "identifier"},      {"ci", "continuous integration"},
-    {"fetch", "get"},            {"retrieve", "get"},       {"obtain", "get"},
-    {"lookup", "find search"},   {"search", "find"},        {"find", "search"},
-    {"remove", "delete"},        {"erase", "delete"},       {"make", "create"},
-    {"add", "create"},           {"new", "create"},         {"send", "post"},
-    {"ticket", "issue"},         {"bug", "issue"},          {"mail", "email"},
-    {"email", "mail"},           {"weather", "forecast"},   {"forecast", "weather"},
-    {"sum", "add"},              {"total", "sum"},
+    {"pr", "pull request"},
+    {"mr", "merge request"},
+    {"repo", "repository"},
+    {"repos", "repository"},
+    {"msg", "message"},
+    {"db", "database"},
+    {"auth", "authentication"},
+    {"config", "configuration"},
+    {"cfg", "configuration"},
+    {"env", "environment"},
+    {"dir", "directory"},
+    {"doc", "document"},
+    {"docs", "document"},
+    {"info", "information"},
+    {"num", "number"},
+    {"img", "image"},
+    {"pic", "image"},
+    {"photo", "image"},
+    {"k8s", "kubernetes"},
+    {"calc", "calculate"},
+    {"del", "delete"},
+    {"rm", "remove"},
+    {"ls", "list"},
+    {"mkdir", "create directory"},
+    {"mv", "move"},
+    {"cp", "copy"},
+    {"stats", "statistics"},
+    {"url", "link"},
+    {"addr", "address"},
+    {"usr", "user"},
+    {"tmp", "temporary"},
+    {"temp", "temperature"},
+    {"qty", "quantity"},
+    {"desc", "description"},
+    {"id", "identifier"},
+    {"ci", "continuous integration"},
+    {"fetch", "get"},
+    {"retrieve", "get"},
+    {"obtain", "get"},
+    {"lookup", "find search"},
+    {"search", "find"},
+    {"find", "search"},
+    {"remove", "delete"},
+    {"erase", "delete"},
+    {"make", "create"},
+    {"add", "create"},
+    {"new", "create"},
+    {"send", "post"},
+    {"ticket", "issue"},
+    {"bug", "issue"},
+    {"mail", "email"},
+    {"email", "mail"},
+    {"weather", "forecast"},
+    {"forecast", "weather"},
+    {"sum", "add"},
+    {"total", "sum"},
 };
 
 typedef struct tokens {
@@ -421,8 +458,7 @@ static void index_grow(cm_search_index *x)
     free(old);
 }
 
-static void index_add(cm_search_index *x, const char *term, uint32_t doc, int field,
-                      unsigned count)
+static void index_add(cm_search_index *x, const char *term, uint32_t doc, int field, unsigned count)
 {
     if (2 * (x->nterms + 1) > x->cap)
         index_grow(x);
@@ -480,7 +516,8 @@ size_t cm_search_index_score(const cm_search_index *x, char *const *terms, size_
         const term_slot *s = index_slot((cm_search_index *)x, terms[q]);
         if (!s->term)
             continue;
-        double w = ln_positive(1.0 + ((double)x->ndocs - (double)s->n + 0.5) / ((double)s->n + 0.5));
+        double w =
+            ln_positive(1.0 + ((double)x->ndocs - (double)s->n + 0.5) / ((double)s->n + 0.5));
         for (size_t k = 0; k < s->n; k++) {
             const posting *p = &s->p[k];
             double ts = 0;
