@@ -51,24 +51,13 @@ class EgressBase(EngineTest):
     @classmethod
     def setUpClass(cls):
         cls.srv = http_fixture.Server()
+        cls.addClassCleanup(cls.srv.stop)  # runs even when setUpClass fails
         cls.other = http_fixture.Server()
+        cls.addClassCleanup(cls.other.stop)
         cls.CONFIG = CONFIG % cls.PROFILE
         cls.FILES = {"policy.yaml": POLICY % cls.srv.port,
                      "manual.json": json.dumps(manual(cls.srv.base, cls.other.base))}
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.srv.stop()
-            cls.other.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.srv.stop()
-            cls.other.stop()
+        super().setUpClass()
 
 
 class EgressAllowedByRule(EgressBase):

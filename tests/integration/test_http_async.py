@@ -24,23 +24,13 @@ class HttpOnTheLoop(EngineTest):
     @classmethod
     def setUpClass(cls):
         cls.http = http_fixture.Server()
+        cls.addClassCleanup(cls.http.stop)  # runs even when setUpClass fails
         cls.CONFIG = json.dumps({
             "engine": {"max_inflight_calls": 64},
             "manual_call_templates": [
                 {"name": "api", "call_template_type": "http", "url": cls.http.base + "/utcp"}],
             "variables": {"api_SECRET_TOKEN": "s3cret"}})
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.http.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.http.stop()
+        super().setUpClass()
 
     def sample_threads(self, stop, out):
         pid = self.engine.proc.pid

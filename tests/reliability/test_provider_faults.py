@@ -33,6 +33,7 @@ class ProviderFaults(EngineTest):
     @classmethod
     def setUpClass(cls):
         cls.http = FaultHTTP()
+        cls.addClassCleanup(cls.http.stop)  # runs even when setUpClass fails
         cls.CONFIG = json.dumps({
             "manual_call_templates": [
                 {"name": "mf", "call_template_type": "mcp", "config": {"mcpServers": {
@@ -42,18 +43,7 @@ class ProviderFaults(EngineTest):
                 {"name": "cf", "call_template_type": "text", "allowed_communication_protocols": ["cli"],
                  "content": json.dumps(cli_manual())},
             ]})
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.http.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.http.stop()
+        super().setUpClass()
 
     def run_fault(self, call, bound_s, timeout=None, kinds=("tool_error",)):
         """Runs `return await <call>()` in a chain; checks the error kind and
