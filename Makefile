@@ -13,7 +13,7 @@ ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(INCLUDES) $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lpthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS     := $(filter-out %.bpf.c,$(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c)))
+SRCS     := $(filter-out %.bpf.c isolate/zygote_ext.c,$(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c)))
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 OBJS     := $(SRCS:%.c=build/obj/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
@@ -23,13 +23,14 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
 ROOTFS_FULL := build/rootfs-full
-ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(PYTHON) build/rootfs-key.txt
+ZYGOTE_EXT := build/share/codemode/_codemode_zygote.so
+ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(ZYGOTE_EXT) $(PYTHON) build/rootfs-key.txt
 # The host CPython's package versions are an input of the rootfs too: the key
 # file is rewritten (when make reads this file) only when they change.
 ROOTFS_KEY := $(shell dpkg-query -W -f='$${Package}=$${Version} ' python3.11-minimal libpython3.11-stdlib 2>/dev/null)
 $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt || echo '$(ROOTFS_KEY)' > build/rootfs-key.txt))
 # `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
-SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py
+SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py $(ZYGOTE_EXT)
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
 	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
@@ -71,11 +72,17 @@ build/obj/isolate/guard.o build/asan/obj/isolate/guard.o: build/bpf/guard.skel.h
 # engine's default), build/rootfs-full the full one.
 rootfs: build/rootfs.stamp build/rootfs-full.stamp
 build/rootfs.stamp: $(ROOTFS_INPUTS)
-	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS) --profile minimal
+	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS) --profile minimal --zygote-ext $(ZYGOTE_EXT)
 	@touch $@
 build/rootfs-full.stamp: $(ROOTFS_INPUTS)
-	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS_FULL) --profile full
+	$(PYTHON) rootfs/build_rootfs.py --out $(ROOTFS_FULL) --profile full --zygote-ext $(ZYGOTE_EXT)
 	@touch $@
+
+# The zygote's CPython extension, shipped inside the rootfs (isolate/zygote_ext.c).
+$(ZYGOTE_EXT): isolate/zygote_ext.c isolate/harden.c isolate/harden.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c17 -D_GNU_SOURCE $(WARN) -O2 -s -fPIC -shared -Iisolate \
+	    $(shell pkg-config --cflags python-3.11) -o $@ isolate/zygote_ext.c isolate/harden.c
 
 build/share/codemode/%: rootfs/%
 	@mkdir -p $(dir $@)

@@ -674,9 +674,9 @@ static int start_sandbox(chain *ch, cm_error *err)
         .output_fd = child_out,
         .tmp_size_bytes = ch->eng->cfg.tmp_size_bytes,
     };
-    if (cm_jail_prepare(&ch->eng->iso, &ch->limits, &ch->jail, &spec, err) < 0)
-        return -1;
-    if (cm_sandbox_spawn(&spec, &ch->sb, err) < 0)
+    const char *rootfs = spec.rootfs;
+    bool full = rootfs != ch->eng->cfg.rootfs && rootfs == ch->eng->cfg.rootfs_full;
+    if (cm_pool_spawn(ch->eng, full, &ch->limits, ch->ctl_fd, &spec, &ch->sb, &ch->jail, err) < 0)
         return -1;
     ch->spawned = true;
     return 0;

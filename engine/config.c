@@ -76,6 +76,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->sandbox_uid_range = 1000;
     cfg->pool_size = 2;
     cfg->pool_full_size = 0;
+    cfg->zygote = true;
     cfg->pool_refill_concurrency = 1;
     cfg->client_queue_max = 32;
 }
@@ -95,6 +96,10 @@ static int apply_isolation_key(cm_config *cfg, const cJSON *item, bool *done, cm
         if (!cJSON_IsBool(item))
             return cm_error_set(err, CM_ERR_CONFIG, "engine.test_mode: must be true or false");
         cfg->test_mode = cJSON_IsTrue(item);
+    } else if (!strcmp(item->string, "zygote")) {
+        if (!cJSON_IsBool(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.zygote: must be true or false");
+        cfg->zygote = cJSON_IsTrue(item);
     } else if (!strcmp(item->string, "require_layers")) {
         const cJSON *l;
         if (!cJSON_IsArray(item))

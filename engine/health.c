@@ -74,6 +74,8 @@ cJSON *cm_engine_health_json(cm_engine *eng)
     cJSON_AddNumberToObject(pool, "disposing", ps.disposing);
     cJSON_AddNumberToObject(pool, "hits", (double)ps.hits);
     cJSON_AddNumberToObject(pool, "misses", (double)ps.misses);
+    cJSON_AddNumberToObject(pool, "zygotes", ps.zygotes);
+    cJSON_AddNumberToObject(pool, "zygote_spawns", (double)ps.zygote_spawns);
     cJSON_AddStringToObject(h, "version", CM_VERSION);
     cJSON *m = cJSON_AddObjectToObject(h, "manuals");
     cJSON_AddNumberToObject(m, "loaded", eng->manuals_loaded);

@@ -19,6 +19,7 @@
 
 #include "engine.h"
 #include "frame.h"
+#include "zygote.h"
 
 const char *const cm_runner_argv[] = {
     "/usr/bin/python3.11", "-I", "-S", "-B", "-c", "import _codemode_runner as r; r.main(3)", NULL};
@@ -46,6 +47,7 @@ struct cm_pool {
     pthread_t *refill;
     pthread_t reaper;
     bool reaper_started;
+    cm_zygote zygote[2]; /* [0] minimal, [1] full rootfs */
 };
 
 static cm_limits pool_limits(const cm_config *cfg)
@@ -111,6 +113,38 @@ static int wait_ready(int fd, int64_t deadline_ms, cm_error *err)
     return rc;
 }
 
+int cm_pool_spawn(cm_engine *eng, bool full, const cm_limits *lim, int engine_ctl,
+                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+{
+    if (eng->pool) {
+        int rc = cm_zygote_spawn(eng, &eng->pool->zygote[full ? 1 : 0], lim, engine_ctl,
+                                 spec->control_fd, spec->output_fd, sb, jail, err);
+        if (rc <= 0)
+            return rc;
+    }
+    if (cm_jail_prepare(&eng->iso, lim, jail, spec, err) < 0)
+        return -1;
+    if (cm_sandbox_spawn(spec, sb, err) < 0) {
+        cm_jail_finish(jail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Adds what the sandbox wrote before failing (a zygote child's set-up
+ * error, a runner traceback) to err. */
+static void add_sandbox_output(int out_fd, cm_error *err)
+{
+    char buf[400];
+    ssize_t n = read(out_fd, buf, sizeof buf - 1);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        n--;
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    cm_error_prefix(err, "%s", buf);
+}
+
 int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
 {
@@ -136,13 +170,12 @@ int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadl
         .output_fd = child_out,
         .tmp_size_bytes = eng->cfg.tmp_size_bytes,
     };
-    if (cm_jail_prepare(&eng->iso, lim, &out->jail, &spec, err) < 0)
+    if (cm_pool_spawn(eng, full, lim, ctl, &spec, &out->sb, &out->jail, err) < 0)
         return -1;
-    if (cm_sandbox_spawn(&spec, &out->sb, err) < 0) {
-        cm_jail_finish(&out->jail, NULL);
-        return -1;
-    }
+    cm_cleanup_fd(&child_ctl);
+    cm_cleanup_fd(&child_out);
     if (wait_ready(ctl, deadline_ms, err) < 0) {
+        add_sandbox_output(outfd, err);
         destroy_now(&out->sb, &out->jail);
         return -1;
     }
@@ -281,20 +314,12 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-void cm_pool_dispose(cm_pool *p, cm_sandbox *sb, cm_jail *jail)
+/* Queues a sandbox for the reaper; called with the lock held. */
+static void enqueue_dispose_locked(cm_pool *p, const cm_sandbox *sb, const cm_jail *jail)
 {
-    if (!p) {
-        destroy_now(sb, jail);
-        return;
-    }
     dispose_item *d = cm_xcalloc(1, sizeof *d);
     d->sb = *sb;
     d->jail = *jail;
-    sb->pid = -1;
-    sb->pidfd = -1;
-    jail->iso = NULL;
-    jail->have_ids = false;
-    pthread_mutex_lock(&p->lock);
     if (p->dispose_tail)
         p->dispose_tail->next = d;
     else
@@ -302,10 +327,53 @@ void cm_pool_dispose(cm_pool *p, cm_sandbox *sb, cm_jail *jail)
     p->dispose_tail = d;
     p->disposing++;
     pthread_cond_signal(&p->reap_cv);
+}
+
+void cm_pool_dispose(cm_pool *p, cm_sandbox *sb, cm_jail *jail)
+{
+    if (!p) {
+        destroy_now(sb, jail);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    enqueue_dispose_locked(p, sb, jail);
     pthread_mutex_unlock(&p->lock);
+    sb->pid = -1;
+    sb->pidfd = -1;
+    jail->iso = NULL;
+    jail->have_ids = false;
 }
 
 /* ---- taking ------------------------------------------------------------- */
+
+/* An idle runner sends nothing after ready: anything readable on its
+ * control socket (end-of-file, mostly) means it died while waiting (its
+ * zygote was killed, say). */
+static bool idle_sandbox_alive(const cm_pool_sandbox *s)
+{
+    struct pollfd pfd = {.fd = s->ctl_fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+/* Unlinks the first live idle sandbox of flavour f; dead ones go to the
+ * reaper.  Called with the lock held. */
+static cm_pool_sandbox *pop_live_locked(cm_pool *p, int f)
+{
+    cm_pool_sandbox *s;
+    while ((s = p->idle[f])) {
+        p->idle[f] = s->next;
+        p->nidle[f]--;
+        s->next = NULL;
+        if (idle_sandbox_alive(s))
+            return s;
+        cm_log("warn", "pool: a warm sandbox (pid %d) died while idle; discarded", (int)s->sb.pid);
+        close(s->ctl_fd);
+        close(s->out_fd);
+        enqueue_dispose_locked(p, &s->sb, &s->jail);
+        free(s);
+    }
+    return NULL;
+}
 
 cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full)
 {
@@ -313,15 +381,11 @@ cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full)
         return NULL;
     int f = full ? 1 : 0;
     pthread_mutex_lock(&p->lock);
-    cm_pool_sandbox *s = p->idle[f];
-    if (s) {
-        p->idle[f] = s->next;
-        p->nidle[f]--;
+    cm_pool_sandbox *s = pop_live_locked(p, f);
+    if (s)
         p->hits++;
-        s->next = NULL;
-    } else {
+    else
         p->misses++;
-    }
     pthread_cond_signal(&p->refill_cv);
     pthread_mutex_unlock(&p->lock);
     if (!s)
@@ -354,6 +418,10 @@ void cm_pool_get_stats(cm_pool *p, cm_pool_stats *s)
                          .hits = p->hits,
                          .misses = p->misses};
     pthread_mutex_unlock(&p->lock);
+    for (int f = 0; f < 2; f++) {
+        s->zygotes += atomic_load(&p->zygote[f].up) ? 1 : 0;
+        s->zygote_spawns += atomic_load(&p->zygote[f].spawns);
+    }
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -368,6 +436,8 @@ int cm_pool_start(cm_engine *eng, cm_pool **out, cm_error *err)
     pthread_cond_init(&p->reap_cv, NULL);
     p->target[0] = eng->cfg.pool_size;
     p->target[1] = eng->cfg.rootfs_full ? eng->cfg.pool_full_size : 0;
+    cm_zygote_init(&p->zygote[0], false);
+    cm_zygote_init(&p->zygote[1], true);
     *out = p;
     int rc = pthread_create(&p->reaper, NULL, reaper_main, p);
     if (rc != 0)
@@ -416,6 +486,8 @@ void cm_pool_stop(cm_pool *p)
     pthread_mutex_unlock(&p->lock);
     if (p->reaper_started)
         pthread_join(p->reaper, NULL);
+    cm_zygote_stop(&p->zygote[0]);
+    cm_zygote_stop(&p->zygote[1]);
     pthread_cond_destroy(&p->refill_cv);
     pthread_cond_destroy(&p->warm_cv);
     pthread_cond_destroy(&p->reap_cv);

@@ -52,6 +52,12 @@ int cm_pool_wait_warm(cm_pool *p, int timeout_ms);
  * the runner's `ready`.  Nothing is left behind on failure. */
 int cm_pool_build(struct cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err);
+/* Starts one sandbox for spec (its control_fd/output_fd are the sandbox's
+ * ends; engine_ctl is the engine's end of the control socket): forked from
+ * the flavour's zygote when it is available, else cloned directly.  Fills
+ * *sb and *jail; nothing is left behind on failure. */
+int cm_pool_spawn(struct cm_engine *eng, bool full, const cm_limits *lim, int engine_ctl,
+                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err);
 /* Applies lim to a live sandbox's cgroups when it differs from what it was
  * built with (a request lowered them). */
 int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err);
@@ -60,6 +66,8 @@ int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err
 typedef struct cm_pool_stats {
     int size, full_size, idle, idle_full, building, disposing;
     long hits, misses;
+    int zygotes;        /* running zygotes (0-2) */
+    long zygote_spawns; /* sandboxes forked from a zygote */
 } cm_pool_stats;
 void cm_pool_get_stats(cm_pool *p, cm_pool_stats *s);
 

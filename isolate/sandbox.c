@@ -42,13 +42,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/close_range.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <linux/capability.h>
-#include <linux/seccomp.h>
-#include <linux/securebits.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -59,6 +57,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harden.h"
 #include "util.h"
 
 #define SANDBOX_HOSTNAME "codemode"
@@ -144,7 +143,7 @@ static void child_reset_signals(void)
  * that case is caught by the sync socket reading EOF instead. */
 static void child_set_deathsig(const child_plan *plan)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    if (!plan->spec->no_deathsig && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         child_fail(plan, "prctl PR_SET_PDEATHSIG", NULL);
 }
 
@@ -317,124 +316,59 @@ static void child_limit_userns(const child_plan *plan)
     close(fd);
 }
 
-/* Second line behind the cgroup caps: no core dumps, file size, open
- * files, tasks (RLIMIT_NPROC counts per user namespace and uid, so per
- * sandbox) and address space capped.  Raw prlimit64 (glibc's setrlimit is a thin wrapper,
- * but the child keeps to raw calls on principle). */
+/* rlimits (harden.c); RLIMIT_NPROC counts per user namespace and uid, so
+ * per sandbox here. */
 static void child_set_rlimits(const child_plan *plan)
 {
     const cm_sandbox_spec *spec = plan->spec;
     if (!spec->rlimits)
         return;
-    struct rlimit core = {0, 0};
-    struct rlimit fsize = {spec->rlimit_fsize, spec->rlimit_fsize};
-    struct rlimit nofile = {spec->rlimit_nofile, spec->rlimit_nofile};
-    struct rlimit nproc = {spec->rlimit_nproc, spec->rlimit_nproc};
-    struct rlimit as = {spec->rlimit_as, spec->rlimit_as};
-    if (syscall(SYS_prlimit64, 0, RLIMIT_CORE, &core, NULL) < 0)
-        child_fail(plan, "setrlimit", "core");
-    if (syscall(SYS_prlimit64, 0, RLIMIT_FSIZE, &fsize, NULL) < 0)
-        child_fail(plan, "setrlimit", "fsize");
-    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &nofile, NULL) < 0)
-        child_fail(plan, "setrlimit", "nofile");
-    if (spec->rlimit_nproc && syscall(SYS_prlimit64, 0, RLIMIT_NPROC, &nproc, NULL) < 0)
-        child_fail(plan, "setrlimit", "nproc");
-    if (spec->rlimit_as && syscall(SYS_prlimit64, 0, RLIMIT_AS, &as, NULL) < 0)
-        child_fail(plan, "setrlimit", "as");
+    const cm_harden_rlimits r = {.fsize = spec->rlimit_fsize,
+                                 .nofile = spec->rlimit_nofile,
+                                 .nproc = spec->rlimit_nproc,
+                                 .as = spec->rlimit_as};
+    const char *step;
+    if (cm_harden_rlimits_apply(&r, &step) < 0)
+        child_fail(plan, step, NULL);
 }
 
-/* Empties every capability set and locks the securebits so that nothing
- * (exec as uid 0, setuid fix-ups, ambient raise) can bring one back.
- * Raw prctl/capset on purpose: libcap's cap_set_proc and friends allocate
- * and, for the bounding set, may broadcast to threads, which the child of a
- * raw clone must not do; libcap is used in the parent instead (cap_max_bits
- * gives drop_caps_upto; doctor names the capabilities).  Order matters:
- * securebits and the bounding set need CAP_SETPCAP, so capset comes last. */
+/* libcap runs in the parent (cap_max_bits gives drop_caps_upto; doctor
+ * names the capabilities); the child drops with raw calls (harden.c). */
 static void child_drop_capabilities(const child_plan *plan)
 {
-    int upto = plan->spec->drop_caps_upto;
-    if (upto <= 0)
-        return;
-    const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-                               SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                               SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
-        child_fail(plan, "prctl PR_SET_SECUREBITS", NULL);
-    for (int cap = 0; cap <= upto; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-            child_fail(plan, "prctl PR_CAPBSET_DROP", NULL);
-    }
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
-        child_fail(plan, "prctl PR_CAP_AMBIENT_CLEAR_ALL", NULL);
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    struct __user_cap_data_struct data[2];
-    memset(data, 0, sizeof data);
-    if (syscall(SYS_capset, &hdr, data) < 0)
-        child_fail(plan, "capset", NULL);
+    const char *step;
+    if (plan->spec->drop_caps_upto > 0 &&
+        cm_harden_drop_caps(plan->spec->drop_caps_upto, &step) < 0)
+        child_fail(plan, step, NULL);
 }
 
 /* Installed last, from the filter the engine compiled at start. */
 static void child_install_seccomp(const child_plan *plan)
 {
     const cm_sandbox_spec *spec = plan->spec;
-    if (spec->seccomp_len == 0)
-        return;
-    struct sock_fprog prog = {.len = spec->seccomp_len,
-                              .filter = (struct sock_filter *)spec->seccomp_insns};
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-        child_fail(plan, "seccomp", NULL);
+    const char *step;
+    if (spec->seccomp_len > 0 &&
+        cm_harden_seccomp(spec->seccomp_insns, spec->seccomp_len, &step) < 0)
+        child_fail(plan, step, NULL);
 }
 
-/* The sandbox's pid 1: a minimal init instead of the runner, so that the
- * runner is an ordinary process (signals work normally, orphans are
- * reaped).  It is this same child process, not an exec'd host binary
- * (CVE-2019-5736); it closes every fd, makes itself non-dumpable (its
- * memory is a copy of the engine's; ptrace, process_vm_* are also denied by
- * seccomp and capabilities are gone), reaps every child and exits with the
- * runner's status (128+signal when the runner was killed).  When it exits
- * the kernel kills whatever is left in the pid namespace. */
-static _Noreturn void child_run_init(pid_t runner)
-{
-    syscall(SYS_close_range, 0U, ~0U, 0U);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    for (;;) {
-        int st = 0;
-        long pid = syscall(SYS_wait4, -1, &st, 0, NULL);
-        if (pid < 0 && errno == EINTR)
-            continue;
-        if (pid < 0)
-            syscall(SYS_exit_group, CHILD_EXIT_FAILURE);
-        if (pid == runner)
-            syscall(SYS_exit_group, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-    }
-}
-
-/* With use_init: forks; the parent becomes the init, the child returns and
- * goes on to execve. */
+/* With use_init: the parent becomes the minimal init (harden.c: a reaper
+ * that closes every fd, is non-dumpable and exits with the runner's status,
+ * so the runner is an ordinary process and never a host binary exec'd inside,
+ * CVE-2019-5736); the child returns and goes on to execve. */
 static void child_fork_init(const child_plan *plan)
 {
-    if (!plan->spec->use_init)
-        return;
-    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, 0);
-    if (pid < 0)
-        child_fail(plan, "fork", "init");
-    if (pid > 0) {
-        close(plan->err_fd);
-        child_run_init((pid_t)pid);
-    }
+    const char *step;
+    if (plan->spec->use_init && cm_harden_fork_init(NULL, &step) < 0)
+        child_fail(plan, step, NULL);
 }
 
 /* CVE-2024-21626: never exec with a working directory outside the root. */
 static void child_check_cwd(const child_plan *plan)
 {
-    char cwd[8];
-    long n = syscall(SYS_getcwd, cwd, sizeof cwd);
-    if (n < 0)
-        child_fail(plan, "getcwd", NULL);
-    if (n != 2 || cwd[0] != '/' || cwd[1] != '\0') {
-        errno = EPERM;
-        child_fail(plan, "getcwd", "is not /");
-    }
+    const char *step;
+    if (cm_harden_check_cwd(&step) < 0)
+        child_fail(plan, step, NULL);
 }
 
 static _Noreturn void child_main(child_plan *plan)
@@ -631,6 +565,7 @@ int cm_sandbox_spawn(const cm_sandbox_spec *spec, cm_sandbox *out, cm_error *err
 {
     out->pid = -1;
     out->pidfd = -1;
+    out->foreign = false;
     if (validate_spec(spec, err) < 0)
         return -1;
     cm_autofree child_plan *plan = cm_xcalloc(1, sizeof *plan);
@@ -651,7 +586,7 @@ int cm_sandbox_spawn(const cm_sandbox_spec *spec, cm_sandbox *out, cm_error *err
     plan->err_fd = err_write;
     plan->err_peer_fd = err_read;
 
-    cm_sandbox sb = {.pid = -1, .pidfd = -1};
+    cm_sandbox sb = {.pid = -1, .pidfd = -1, .foreign = false};
     sb.pid = clone_child(plan, &sb.pidfd, err);
     if (sb.pid < 0)
         return -1;
@@ -679,15 +614,34 @@ void cm_sandbox_kill(cm_sandbox *sb)
 {
     if (!sb || sb->pidfd < 0)
         return;
-    /* ESRCH (already exited) is fine: kill is idempotent. */
-    syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+    /* ESRCH (already exited) is fine: kill is idempotent.  Where the
+     * system call is missing (valgrind), the pid is still ours to signal:
+     * not reaped yet (our child), or held by the zygote until it is. */
+    if (syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0) < 0 && errno == ENOSYS &&
+        sb->pid > 0)
+        kill(sb->pid, SIGKILL);
+}
+
+/* A process that is not our child: its pidfd turns readable when it exits. */
+static int wait_pidfd(int pidfd, int *status, struct rusage *usage)
+{
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int r;
+    do {
+        r = poll(&p, 1, -1);
+    } while (r < 0 && errno == EINTR);
+    if (status)
+        *status = 0;
+    if (usage)
+        memset(usage, 0, sizeof *usage);
+    return r < 0 ? -1 : 0;
 }
 
 int cm_sandbox_reap(cm_sandbox *sb, int *status, struct rusage *usage, cm_error *err)
 {
-    if (!sb || sb->pid < 0)
+    if (!sb || sb->pid < 0 || (sb->foreign && sb->pidfd < 0))
         return cm_error_set(err, CM_ERR_INTERNAL, "sandbox already reaped");
-    int rc = wait_pid(sb->pid, status, usage);
+    int rc = sb->foreign ? wait_pidfd(sb->pidfd, status, usage) : wait_pid(sb->pid, status, usage);
     int saved = errno;
     if (sb->pidfd >= 0)
         close(sb->pidfd);

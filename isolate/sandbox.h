@@ -38,6 +38,10 @@ typedef struct cm_sandbox_spec {
     unsigned long rlimit_fsize, rlimit_nofile; /* file size, open files */
     unsigned long rlimit_nproc, rlimit_as;     /* tasks of the sandbox uid, address space */
     bool use_init; /* pid 1 stays a minimal reaper; argv runs as its child */
+    /* No parent-death signal: for a long-lived sandbox spawned from any
+     * thread (the zygote), which instead exits when its control socket
+     * reads end-of-file, i.e. when the engine process is gone. */
+    bool no_deathsig;
     /* Called by the parent with the child's host pid before the child may
      * proceed past its id maps (cgroup attach).  Optional. */
     int (*attach)(void *ctx, pid_t pid, cm_error *err);
@@ -45,8 +49,10 @@ typedef struct cm_sandbox_spec {
 } cm_sandbox_spec;
 
 typedef struct cm_sandbox {
-    pid_t pid; /* host pid of the sandbox's pid 1; -1 when reaped */
-    int pidfd; /* pidfd of that process (O_CLOEXEC); -1 when reaped */
+    pid_t pid;    /* host pid of the sandbox's pid 1; -1 when reaped */
+    int pidfd;    /* pidfd of that process (O_CLOEXEC); -1 when reaped */
+    bool foreign; /* not our child (forked by the zygote): reaped by the zygote,
+                   * "reap" waits on the pidfd and reports status 0, no rusage */
 } cm_sandbox;
 
 /* Spawns the sandboxed process and waits until it has exec'd argv[0] (or
@@ -59,7 +65,7 @@ int cm_sandbox_spawn(const cm_sandbox_spec *spec, cm_sandbox *out, cm_error *err
 void cm_sandbox_kill(cm_sandbox *sb);
 
 /* Waits for pid 1 to exit and collects it; fills *status (waitpid-style) and
- * *usage (may be NULL).  Closes the pidfd. */
+ * *usage (may be NULL; zeroed for a foreign sandbox).  Closes the pidfd. */
 int cm_sandbox_reap(cm_sandbox *sb, int *status, struct rusage *usage, cm_error *err);
 
 #endif

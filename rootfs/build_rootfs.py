@@ -28,6 +28,11 @@ DYNLOAD = STDLIB + "/lib-dynload"
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER_SRC = os.path.join(HERE, "runner.py")
 RUNNER_MODULE = "_codemode_runner"
+# The zygote's extension module (isolate/zygote_ext.c), built by the Makefile
+# next to this file in build/share/codemode/; optional: without it the engine
+# builds every sandbox from scratch.
+ZYGOTE_EXT = os.path.join(HERE, "_codemode_zygote.so")
+ZYGOTE_EXT_DST = DYNLOAD + "/_codemode_zygote.cpython-311-x86_64-linux-gnu.so"
 
 # Top-level stdlib entries never shipped (profile full).
 EXCLUDED_TOP = {
@@ -263,7 +268,7 @@ def replace_dir(tmp, out):
 
 
 # ------------------------------------------------------------------ main
-def build(out, profile):
+def build(out, profile, zygote_ext=None):
     t0 = time.monotonic()
     out = os.path.abspath(out.rstrip("/"))
     tmp = "%s.tmp-%d" % (out, os.getpid())
@@ -284,6 +289,11 @@ def build(out, profile):
         copy_file(lib, under(tmp, lib), EXEC_MODE)
     log("%d shared libraries: %s" % (len(libs), " ".join(libs)))
     os.makedirs(under(tmp, DYNLOAD), exist_ok=True)   # must exist for start-up
+    if zygote_ext:
+        copy_file(zygote_ext, under(tmp, ZYGOTE_EXT_DST), EXEC_MODE)
+        log("zygote extension: %s" % zygote_ext)
+    else:
+        log("no zygote extension (%s missing): sandboxes will be built from scratch" % ZYGOTE_EXT)
 
     # stdlib as sourceless .pyc where the .py was; the runner as _codemode_runner.pyc
     jobs = [(p, under(tmp, p), p) for p in py]
@@ -315,8 +325,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="rootfs directory to (re)place")
     ap.add_argument("--profile", choices=("minimal", "full"), default="minimal")
+    ap.add_argument("--zygote-ext", default=ZYGOTE_EXT if os.path.exists(ZYGOTE_EXT) else None,
+                    help="the _codemode_zygote extension module to ship (default: next to this file)")
     args = ap.parse_args(argv)
-    build(args.out, args.profile)
+    build(args.out, args.profile, args.zygote_ext)
 
 
 if __name__ == "__main__":

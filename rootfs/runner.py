@@ -1173,6 +1173,73 @@ def _run(fd):
     return _Bridge(engine, link, run).serve()
 
 
+# --------------------------------------------------------------------------- zygote
+# The zygote (engine side: isolate/zygote.c) is a sandbox whose runner has done
+# the imports above once; per request it forks a sandbox in fresh namespaces,
+# hardened by the _codemode_zygote extension (isolate/zygote_ext.c), which then
+# goes on here as an ordinary runner (main below).  Messages are SOCK_SEQPACKET
+# datagrams: a JSON config first, then "spawn" + [control fd, output fd].
+def _zygote_configure(z, chan):
+    try:
+        cfg = json.loads(chan.recv(1 << 16))
+        rl = cfg.get("rlimits")
+        z.configure(bytes.fromhex(cfg["seccomp"]), int(cfg["caps"]),
+                    tuple(int(x) for x in rl) if rl else None, int(cfg["tmp_size"]),
+                    bool(cfg["init"]))
+    except Exception as e:  # noqa: BLE001 - reported to the engine
+        chan.send(("error bad zygote config: %s" % e).encode()[:400])
+        os._exit(1)
+
+
+def _zygote_reap():
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def zygote_main(fd=3):
+    import gc
+    import signal
+    import _codemode_zygote as z
+    chan = socket.socket(fileno=fd)
+    _zygote_configure(z, chan)
+    _warm_up()                 # the paths every chain takes, once, before the image is shared
+    gc.collect()
+    gc.freeze()                # a child's collections leave the shared image's pages alone
+    chan.send(b"ready")
+    # a sandbox's pid 1 is reaped as soon as it ends (the interrupted select
+    # is retried after the handler, PEP 475)
+    signal.signal(signal.SIGCHLD, lambda *_: _zygote_reap())
+    while True:
+        _zygote_reap()
+        if not select.select([chan], [], [], 1.0)[0]:
+            continue
+        msg, fds, _, _ = socket.recv_fds(chan, 64, 2)
+        if not msg:
+            os._exit(0)          # the engine is gone
+        if msg != b"spawn" or len(fds) != 2:
+            for f in fds:
+                os.close(f)
+            chan.send(b"error malformed spawn request")
+            continue
+        try:
+            pid, pidfd = z.spawn(fds[0], fds[1])
+        except OSError as e:
+            chan.send(("error fork: %s" % e).encode()[:400])
+            pid = None
+        if pid == 0:             # the new sandbox: fd 3 is now its control socket
+            chan.detach()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            main(3)
+        for f in fds:
+            os.close(f)
+        if pid:
+            socket.send_fds(chan, [b"ok %d" % pid], [pidfd])
+            os.close(pidfd)
+
+
 # --------------------------------------------------------------------------- main
 def main(fd=3):
     try:

@@ -73,10 +73,26 @@ def fd_count(pid, want=None, wait=5.0):
         time.sleep(0.05)
 
 
+def stable_fd_count(pid, quiet=0.3, wait=5.0):
+    """Engine fd count once it stops changing (the event loop closes the
+    sockets of clients that just disconnected a moment later)."""
+    deadline = time.time() + wait
+    n, since = fd_count(pid), time.time()
+    while time.time() < deadline:
+        time.sleep(0.05)
+        m = fd_count(pid)
+        if m != n:
+            n, since = m, time.time()
+        elif time.time() - since >= quiet:
+            break
+    return n
+
+
 def settled_pool(eng, timeout=30.0):
     """Waits until the warm pool is full and the reaper idle; returns the
     number of warm sandboxes (each legitimately holds cgroups, 3 processes
-    and 2 engine fds)."""
+    and 2 engine fds) and of running zygotes (each holds cgroups, 1 process
+    and 2 engine fds: isolate/zygote.c)."""
     c = eng.client(timeout=30)
     try:
         deadline = time.time() + timeout
@@ -84,7 +100,7 @@ def settled_pool(eng, timeout=30.0):
             p = c.request("codemode/health")["result"]["pool"]
             if (p["idle"] == p["size"] and p["idle_full"] == p["full_size"]
                     and p["building"] == 0 and p["disposing"] == 0):
-                return p["idle"] + p["idle_full"]
+                return p["idle"] + p["idle_full"], p["zygotes"]
             if time.time() > deadline:
                 raise AssertionError("pool did not settle: %r" % p)
             time.sleep(0.05)
@@ -121,7 +137,7 @@ class CleanupTest(unittest.TestCase):
         try:
             self.run_one(eng, 0)  # warm-up: the engine's steady-state fds
             settled_pool(eng)
-            fds_before = fd_count(eng.proc.pid)
+            fds_before = stable_fd_count(eng.proc.pid)
             start = time.time()
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
                 kinds = list(pool.map(lambda i: self.run_one(eng, i), range(CHAINS)))
@@ -131,11 +147,13 @@ class CleanupTest(unittest.TestCase):
                 CHAINS, killed, kinds.count("timeout"), kinds.count("memory_limit"), elapsed))
             self.assertEqual(killed, CHAINS // 10 * 2)
             # what is left is exactly the warm pool: one cgroup per hierarchy
-            # and three processes (init, bridge, chain process) per sandbox
-            warm = settled_pool(eng)
+            # and three processes (init, bridge, chain process) per sandbox,
+            # and per rootfs flavour a zygote (one cgroup per hierarchy, one process)
+            warm, zygotes = settled_pool(eng)
+            self.assertEqual(zygotes, 2)
             per_sandbox = len([r for r in CG_ROOTS if os.path.isdir(r)])
-            self.assertEqual(len(instance_dirs(eng.proc.pid)), warm * per_sandbox)
-            self.assertEqual(len(sandbox_pids()), warm * 3)
+            self.assertEqual(len(instance_dirs(eng.proc.pid)), (warm + zygotes) * per_sandbox)
+            self.assertEqual(len(sandbox_pids()), warm * 3 + zygotes)
             self.assertEqual(rootfs_mounts(), [])
             self.assertEqual(fd_count(eng.proc.pid, fds_before), fds_before)
             # the engine writes no temp files: its directory holds only what the test put there
