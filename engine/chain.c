@@ -138,6 +138,19 @@ static void post_result(chain *ch, cJSON *frame)
     (void)!write(ch->wake_fd, &one, sizeof one);
 }
 
+/* The call's audit line; arguments and result are printed (to measure
+ * them) only when the policy keeps an audit log, not on every call. */
+static void audit_call(chain *ch, const char *qualified, const cJSON *args, const cm_decision *d,
+                       int64_t t0_us, const cJSON *value, const cm_error *e)
+{
+    if (!cm_policy_chain_audits(ch->pc))
+        return;
+    cm_autofree char *in = cm_json_print(args);
+    cm_autofree char *out = value ? cm_json_print(value) : NULL;
+    cm_policy_chain_audit_call(ch->pc, qualified, args, d, cm_now_us() - t0_us, strlen(in),
+                               out ? strlen(out) : 0, e);
+}
+
 static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
 {
     cm_autojson cJSON *def = NULL;
@@ -162,10 +175,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
         return -1;
     int64_t t0 = cm_now_us();
     int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
-    cm_autofree char *in = cm_json_print(tc->args);
-    cm_autofree char *out = rc == 0 && *value ? cm_json_print(*value) : NULL;
-    cm_policy_chain_audit_call(ch->pc, qualified, tc->args, &d, cm_now_us() - t0, strlen(in),
-                               out ? strlen(out) : 0, rc < 0 ? err : NULL);
+    audit_call(ch, qualified, tc->args, &d, t0, rc == 0 ? *value : NULL, rc < 0 ? err : NULL);
     if (rc < 0)
         return cm_error_prefix(err, "%s", tc->tool);
     return 0;
@@ -211,10 +221,7 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
 {
     tool_call *tc = arg;
     chain *ch = tc->ch;
-    cm_autofree char *in = cm_json_print(tc->args);
-    cm_autofree char *out = !e && value ? cm_json_print(value) : NULL;
-    cm_policy_chain_audit_call(ch->pc, tc->qualified, tc->args, &tc->d, cm_now_us() - tc->t0,
-                               strlen(in), out ? strlen(out) : 0, e);
+    audit_call(ch, tc->qualified, tc->args, &tc->d, tc->t0, e ? NULL : value, e);
     cm_metrics_tool_call(ch->eng->metrics, tc->manual,
                          !e                                ? "ok"
                          : e->kind == CM_ERR_POLICY_DENIED ? "denied"

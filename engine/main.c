@@ -79,6 +79,7 @@ static int check_one_rootfs(char **rootfs, cm_error *err)
                             cfg->rootfs);
     free(cfg->rootfs);
     cfg->rootfs = real;
+    *rootfs = real; /* the caller owns it from here, error or not (no double free) */
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/usr/bin/python3.11", cfg->rootfs);
     struct stat st;

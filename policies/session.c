@@ -418,6 +418,11 @@ void cm_policy_chain_audit_call(cm_policy_chain *pc, const char *tool, const cJS
     audit(pc, line);
 }
 
+bool cm_policy_chain_audits(const cm_policy_chain *pc)
+{
+    return pc->policy && pc->store && pc->store->audit_fd >= 0;
+}
+
 void cm_policy_chain_end(cm_policy_chain *pc, cJSON *response)
 {
     cJSON *stats = cJSON_GetObjectItemCaseSensitive(response, "stats");

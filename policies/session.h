@@ -52,6 +52,10 @@ int cm_policy_chain_authorize(cm_policy_chain *pc, const char *tool, const char 
 void cm_policy_chain_audit_call(cm_policy_chain *pc, const char *tool, const cJSON *args,
                                 const cm_decision *d, int64_t call_us, size_t bytes_in,
                                 size_t bytes_out, const cm_error *call_err);
+/* True when cm_policy_chain_audit_call writes anything (a policy with an
+ * audit log): callers skip measuring arguments and results otherwise. */
+bool cm_policy_chain_audits(const cm_policy_chain *pc);
+
 /* Adds stats.policy_denials, stats.profile, stats.limits and stats.clamped
  * to the chain response, writes the chain_end audit line, frees pc. */
 void cm_policy_chain_end(cm_policy_chain *pc, cJSON *response);

@@ -194,6 +194,15 @@ static int on_progress(void *userp, curl_off_t dt, curl_off_t dn, curl_off_t ut,
     return 0;
 }
 
+static bool has_header(const struct curl_slist *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (; h; h = h->next)
+        if (!strncasecmp(h->data, name, n) && (h->data[n] == ':' || h->data[n] == ';'))
+            return true;
+    return false;
+}
+
 /* Header list for one hop: cross-origin hops keep only non-credential
  * headers (Accept, Content-Type). */
 static struct curl_slist *hop_headers(const struct curl_slist *h, bool same_origin)
@@ -205,6 +214,10 @@ static struct curl_slist *hop_headers(const struct curl_slist *h, bool same_orig
             continue;
         out = curl_slist_append(out, h->data);
     }
+    /* no "Expect: 100-continue" round trip before large bodies (servers
+     * that ignore it cost a 1 s wait); a caller's own Expect header stays */
+    if (!has_header(out, "Expect"))
+        out = curl_slist_append(out, "Expect:");
     return out;
 }
 

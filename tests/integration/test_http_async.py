@@ -107,6 +107,30 @@ class HttpOnTheLoop(EngineTest):
         ports = {e["port"] for e in self.http.httpd.log[n:]}
         self.assertLess(len(ports), 10, ports)
 
+    def test_gathered_calls_reuse_connections(self):
+        # the loop keeps the idle connections of a burst (CURLMOPT_MAXCONNECTS):
+        # a second burst of 10 reuses them (curl's default limit, 4 x the
+        # transfers still running, closed 2 of every 10 as the calls finished)
+        code = ("import asyncio\n"
+                "rs = await asyncio.gather(*[api.slow(ms=200) for _ in range(10)])\n"
+                "return len(rs)")
+        n = len(self.http.httpd.log)
+        self.assertEqual(self.client.chain(code)["result"], 10)
+        first = {e["port"] for e in self.http.httpd.log[n:]}
+        n = len(self.http.httpd.log)
+        self.assertEqual(self.client.chain(code)["result"], 10)
+        second = {e["port"] for e in self.http.httpd.log[n:]}
+        self.assertGreaterEqual(len(first & second), 9, (first, second))
+
+    def test_large_body_without_expect_100_continue(self):
+        n = len(self.http.httpd.log)
+        r = self.client.chain("try:\n    await api.echo(kind='big', payload='x' * 1200000)\n"
+                              "except ToolError as e:\n    pass\nreturn 1", timeout=30)
+        self.assertIsNone(r["error"], r)
+        sent = [e for e in self.http.httpd.log[n:] if e["path"] == "/echo/big"]
+        self.assertEqual(len(sent), 1, self.http.httpd.log[n:])
+        self.assertNotIn("expect", {k.lower() for k in sent[0]["headers"]})
+
     def test_errors_and_redirects_on_the_loop(self):
         r = self.client.chain("try:\n    await api.fail()\nexcept ToolError as e:\n"
                               "    return [e.kind, e.message]")
