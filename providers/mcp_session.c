@@ -73,7 +73,9 @@ struct cm_mcp_session {
     pthread_t reader;
     bool reader_running; /* joinable */
     bool reader_done;
-    int wake_fd; /* eventfd: wakes the reader (cancel, failures) */
+    int wake_fd;          /* eventfd: wakes the reader (cancel, failures) */
+    bool reader_idle;     /* the reader sleeps without a timeout: wake it for async */
+    int64_t async_linger; /* until then the reader polls every 100 ms anyway */
     /* http */
     char *session_id;
     char proto[16];
@@ -276,8 +278,14 @@ static void fail_all_locked(cm_mcp_session *s, const char *why)
         }
     }
     snprintf(s->last_exit, sizeof s->last_exit, "%s", why);
-    for (pending *p = s->pending; p; p = p->next)
+    for (pending *p = s->pending; p; p = p->next) {
+        if (p->fn && !p->done) { /* worded now, as a blocking caller would */
+            cm_error_set(&p->err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
+                         s->server, why);
+            p->failed = true;
+        }
         p->done = true;
+    }
     pthread_cond_broadcast(&s->cond);
     wake_reader(s);
 }
@@ -332,7 +340,8 @@ static void expire_async_locked(cm_mcp_session *s)
 
 /* Milliseconds the reader may sleep: until the nearest async deadline,
  * at most 100 (cancel flags are also polled); -1 without async requests
- * (lock held). */
+ * for a while (lock held).  While async calls come and go it keeps a
+ * 100 ms timeout, so a new request needs no wake-up (reader_idle). */
 static int reader_timeout_locked(const cm_mcp_session *s)
 {
     int64_t next = -1, now = cm_now_ms();
@@ -344,8 +353,8 @@ static int reader_timeout_locked(const cm_mcp_session *s)
             next = t;
     }
     if (next < 0)
-        return -1;
-    return next > 100 ? 100 : (int)next;
+        return now < s->async_linger ? 100 : -1;
+    return next > 100 ? 100 : next < 0 ? 0 : (int)next;
 }
 
 /* Unlinks the finished async requests (lock held). */
@@ -411,6 +420,7 @@ static void read_lines(cm_mcp_session *s, int out_fd)
         pthread_mutex_lock(&s->lock);
         expire_async_locked(s);
         int timeout = reader_timeout_locked(s);
+        s->reader_idle = timeout < 0;
         pthread_mutex_unlock(&s->lock);
         finish_async(s);
         struct pollfd pfd[2] = {{.fd = out_fd, .events = POLLIN},
@@ -1048,9 +1058,13 @@ static int send_async_locked(cm_mcp_session *s, const char *method, cJSON *param
         cJSON_AddItemReferenceToObject(msg, "params", params);
     pd->next = s->pending;
     s->pending = pd; /* before the write: the answer may come at once */
+    s->async_linger = cm_now_ms() + 1000;
     if (send_line_locked(s, msg, pd->deadline_ms, &pd->err) < 0)
         pd->failed = pd->done = true;
-    wake_reader(s); /* recomputes its timeout, finishes a failed send */
+    if (pd->failed || s->reader_idle) {
+        s->reader_idle = false;
+        wake_reader(s); /* it takes a timeout now; finishes a failed send */
+    }
     return 1;
 }
 
