@@ -45,8 +45,8 @@ typedef void (*cm_mcp_answer_fn)(void *arg, cJSON *result, const cm_error *err);
  * thread calls fn exactly once (answer, JSON-RPC error, server exit or hang,
  * ctx->deadline_ms, *ctx->cancel).  Returns 0 and does nothing when the
  * session is not ready (not started, restarting, HTTP): use cm_mcp_request.
- * params is serialized before this returns; ctx->cancel must stay valid
- * until fn runs. */
+ * params is serialized before this returns; method must be a string literal
+ * and ctx->cancel stay valid until fn runs. */
 int cm_mcp_request_async(cm_providers *p, const char *manual, const char *server,
                          const cJSON *server_cfg, const char *base_dir, const char *method,
                          cJSON *params, const cm_call_ctx *ctx, cm_mcp_answer_fn fn, void *arg);

@@ -391,12 +391,17 @@ static void finish_async(cm_mcp_session *s)
         pending *p = done;
         done = p->next;
         cJSON *result = NULL;
-        if (!p->failed && !p->msg)
+        int rc = -1;
+        if (p->failed)
+            ; /* p->err says why */
+        else if (!p->msg)
             cm_error_set(&p->err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
                          s->server, last_exit[0] ? last_exit : "exited");
-        else if (!p->failed && answer_to_result(s, p->method, p->msg, &result, &p->err) == 0)
+        else
+            rc = answer_to_result(s, p->method, p->msg, &result, &p->err);
+        if (rc == 0)
             p->fn(p->arg, result, NULL);
-        if (p->failed || !p->msg || !result)
+        else
             p->fn(p->arg, NULL, &p->err);
         cJSON_Delete(p->msg);
         free(p);
