@@ -344,34 +344,38 @@ static void expire_async_locked(cm_mcp_session *s)
  * 100 ms timeout, so a new request needs no wake-up (reader_idle). */
 static int reader_timeout_locked(const cm_mcp_session *s)
 {
-    int64_t next = -1, now = cm_now_ms();
+    int64_t next = 100, now = cm_now_ms();
+    bool any = false;
     for (const pending *p = s->pending; p; p = p->next) {
         if (!p->fn)
             continue;
-        int64_t t = (p->deadline_ms < p->hung_at ? p->deadline_ms : p->hung_at) - now;
-        if (next < 0 || t < next)
+        any = true;
+        int64_t t = p->done ? 0 : (p->deadline_ms < p->hung_at ? p->deadline_ms : p->hung_at) - now;
+        if (t < next)
             next = t;
     }
-    if (next < 0)
+    if (!any)
         return now < s->async_linger ? 100 : -1;
-    return next > 100 ? 100 : next < 0 ? 0 : (int)next;
+    return next < 0 ? 0 : (int)next;
 }
 
 /* Unlinks the finished async requests (lock held). */
 static pending *take_finished_async_locked(cm_mcp_session *s)
 {
     pending *done = NULL;
+    bool answered = false;
     for (pending **pp = &s->pending; *pp;) {
         pending *p = *pp;
         if (p->fn && p->done) {
             *pp = p->next;
             p->next = done;
             done = p;
+            answered |= p->msg != NULL;
         } else {
             pp = &p->next;
         }
     }
-    if (done && cm_now_ms() - s->started_ms > 5000)
+    if (answered && cm_now_ms() - s->started_ms > 5000)
         s->crashes = 0;
     return done;
 }
