@@ -7,6 +7,7 @@
  * per server) separate from the transports. */
 #include "mcp.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "util.h"
@@ -143,6 +144,119 @@ int cm_mcp_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJ
         cm_mcp_map_result(res, result, err) < 0)
         return cm_error_prefix(err, "mcp %s.%s", server, tool);
     return 0;
+}
+
+/* ---- asynchronous tool calls --------------------------------------------- */
+
+typedef struct async_call {
+    cm_provider_done_fn done;
+    void *arg;
+    char *server, *tool;
+    /* the blocking fallback (session not ready): its own copies */
+    cJSON *tmpl, *args;
+    cm_call_ctx ctx;
+} async_call;
+
+static void async_call_free(async_call *c)
+{
+    free(c->server);
+    free(c->tool);
+    cJSON_Delete(c->tmpl);
+    cJSON_Delete(c->args);
+    free(c);
+}
+
+/* On the session's reader thread: map the answer, report, free. */
+static void on_answer(void *arg, cJSON *res, const cm_error *e)
+{
+    async_call *c = arg;
+    cm_error err;
+    cJSON *out = NULL;
+    if (e) {
+        err = *e;
+    } else if (cm_mcp_map_result(res, &out, &err) == 0) {
+        cJSON_Delete(res);
+        cm_provider_done_fn done = c->done;
+        void *done_arg = c->arg;
+        async_call_free(c);
+        done(done_arg, out, NULL);
+        return;
+    }
+    cJSON_Delete(res);
+    cm_error_prefix(&err, "mcp %s.%s", c->server, c->tool);
+    cm_provider_done_fn done = c->done;
+    void *done_arg = c->arg;
+    async_call_free(c);
+    done(done_arg, NULL, &err);
+}
+
+/* The session is not ready (first call, restart, HTTP): the blocking call
+ * on a thread of its own, which reports through done. */
+static void *blocking_call_main(void *arg)
+{
+    async_call *c = arg;
+    cm_error err;
+    cJSON *out = NULL;
+    int rc = cm_mcp_call(c->tmpl, c->args, &c->ctx, &out, &err);
+    cm_provider_done_fn done = c->done;
+    void *done_arg = c->arg;
+    async_call_free(c);
+    done(done_arg, rc == 0 ? out : NULL, rc == 0 ? NULL : &err);
+    return NULL;
+}
+
+static void call_on_thread(async_call *c, const cJSON *tmpl, const cJSON *args,
+                           const cm_call_ctx *ctx)
+{
+    c->tmpl = cJSON_Duplicate(tmpl, 1);
+    c->args = args ? cJSON_Duplicate(args, 1) : NULL;
+    c->ctx = *ctx;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, blocking_call_main, c);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+        return;
+    cm_error err;
+    cm_error_set(&err, CM_ERR_TOOL_ERROR, "mcp %s.%s: cannot start a call thread: %s", c->server,
+                 c->tool, strerror(rc));
+    cm_provider_done_fn done = c->done;
+    void *done_arg = c->arg;
+    async_call_free(c);
+    done(done_arg, NULL, &err);
+}
+
+void cm_mcp_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
+                       cm_provider_done_fn done, void *arg)
+{
+    const char *server = cm_json_str(tmpl, "mcp_server");
+    const char *tool = cm_json_str(tmpl, "mcp_tool");
+    async_call *c = cm_xcalloc(1, sizeof *c);
+    c->done = done;
+    c->arg = arg;
+    c->server = cm_xstrdup(server ? server : "");
+    c->tool = cm_xstrdup(tool ? tool : "");
+    cm_autojson cJSON *t = NULL;
+    cm_error err;
+    const cJSON *cfg = NULL;
+    if (server && tool && substituted(tmpl, ctx, &t, &err) == 0) {
+        cm_error ignored;
+        cfg = cJSON_GetObjectItemCaseSensitive(servers_of(t, &ignored), server);
+    }
+    if (!cfg || !ctx->providers) { /* the blocking path words the error */
+        call_on_thread(c, tmpl, args, ctx);
+        return;
+    }
+    cm_autojson cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "name", tool);
+    cJSON_AddItemToObject(params, "arguments",
+                          args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject());
+    const char *manual = cm_json_str(t, "manual") ? cm_json_str(t, "manual") : ctx->manual_name;
+    if (!cm_mcp_request_async(ctx->providers, manual ? manual : "", server, cfg, ctx->base_dir,
+                              "tools/call", params, ctx, on_answer, c))
+        call_on_thread(c, tmpl, args, ctx);
 }
 
 /* ---- discovery ----------------------------------------------------------- */

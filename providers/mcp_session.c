@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +39,15 @@ typedef struct pending {
     cJSON *msg; /* the answer; NULL with done = server gone */
     bool done;
     struct pending *next;
+    /* asynchronous requests (cm_mcp_request_async): heap-allocated, finished
+     * by the session's reader thread, which calls fn outside the lock */
+    cm_mcp_answer_fn fn;
+    void *arg;
+    const char *method; /* a string literal */
+    int64_t deadline_ms, hung_at;
+    const atomic_bool *cancel;
+    bool failed; /* err holds why */
+    cm_error err;
 } pending;
 
 struct cm_mcp_session {
@@ -63,6 +73,9 @@ struct cm_mcp_session {
     pthread_t reader;
     bool reader_running; /* joinable */
     bool reader_done;
+    int wake_fd;          /* eventfd: wakes the reader (cancel, failures) */
+    bool reader_idle;     /* the reader sleeps without a timeout: wake it for async */
+    int64_t async_linger; /* until then the reader polls every 100 ms anyway */
     /* http */
     char *session_id;
     char proto[16];
@@ -88,6 +101,7 @@ static cm_mcp_session *session_new(cm_providers *p, const char *manual, const ch
     s->http = cm_json_str(cfg, "url") != NULL;
     s->p = p;
     s->in_fd = -1;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -246,6 +260,13 @@ static int64_t backoff_ms(int crashes)
     return b > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : b;
 }
 
+static void wake_reader(cm_mcp_session *s)
+{
+    uint64_t one = 1;
+    if (s->wake_fd >= 0)
+        (void)!write(s->wake_fd, &one, sizeof one);
+}
+
 /* Marks the session dead and fails every in-flight call (lock held). */
 static void fail_all_locked(cm_mcp_session *s, const char *why)
 {
@@ -257,9 +278,16 @@ static void fail_all_locked(cm_mcp_session *s, const char *why)
         }
     }
     snprintf(s->last_exit, sizeof s->last_exit, "%s", why);
-    for (pending *p = s->pending; p; p = p->next)
+    for (pending *p = s->pending; p; p = p->next) {
+        if (p->fn && !p->done) { /* worded now, as a blocking caller would */
+            cm_error_set(&p->err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
+                         s->server, why);
+            p->failed = true;
+        }
         p->done = true;
+    }
     pthread_cond_broadcast(&s->cond);
+    wake_reader(s);
 }
 
 /* Reaps the server: it already closed stdout; give it 300 ms, then SIGTERM,
@@ -282,15 +310,140 @@ static int reap_child(pid_t pid)
     return status;
 }
 
-static void *reader_main(void *arg)
+/* ---- asynchronous requests (finished by the reader thread) ------------ */
+
+static int64_t request_timeout_ms(const cm_mcp_session *s);
+static int server_hung(cm_mcp_session *s, const char *method, cm_error *err);
+
+/* Fails async requests whose caller gave up, whose deadline passed, or
+ * whose server stopped answering (lock held). */
+static void expire_async_locked(cm_mcp_session *s)
 {
-    reader_arg a = *(reader_arg *)arg;
-    free(arg);
-    cm_mcp_session *s = a.s;
+    int64_t now = cm_now_ms();
+    for (pending *p = s->pending; p; p = p->next) {
+        if (!p->fn || p->done)
+            continue;
+        if (p->cancel && atomic_load(p->cancel)) {
+            cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': cancelled: the caller gave up",
+                         s->server);
+        } else if (now >= p->hung_at) {
+            server_hung(s, p->method, &p->err); /* fails every call, this one says why */
+        } else if (now >= p->deadline_ms) {
+            cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': timed out", s->server);
+        } else {
+            continue;
+        }
+        p->failed = true;
+        p->done = true;
+    }
+}
+
+/* Milliseconds the reader may sleep: until the nearest async deadline,
+ * at most 100 (cancel flags are also polled); -1 without async requests
+ * for a while (lock held).  While async calls come and go it keeps a
+ * 100 ms timeout, so a new request needs no wake-up (reader_idle). */
+static int reader_timeout_locked(const cm_mcp_session *s)
+{
+    int64_t next = 100, now = cm_now_ms();
+    bool any = false;
+    for (const pending *p = s->pending; p; p = p->next) {
+        if (!p->fn)
+            continue;
+        any = true;
+        int64_t t = p->done ? 0 : (p->deadline_ms < p->hung_at ? p->deadline_ms : p->hung_at) - now;
+        if (t < next)
+            next = t;
+    }
+    if (!any)
+        return now < s->async_linger ? 100 : -1;
+    return next < 0 ? 0 : (int)next;
+}
+
+/* Unlinks the finished async requests (lock held). */
+static pending *take_finished_async_locked(cm_mcp_session *s)
+{
+    pending *done = NULL;
+    bool answered = false;
+    for (pending **pp = &s->pending; *pp;) {
+        pending *p = *pp;
+        if (p->fn && p->done) {
+            *pp = p->next;
+            p->next = done;
+            done = p;
+            answered |= p->msg != NULL;
+        } else {
+            pp = &p->next;
+        }
+    }
+    if (answered && cm_now_ms() - s->started_ms > 5000)
+        s->crashes = 0;
+    return done;
+}
+
+static int answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer, cJSON **result,
+                            cm_error *err);
+
+/* Calls back every finished async request (lock NOT held). */
+static void finish_async(cm_mcp_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    pending *done = take_finished_async_locked(s);
+    char last_exit[sizeof s->last_exit];
+    memcpy(last_exit, s->last_exit, sizeof last_exit);
+    pthread_mutex_unlock(&s->lock);
+    while (done) {
+        pending *p = done;
+        done = p->next;
+        cJSON *result = NULL;
+        int rc = -1;
+        if (p->failed)
+            ; /* p->err says why */
+        else if (!p->msg)
+            cm_error_set(&p->err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
+                         s->server, last_exit[0] ? last_exit : "exited");
+        else
+            rc = answer_to_result(s, p->method, p->msg, &result, &p->err);
+        if (rc == 0)
+            p->fn(p->arg, result, NULL);
+        else
+            p->fn(p->arg, NULL, &p->err);
+        cJSON_Delete(p->msg);
+        free(p);
+    }
+}
+
+static void drain_wake(cm_mcp_session *s)
+{
+    uint64_t v;
+    while (s->wake_fd >= 0 && read(s->wake_fd, &v, sizeof v) > 0)
+        ;
+}
+
+/* Reads lines from the server until it closes its output; between reads
+ * it finishes async requests (answers, cancels, deadlines, hangs). */
+static void read_lines(cm_mcp_session *s, int out_fd)
+{
     cm_buf in = {0};
     char chunk[65536];
     for (;;) {
-        ssize_t n = read(a.out_fd, chunk, sizeof chunk);
+        pthread_mutex_lock(&s->lock);
+        expire_async_locked(s);
+        int timeout = reader_timeout_locked(s);
+        s->reader_idle = timeout < 0;
+        pthread_mutex_unlock(&s->lock);
+        finish_async(s);
+        struct pollfd pfd[2] = {{.fd = out_fd, .events = POLLIN},
+                                {.fd = s->wake_fd, .events = POLLIN}};
+        int pr = poll(pfd, s->wake_fd >= 0 ? 2 : 1, timeout);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr <= 0)
+            continue;
+        if (pfd[1].revents)
+            drain_wake(s);
+        if (!pfd[0].revents)
+            continue;
+        ssize_t n = read(out_fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -310,6 +463,14 @@ static void *reader_main(void *arg)
             break;
     }
     cm_buf_free(&in);
+}
+
+static void *reader_main(void *arg)
+{
+    reader_arg a = *(reader_arg *)arg;
+    free(arg);
+    cm_mcp_session *s = a.s;
+    read_lines(s, a.out_fd);
     close(a.out_fd);
     pthread_mutex_lock(&s->lock);
     s->pid_alive = false;
@@ -325,9 +486,12 @@ static void *reader_main(void *arg)
         snprintf(s->last_exit, sizeof s->last_exit, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
         snprintf(s->last_exit, sizeof s->last_exit, "killed by signal %d", WTERMSIG(status));
+    for (pending *p = s->pending; p; p = p->next)
+        p->done = true; /* no async request outlives its reader */
     s->reader_done = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    finish_async(s);
     return NULL;
 }
 
@@ -723,14 +887,10 @@ static int exchange(cm_mcp_session *s, const char *method, cJSON *params, bool n
     return stdio_exchange(s, method, params, notify, ctx, answer, err);
 }
 
-/* Request → result, JSON-RPC errors mapped. */
-static int rpc(cm_mcp_session *s, const char *method, cJSON *params, const cm_call_ctx *ctx,
-               cJSON **result, cm_error *err)
+/* A JSON-RPC answer → its result; an `error` member → CM_ERR_TOOL_ERROR. */
+static int answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer, cJSON **result,
+                            cm_error *err)
 {
-    cm_autojson cJSON *answer = NULL;
-    int rc = exchange(s, method, params, false, ctx, &answer, err);
-    if (rc != 0)
-        return rc;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(answer, "error");
     if (e) {
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
@@ -742,6 +902,17 @@ static int rpc(cm_mcp_session *s, const char *method, cJSON *params, const cm_ca
     cJSON *r = cJSON_DetachItemFromObjectCaseSensitive(answer, "result");
     *result = r ? r : cJSON_CreateObject();
     return 0;
+}
+
+/* Request → result, JSON-RPC errors mapped. */
+static int rpc(cm_mcp_session *s, const char *method, cJSON *params, const cm_call_ctx *ctx,
+               cJSON **result, cm_error *err)
+{
+    cm_autojson cJSON *answer = NULL;
+    int rc = exchange(s, method, params, false, ctx, &answer, err);
+    if (rc != 0)
+        return rc;
+    return answer_to_result(s, method, answer, result, err);
 }
 
 static bool version_supported(const char *v)
@@ -872,6 +1043,62 @@ int cm_mcp_request(cm_providers *p, const char *manual, const char *server, cons
     return rc;
 }
 
+/* Sends the request on a ready stdio session and leaves the answer to the
+ * reader thread (lock held).  0 when the session cannot take it now. */
+static int send_async_locked(cm_mcp_session *s, const char *method, cJSON *params,
+                             const cm_call_ctx *ctx, cm_mcp_answer_fn fn, void *arg)
+{
+    if (s->http || s->closing || s->state != S_READY || !s->reader_running || s->reader_done ||
+        s->in_fd < 0 || s->wake_fd < 0)
+        return 0;
+    cm_autojson cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
+    pending *pd = cm_xcalloc(1, sizeof *pd);
+    pd->id = ++s->next_id;
+    pd->fn = fn;
+    pd->arg = arg;
+    pd->method = method;
+    pd->cancel = ctx->cancel;
+    pd->hung_at = cm_now_ms() + request_timeout_ms(s);
+    pd->deadline_ms = request_deadline(s, ctx);
+    cJSON_AddNumberToObject(msg, "id", (double)pd->id);
+    cJSON_AddStringToObject(msg, "method", method);
+    if (params)
+        cJSON_AddItemReferenceToObject(msg, "params", params);
+    pd->next = s->pending;
+    s->pending = pd; /* before the write: the answer may come at once */
+    s->async_linger = cm_now_ms() + 1000;
+    if (send_line_locked(s, msg, pd->deadline_ms, &pd->err) < 0)
+        pd->failed = pd->done = true;
+    if (pd->failed || s->reader_idle) {
+        s->reader_idle = false;
+        wake_reader(s); /* it takes a timeout now; finishes a failed send */
+    }
+    return 1;
+}
+
+int cm_mcp_request_async(cm_providers *p, const char *manual, const char *server,
+                         const cJSON *server_cfg, const char *base_dir, const char *method,
+                         cJSON *params, const cm_call_ctx *ctx, cm_mcp_answer_fn fn, void *arg)
+{
+    if (!p || cm_json_str(server_cfg, "url"))
+        return 0;
+    cm_mcp_session *s = session_get(p, manual, server, server_cfg, base_dir);
+    pthread_mutex_lock(&s->lock);
+    int started = send_async_locked(s, method, params, ctx, fn, arg);
+    pthread_mutex_unlock(&s->lock);
+    session_put(s);
+    return started;
+}
+
+void cm_mcp_sessions_wakeup(cm_providers *p)
+{
+    pthread_mutex_lock(&p->lock);
+    for (cm_mcp_session *s = p->sessions; s; s = s->next)
+        wake_reader(s);
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* ---- closing ------------------------------------------------------------- */
 
 static void stop_stdio(cm_mcp_session *s)
@@ -933,6 +1160,8 @@ static void session_close(cm_mcp_session *s)
     while (s->refs > 0)
         wait_ms(s, 50);
     pthread_mutex_unlock(&s->lock);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s->manual);

@@ -109,7 +109,7 @@ int cm_provider_supported(const char *call_template_type)
 int cm_provider_async_capable(const cJSON *tmpl)
 {
     const char *type = cJSON_IsObject(tmpl) ? cm_json_str(tmpl, "call_template_type") : NULL;
-    return type && !strcmp(type, "http");
+    return type && (!strcmp(type, "http") || !strcmp(type, "mcp"));
 }
 
 void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
@@ -122,6 +122,10 @@ void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_
             cm_http_call_async(tmpl, args, ctx, done, arg);
             return;
         }
+        if (!strcmp(p->type, "mcp")) {
+            cm_mcp_call_async(tmpl, args, ctx, done, arg);
+            return;
+        }
         cm_error_set(&err, CM_ERR_INTERNAL, "call_template_type '%s' has no asynchronous calls",
                      p->type);
     }
@@ -130,6 +134,8 @@ void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_
 
 void cm_providers_wakeup(struct cm_providers *p)
 {
-    if (p)
-        cm_http_loop_wakeup(p);
+    if (!p)
+        return;
+    cm_http_loop_wakeup(p);
+    cm_mcp_sessions_wakeup(p);
 }

@@ -40,16 +40,18 @@ int cm_provider_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ct
 typedef void (*cm_provider_done_fn)(void *arg, cJSON *result, const cm_error *err);
 
 /* True when calls of this template can run on the providers' I/O loop
- * (cm_provider_call_async) instead of a thread: `http`. */
+ * (cm_provider_call_async) instead of a thread: `http`, and `mcp` (its
+ * session's reader thread answers; see mcp.h). */
 int cm_provider_async_capable(const cJSON *tmpl);
 /* Starts the call; `done` runs exactly once, on the providers' loop thread
- * or before this returns (early failures).  ctx's pointers (vars, cancel,
+ * (mcp: the session's reader thread, or a call thread while the session
+ * starts) or before this returns (early failures).  ctx's pointers (vars, cancel,
  * egress, manual_name, base_dir) must stay valid until then; the template
  * and args are copied. */
 void cm_provider_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx,
                             cm_provider_done_fn done, void *arg);
 
-/* Wakes the providers' I/O loop so it sees cancel flags at once (p may be
+/* Wakes the providers' I/O loop and MCP readers so they see cancel flags at once (p may be
  * NULL). */
 void cm_providers_wakeup(struct cm_providers *p);
 
