@@ -335,6 +335,23 @@ def fmt(v, key):
     return "%.2f / %.2f" % (v["p50"], v["p99"])
 
 
+README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_readme(text):
+    """The README shows the latest table (between its bench markers)."""
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        readme = f.read()
+    if README_BEGIN not in readme or README_END not in readme:
+        return
+    head, rest = readme.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    body = text.replace("# make bench", "### make bench", 1)
+    with open(path, "w") as f:
+        f.write(head + README_BEGIN + "\n" + body.rstrip("\n") + "\n" + README_END + tail)
+
+
 def write_results(rows, mem, creation, search):
     now = datetime.datetime.now(datetime.timezone.utc)
     machine = "%s, %d cores, %s, kernel %s" % (platform.node(), os.cpu_count(),
@@ -369,6 +386,7 @@ def write_results(rows, mem, creation, search):
         f.write(text)
     with open(os.path.join(ROOT, "bench/results/latest.md"), "w") as f:
         f.write(text)
+    update_readme(text)
     with open(os.path.join(ROOT, "bench/results", stamp + ".json"), "w") as f:
         json.dump({"date": now.isoformat(), "machine": machine, "rows": rows, "memory": mem,
                    "creation": creation, "search": search}, f, indent=1)
