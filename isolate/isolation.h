@@ -146,6 +146,8 @@ int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const 
                             const cm_limits *to, cm_error *err);
 /* Removes cgroups of engine instances whose process is gone. */
 void cm_cgroup_reap_dead_instances(cm_isolation *iso);
+/* CPU time used so far in ms (one file read: a chain's baseline), or -1. */
+double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg);
 
 /* ---- seccomp.c ---- */
 int cm_seccomp_compile(cm_isolation *iso, cm_error *err);
