@@ -829,6 +829,8 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
                 .progress_token = progress_token};
     ch.timeout_s = timeout_s;
     cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
+    cm_cgroup_usage_fds usage_fds;
+    bool usage_ahead = false;
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
         cJSON *r = invalid_chain_request(err.message);
@@ -849,12 +851,20 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
+        /* while the sandbox runs: the usage files are opened now, read after */
+        usage_ahead = ch.jail.iso != NULL;
+        if (usage_ahead)
+            cm_cgroup_usage_open(ch.jail.iso, &ch.jail.cg, &usage_fds);
         serve(&ch);
     }
     /* stats from the cgroup before the kill; kill, reap and cgroup removal
      * happen on the pool's reaper, after the client has its answer */
-    if (ch.jail.iso)
+    if (usage_ahead) {
+        cm_cgroup_usage_read(&usage_fds, &usage);
+        cm_cgroup_usage_close(&usage_fds);
+    } else if (ch.jail.iso) {
         cm_cgroup_read_usage(ch.jail.iso, &ch.jail.cg, &usage);
+    }
     if (usage.cpu_ms >= ch.pool_cpu_ms)
         usage.cpu_ms -= ch.pool_cpu_ms; /* this chain's CPU, not the warm-up's */
     apply_cgroup_usage(&ch, &usage);
