@@ -16,6 +16,7 @@ Uses only the standard library.  Also runnable as a script for tests:
 import ast
 import asyncio
 import builtins
+import gc
 import inspect
 import io
 import json
@@ -935,6 +936,9 @@ def _run_chain(fd):
     loop.add_reader(fd, state.on_readable)  # dispatches nothing until the loop runs
     sink = _LogSink(chan)
     streams = _LogStream(sink, "<stdout>"), _LogStream(sink, "<stderr>")
+    # the objects of the imports and the warm-up never die: out of the collector's
+    # way, so a collection the run frame's objects trigger walks only new ones
+    gc.freeze()
     run = chan.recv()
     code, tools, allowed = _parse_run(run)
     policy = run.get("policy") if isinstance(run.get("policy"), str) else "default"
