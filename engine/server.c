@@ -459,12 +459,15 @@ int cm_server_run(cm_engine *eng, cm_error *err)
         int n = epoll_wait(eng->epoll_fd, evs, 64, atomic_load(&eng->stopping) ? 50 : 1000);
         if (n < 0 && errno != EINTR)
             return cm_error_sys(err, CM_ERR_IO, "epoll_wait");
+        /* the wake-up's flush comes after the batch: it may close (and free) a
+         * connection that still has an event later in evs */
+        bool wake = false;
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (tag == TAG_LISTEN) {
                 accept_clients(eng);
             } else if (tag == TAG_WAKE) {
-                flush_all(eng);
+                wake = true;
             } else if (tag == TAG_SIGNAL) {
                 struct signalfd_siginfo si;
                 bool stop = false;
@@ -480,6 +483,8 @@ int cm_server_run(cm_engine *eng, cm_error *err)
                 handle_conn_event(eng, tag, evs[i].events);
             }
         }
+        if (wake)
+            flush_all(eng);
         sweep_half_closed(eng);
         if (eng->cfg.metrics_file && cm_now_ms() - eng->metrics_written_ms >= METRICS_FILE_MS) {
             cm_engine_write_metrics_file(eng);
