@@ -642,9 +642,8 @@ static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
     ch->pool_hit = true;
     int rc = cm_pool_apply_limits(s, &ch->limits, err);
     free(s);
-    cm_cgroup_usage u;
-    cm_cgroup_read_usage(ch->jail.iso, &ch->jail.cg, &u);
-    ch->pool_cpu_ms = u.cpu_ms > 0 ? u.cpu_ms : 0;
+    double cpu_ms = cm_cgroup_read_cpu_ms(ch->jail.iso, &ch->jail.cg);
+    ch->pool_cpu_ms = cpu_ms > 0 ? cpu_ms : 0;
     ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->wake_fd < 0)
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "eventfd");
@@ -773,6 +772,15 @@ static void add_cgroup_stats(cJSON *response, const cm_cgroup_usage *u)
 
 static cJSON *invalid_chain_request(const char *message);
 
+/* Kill, reap and cgroup removal: on the pool's reaper when the sandbox ran. */
+static void dispose_sandbox(chain *ch)
+{
+    if (ch->spawned)
+        cm_pool_dispose(ch->eng->pool, &ch->sb, &ch->jail);
+    else
+        cm_jail_finish(&ch->jail, NULL);
+}
+
 /* The chain's policy session: profile and limits (engine ∩ profile ∩
  * request; requested is the request's `limits` plus its `timeout`). */
 static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requested, cm_error *err)
@@ -814,8 +822,11 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
     return 0;
 }
 
+/* reply_id set: the answer goes to conn as soon as it is complete, before the
+ * sandbox is handed to the reaper, and NULL is returned. */
 static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
-                        const cJSON *requested, bool timeout_requested, const cJSON *progress_token)
+                        const cJSON *requested, bool timeout_requested, const cJSON *progress_token,
+                        const cJSON *reply_id)
 {
     chain ch = {.eng = eng,
                 .conn = conn,
@@ -825,6 +836,8 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
                 .progress_token = progress_token};
     ch.timeout_s = timeout_s;
     cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
+    cm_cgroup_usage_fds usage_fds;
+    bool usage_ahead = false;
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
         cJSON *r = invalid_chain_request(err.message);
@@ -845,19 +858,28 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
+        /* while the sandbox runs: the usage files are opened now, read after */
+        usage_ahead = ch.jail.iso != NULL;
+        if (usage_ahead)
+            cm_cgroup_usage_open(ch.jail.iso, &ch.jail.cg, &usage_fds);
         serve(&ch);
     }
     /* stats from the cgroup before the kill; kill, reap and cgroup removal
      * happen on the pool's reaper, after the client has its answer */
-    if (ch.jail.iso)
+    if (usage_ahead) {
+        cm_cgroup_usage_read(&usage_fds, &usage);
+        cm_cgroup_usage_close(&usage_fds);
+    } else if (ch.jail.iso) {
         cm_cgroup_read_usage(ch.jail.iso, &ch.jail.cg, &usage);
+    }
     if (usage.cpu_ms >= ch.pool_cpu_ms)
         usage.cpu_ms -= ch.pool_cpu_ms; /* this chain's CPU, not the warm-up's */
-    if (ch.spawned)
-        cm_pool_dispose(eng->pool, &ch.sb, &ch.jail);
-    else
-        cm_jail_finish(&ch.jail, NULL);
     apply_cgroup_usage(&ch, &usage);
+    /* a sandbox that answered `done` is idle (its runner is exiting) and goes
+     * to the reaper after the answer; any other one (timeout, crash, ...) now */
+    bool dispose_late = reply_id && ch.finished && !ch.error;
+    if (!dispose_late)
+        dispose_sandbox(&ch);
     join_calls(&ch);
     if (ch.error)
         atomic_fetch_add(&eng->stats.chains_failed, 1);
@@ -870,19 +892,26 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     cm_metrics_chain_done(eng->metrics, cJSON_IsString(kind) ? kind->valuestring : "ok",
                           (double)(cm_now_us() - ch.start_us) / 1000.0);
     cm_policy_chain_end(ch.pc, response);
+    if (reply_id) {
+        bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
+        cm_rpc_reply(conn, reply_id, cm_tool_result(response, failed));
+        response = NULL;
+    }
+    if (dispose_late)
+        dispose_sandbox(&ch);
     chain_close(&ch);
     return response;
 }
 
 cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s)
 {
-    return chain_run(eng, conn, code, timeout_s, NULL, false, NULL);
+    return chain_run(eng, conn, code, timeout_s, NULL, false, NULL, NULL);
 }
 
 cJSON *cm_chain_run_progress(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
                              const cJSON *progress_token)
 {
-    return chain_run(eng, conn, code, timeout_s, NULL, false, progress_token);
+    return chain_run(eng, conn, code, timeout_s, NULL, false, progress_token, NULL);
 }
 
 static cJSON *invalid_chain_request(const char *message)
@@ -979,8 +1008,11 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     if (timeout_requested && !cJSON_GetObjectItemCaseSensitive(requested, "timeout_s"))
         cJSON_AddNumberToObject(requested, "timeout_s", timeout->valuedouble);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-    cJSON *response = chain_run(eng, conn, code, t, requested, timeout_requested,
-                                cJSON_GetObjectItemCaseSensitive(meta, "progressToken"));
-    bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
-    cm_rpc_reply(conn, id, cm_tool_result(response, failed));
+    if (!id) { /* a notification: run it, nobody gets an answer */
+        cJSON_Delete(chain_run(eng, conn, code, t, requested, timeout_requested,
+                               cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), NULL));
+        return;
+    }
+    chain_run(eng, conn, code, t, requested, timeout_requested,
+              cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), id);
 }

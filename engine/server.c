@@ -48,6 +48,23 @@ void cm_conn_unref(cm_conn *c)
     free(c);
 }
 
+/* With nothing queued before it, a message goes straight to the socket from
+ * the sending thread (no event-loop hand-off on the answer's path); returns
+ * the bytes written, the rest is queued for the loop.  Under c->lock, which
+ * also guards c->fd against conn_close. */
+static size_t send_direct(cm_conn *c, const char *data, size_t len)
+{
+    size_t sent = 0;
+    while (c->fd >= 0 && c->out.len == 0 && sent < len) {
+        ssize_t n = send(c->fd, data + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            sent += (size_t)n;
+        else if (!(n < 0 && errno == EINTR))
+            break; /* EAGAIN: the loop writes the rest; an error: it closes */
+    }
+    return sent;
+}
+
 void cm_conn_send(cm_conn *c, cJSON *msg)
 {
     if (!msg)
@@ -59,12 +76,15 @@ void cm_conn_send(cm_conn *c, cJSON *msg)
     char *s = cm_json_print(msg);
     cJSON_Delete(msg);
     cm_error err;
+    size_t len = strlen(s);
+    s[len] = '\n'; /* the terminator becomes the line end; len + 1 bytes are sent */
     pthread_mutex_lock(&c->lock);
-    if (c->out.len + strlen(s) + 1 > MAX_PENDING_OUT) {
+    size_t sent = send_direct(c, s, len + 1);
+    if (c->out.len + (len + 1 - sent) > MAX_PENDING_OUT) {
         /* the client is not reading: give up on it */
         atomic_store(&c->closed, true);
-    } else if (cm_buf_append(&c->out, s, strlen(s), &err) == 0) {
-        cm_buf_append(&c->out, "\n", 1, &err);
+    } else if (sent < len + 1) {
+        cm_buf_append(&c->out, s + sent, len + 1 - sent, &err);
     }
     pthread_mutex_unlock(&c->lock);
     free(s);
@@ -200,8 +220,10 @@ static void conn_close(cm_engine *eng, cm_conn *c)
         eng->nhalf_closed--;
     atomic_store(&c->closed, true);
     epoll_ctl(eng->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    pthread_mutex_lock(&c->lock); /* a worker may be sending on it (send_direct) */
     close(c->fd);
     c->fd = -1;
+    pthread_mutex_unlock(&c->lock);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -437,12 +459,15 @@ int cm_server_run(cm_engine *eng, cm_error *err)
         int n = epoll_wait(eng->epoll_fd, evs, 64, atomic_load(&eng->stopping) ? 50 : 1000);
         if (n < 0 && errno != EINTR)
             return cm_error_sys(err, CM_ERR_IO, "epoll_wait");
+        /* the wake-up's flush comes after the batch: it may close (and free) a
+         * connection that still has an event later in evs */
+        bool wake = false;
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (tag == TAG_LISTEN) {
                 accept_clients(eng);
             } else if (tag == TAG_WAKE) {
-                flush_all(eng);
+                wake = true;
             } else if (tag == TAG_SIGNAL) {
                 struct signalfd_siginfo si;
                 bool stop = false;
@@ -458,6 +483,8 @@ int cm_server_run(cm_engine *eng, cm_error *err)
                 handle_conn_event(eng, tag, evs[i].events);
             }
         }
+        if (wake)
+            flush_all(eng);
         sweep_half_closed(eng);
         if (eng->cfg.metrics_file && cm_now_ms() - eng->metrics_written_ms >= METRICS_FILE_MS) {
             cm_engine_write_metrics_file(eng);

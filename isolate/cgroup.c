@@ -451,3 +451,16 @@ int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const 
     snprintf(v, sizeof v, "%d", to->pids_max);
     return write_text(cg->paths[2], "pids.max", v, err);
 }
+
+double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg)
+{
+    char buf[128];
+    if (iso->cgroup_mode == CM_CGROUP_V2 && cg->mem_idx >= 0) {
+        long usec = read_keyed(cg->paths[cg->mem_idx], "cpu.stat", "usage_usec");
+        return usec >= 0 ? (double)usec / 1000.0 : -1;
+    }
+    if (cg->acct_idx >= 0 &&
+        read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
+        return strtod(buf, NULL) / 1e6;
+    return -1;
+}

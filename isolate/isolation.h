@@ -146,6 +146,19 @@ int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const 
                             const cm_limits *to, cm_error *err);
 /* Removes cgroups of engine instances whose process is gone. */
 void cm_cgroup_reap_dead_instances(cm_isolation *iso);
+/* CPU time used so far in ms (one file read: a chain's baseline), or -1. */
+double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg);
+
+/* ---- cgroup_usage.c: cm_cgroup_read_usage with the files opened ahead ---- */
+typedef struct cm_cgroup_usage_fds {
+    int oom, peak, cpu_stat, cpu;
+    bool v2;
+} cm_cgroup_usage_fds;
+/* Opens the usage files (any that fail read as "unknown"). */
+void cm_cgroup_usage_open(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage_fds *f);
+/* Reads the current values, as cm_cgroup_read_usage does. */
+void cm_cgroup_usage_read(const cm_cgroup_usage_fds *f, cm_cgroup_usage *u);
+void cm_cgroup_usage_close(cm_cgroup_usage_fds *f);
 
 /* ---- seccomp.c ---- */
 int cm_seccomp_compile(cm_isolation *iso, cm_error *err);

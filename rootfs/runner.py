@@ -16,6 +16,7 @@ Uses only the standard library.  Also runnable as a script for tests:
 import ast
 import asyncio
 import builtins
+import gc
 import inspect
 import io
 import json
@@ -549,7 +550,8 @@ def _compile_chain(code, roots):
     tree = ast.parse(code, CHAIN_FILENAME, "exec")
     body = tree.body or [ast.Pass(lineno=1, col_offset=0, end_lineno=1, end_col_offset=0)]
     # yield at chain top level would turn the chain into a generator
-    _check_no_top_level_yield(body)
+    if "yield" in code:
+        _check_no_top_level_yield(body)
     fn = ast.AsyncFunctionDef(
         name="__chain__",
         args=ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
@@ -557,9 +559,16 @@ def _compile_chain(code, roots):
         body=body, decorator_list=[], returns=None, type_comment=None,
         lineno=1, col_offset=0, end_lineno=1, end_col_offset=0)
     mod = ast.Module(body=[fn], type_ignores=[])
-    mod = _Rewriter(roots).visit(mod)
-    ast.fix_missing_locations(mod)
+    if _needs_rewrite(code, roots):  # the nodes it adds need locations
+        mod = _Rewriter(roots).visit(mod)
+        ast.fix_missing_locations(mod)
     return compile(mod, CHAIN_FILENAME, "exec", dont_inherit=True)
+
+
+def _needs_rewrite(code, roots):
+    """False when _Rewriter cannot change the tree: it only touches `await`s and calls
+    on a tool namespace, and neither can occur unless its name is in the source."""
+    return "await" in code or any(r in code for r in roots)
 
 
 def _check_no_top_level_yield(body):
@@ -678,10 +687,19 @@ def _unavailable(name, why):
     return ns[name]
 
 
-def _build_globals(tools, allowed, policy="default"):
+def _chain_builtins():
+    """The chain's builtins without its import hook: a fresh dict with the removed
+    builtins' stand-ins.  The chain process builds it before its run frame arrives."""
     b = dict(builtins.__dict__)
     for name, why in REMOVED_BUILTINS.items():
         b[name] = _unavailable(name, why)
+    return b
+
+
+def _build_globals(tools, allowed, policy="default", b=None):
+    """The chain's globals; b is a dict from _chain_builtins() (made here if None)."""
+    if b is None:
+        b = _chain_builtins()
     b["__import__"] = _make_import(allowed, policy)
     g = {
         "__name__": "__chain__",
@@ -890,21 +908,45 @@ def _warm_up():
         pass
 
 
+def _wait_for_kill(fd):
+    """After `done` the bridge kills this process: wait for that (reading and
+    dropping late results) instead of exiting, so the process's teardown does not
+    compete for a CPU with the bridge passing `done` on.  Returns at EOF."""
+    os.set_blocking(fd, True)
+    try:
+        while os.read(fd, 1 << 16):
+            pass
+    except OSError:
+        pass
+
+
 def _run_chain(fd):
     """The chain process: fd is its link to the bridge (never the engine's socket)."""
     global _STATE
     _warm_up()
+    # everything that does not depend on the run frame is made while the sandbox
+    # waits in the pool: the builtins, the patched asyncio, the event loop
+    b = _chain_builtins()
+    _patch_asyncio()
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda lp, ctx: _diag("asyncio: %s" % ctx.get("message")))
+    asyncio.set_event_loop(loop)
     chan = _Channel(fd)
     _STATE = state = _State(chan)
+    loop.add_reader(fd, state.on_readable)  # dispatches nothing until the loop runs
+    sink = _LogSink(chan)
+    streams = _LogStream(sink, "<stdout>"), _LogStream(sink, "<stderr>")
+    # the objects of the imports and the warm-up never die: out of the collector's
+    # way, so a collection the run frame's objects trigger walks only new ones
+    gc.freeze()
     run = chan.recv()
     code, tools, allowed = _parse_run(run)
     policy = run.get("policy") if isinstance(run.get("policy"), str) else "default"
     if chan.frames:
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
 
-    g, roots = _build_globals(tools, allowed, policy)
+    g, roots = _build_globals(tools, allowed, policy, b)
     _install_introspection(g, state, tools)
-    sink = _LogSink(chan)
 
     def finish(done):
         sink.flush_partial()
@@ -912,6 +954,7 @@ def _run_chain(fd):
             chan.send_bytes(done)
         else:
             chan.send(done)
+        _wait_for_kill(fd)
         return EXIT_OK
 
     try:
@@ -928,9 +971,7 @@ def _run_chain(fd):
     exec(codeobj, g)
     chain_fn = g.pop("__chain__")
 
-    _patch_asyncio()
-    sys.stdout = _LogStream(sink, "<stdout>")
-    sys.stderr = _LogStream(sink, "<stderr>")
+    sys.stdout, sys.stderr = streams
     outcome = {}
 
     async def drive():
@@ -939,10 +980,6 @@ def _run_chain(fd):
         except BaseException as e:  # noqa: B902 - report everything, incl. SystemExit
             outcome["exc"] = e
 
-    loop = asyncio.new_event_loop()
-    loop.set_exception_handler(lambda lp, ctx: _diag("asyncio: %s" % ctx.get("message")))
-    asyncio.set_event_loop(loop)
-    loop.add_reader(fd, state.on_readable)
     try:
         loop.run_until_complete(drive())
     finally:

@@ -73,18 +73,16 @@ def fd_count(pid, want=None, wait=5.0):
         time.sleep(0.05)
 
 
-def stable_fd_count(pid, quiet=0.3, wait=5.0):
-    """Engine fd count once it stops changing (the event loop closes the
-    sockets of clients that just disconnected a moment later)."""
+def steady_fd_count(pid, quiet=0.5, wait=10.0):
+    """Engine fd count once it has not changed for `quiet` seconds (the
+    socket of a client that just closed may not be closed yet)."""
     deadline = time.time() + wait
     n, since = fd_count(pid), time.time()
-    while time.time() < deadline:
+    while time.time() - since < quiet and time.time() < deadline:
         time.sleep(0.05)
         m = fd_count(pid)
         if m != n:
             n, since = m, time.time()
-        elif time.time() - since >= quiet:
-            break
     return n
 
 
@@ -137,7 +135,7 @@ class CleanupTest(unittest.TestCase):
         try:
             self.run_one(eng, 0)  # warm-up: the engine's steady-state fds
             settled_pool(eng)
-            fds_before = stable_fd_count(eng.proc.pid)
+            fds_before = steady_fd_count(eng.proc.pid)
             start = time.time()
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
                 kinds = list(pool.map(lambda i: self.run_one(eng, i), range(CHAINS)))

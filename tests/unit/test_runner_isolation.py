@@ -77,7 +77,9 @@ class BridgeUnreachable(unittest.TestCase):
         # gc.get_objects() in the chain's process holds no bridge object; whatever
         # can send frames only reaches the bridge, which refuses forged frames.
         # (asyncio's own self-pipe sockets are there; none is the engine's socket)
+        # The runner freezes its start-up objects (gc.freeze); a chain can unfreeze.
         code = ("import gc, os, socket\n"
+                "gc.unfreeze()\n"
                 "objs = gc.get_objects()\n"
                 "names = sorted({type(o).__name__ for o in objs})\n"
                 "found = [n for n in names if n in ('_Bridge', '_ChainLink')]\n"
