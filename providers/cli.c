@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -500,7 +501,8 @@ static void reap(pid_t pid, int *status)
 /* State of one running script, watched by the poll loop. */
 typedef struct cli_watch {
     pid_t pid;
-    int fd; /* read end of the output pipe, -1 at EOF */
+    int pidfd; /* the shell's pidfd (readable when it exits), -1 if unavailable */
+    int fd;    /* read end of the output pipe, -1 at EOF */
     bool exited;
     const char *dir;
     size_t nsteps;
@@ -563,16 +565,24 @@ static int watch_limits(cli_watch *w, int64_t now, cm_error *err)
     return 0;
 }
 
+/* Waits for output, the shell's exit (its pidfd: without it, a shell whose
+ * output already reached end-of-file would only be noticed at the next
+ * tick), the deadline or the tick.  Returns > 0 when the pipe is readable. */
 static int watch_wait(cli_watch *w, int64_t now, cm_error *err)
 {
     int wait_ms = CLI_TICK_MS;
     if (w->deadline_ms && w->deadline_ms - now < wait_ms)
         wait_ms = (int)(w->deadline_ms - now);
-    struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
-    int rc = poll(&pfd, w->fd >= 0 ? 1 : 0, wait_ms < 0 ? 0 : wait_ms);
+    struct pollfd pfd[2];
+    nfds_t n = 0;
+    if (w->fd >= 0)
+        pfd[n++] = (struct pollfd){.fd = w->fd, .events = POLLIN};
+    if (!w->exited && w->pidfd >= 0)
+        pfd[n++] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+    int rc = poll(pfd, n, wait_ms < 0 ? 0 : wait_ms);
     if (rc < 0 && errno != EINTR)
         return cm_error_sys(err, CM_ERR_IO, "poll");
-    return rc;
+    return rc > 0 && w->fd >= 0 && pfd[0].revents ? 1 : 0;
 }
 
 /* Poll loop: output, step-file sizes, shell exit, deadline and cancel. */
@@ -611,6 +621,7 @@ static int run_script(const cli_job *job, const char *dir, const char *script_pa
                    .cap = job->max_output,
                    .cancel = ctx->cancel,
                    .start_ms = cm_now_ms(),
+                   .pidfd = -1,
                    .fd = -1};
     w.deadline_ms = w.start_ms + (int64_t)(job->timeout_s * 1000.0);
     if (ctx->deadline_ms && ctx->deadline_ms < w.deadline_ms)
@@ -627,9 +638,12 @@ static int run_script(const cli_job *job, const char *dir, const char *script_pa
         return -1;
     }
     close(cm_steal_fd(&wr));
+    w.pidfd = (int)syscall(SYS_pidfd_open, w.pid, 0); /* close-on-exec; -1: tick only */
     int rc = watch_run(&w, &res->out, &res->status, err);
     if (w.fd >= 0)
         close(w.fd);
+    if (w.pidfd >= 0)
+        close(w.pidfd);
     return rc;
 }
 
