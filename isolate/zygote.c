@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -314,6 +315,21 @@ static int ask_zygote(cm_zygote *z, int child_ctl, int child_out, cm_error *err)
     return pidfd;
 }
 
+/* A forked sandbox inherits the zygote's nice value, which is that of
+ * whichever thread started the zygote; give it the caller's instead (a
+ * refill thread's lower priority, restored on take; a request's normal
+ * one).  Set before the child forks the runner's processes. */
+static int match_caller_priority(pid_t pid, cm_error *err)
+{
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    if (nice == -1 && errno != 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "getpriority");
+    if (setpriority(PRIO_PROCESS, (id_t)pid, nice) < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "setpriority of sandbox pid %d", (int)pid);
+    return 0;
+}
+
 static int send_go(int engine_ctl, cm_error *err)
 {
     ssize_t n;
@@ -350,7 +366,7 @@ int cm_zygote_spawn(cm_engine *eng, cm_zygote *z, const cm_limits *lim, int engi
     *sb = (cm_sandbox){.pid = -1, .pidfd = pidfd, .foreign = true};
     sb->pid = pidfd_host_pid(pidfd, err);
     if (sb->pid < 0 || (jail->cg.npaths > 0 && cm_cgroup_attach(&jail->cg, sb->pid, err) < 0) ||
-        send_go(engine_ctl, err) < 0) {
+        match_caller_priority(sb->pid, err) < 0 || send_go(engine_ctl, err) < 0) {
         cm_error ignored;
         cm_sandbox_kill(sb);
         if (sb->pid < 0)

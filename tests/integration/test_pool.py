@@ -2,6 +2,7 @@
 an empty pool still serves (and counts the miss), a request's lower limits
 reach a pooled sandbox's cgroup, no sandbox is ever reused, and teardown
 (on the reaper, after the answer) leaves no cgroup or process behind."""
+import concurrent.futures
 import glob
 import os
 import time
@@ -78,12 +79,24 @@ class PoolTest(EngineTest):
         self.assertTrue(sc["stats"]["pool_hit"], sc)
         self.assertEqual(sc["result"], 0, sc)
 
+    def concurrent_chains(self, code, n):
+        """n chains at once on their own connections (more than the pool holds)."""
+        def one(_):
+            c = self.engine.client()
+            try:
+                return c.chain(code)
+            finally:
+                c.close()
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            return list(ex.map(one, range(n)))
+
     def test_exhausted_pool_still_serves_and_counts_misses(self):
         self.wait_idle(2)
         before = self.health()["pool"]["misses"]
+        # six at once, each holding its sandbox a while: the pool of 2 runs dry
+        scs = self.concurrent_chains("import time\ntime.sleep(0.3)\nreturn 7", 6)
         hits = []
-        for _ in range(4):  # faster than one refill (~100 ms per sandbox)
-            sc = self.client.chain("return 7")
+        for sc in scs:
             self.assertEqual(sc["result"], 7, sc)
             hits.append(sc["stats"]["pool_hit"])
         self.assertIn(False, hits)
@@ -92,6 +105,18 @@ class PoolTest(EngineTest):
         metrics = self.client.request("codemode/metrics")["result"]
         text = metrics if isinstance(metrics, str) else metrics.get("text", str(metrics))
         self.assertIn("codemode_pool_misses_total", text)
+
+    def test_sandbox_built_on_the_request_path_runs_at_normal_priority(self):
+        # a miss is forked from the zygote, which the nice-10 refill thread may
+        # have started: the chain must still run at nice 0
+        self.wait_idle(2)
+        code = ("import time\ntime.sleep(0.3)\n"
+                "os = [c for c in ().__class__.__base__.__subclasses__() "
+                "if c.__name__ == '_wrap_close'][0].__init__.__globals__['sys'].modules['os']\n"
+                "return os.getpriority(os.PRIO_PROCESS, 0)")
+        scs = self.concurrent_chains(code, 5)
+        self.assertIn(False, [sc["stats"]["pool_hit"] for sc in scs])
+        self.assertEqual([sc["result"] for sc in scs], [0] * 5, scs)
 
     def test_lower_limits_reach_a_pooled_sandbox(self):
         self.wait_idle(1)

@@ -120,6 +120,16 @@ class ZygoteTest(EngineTest):
         # the zygote itself keeps capabilities only inside its own user namespace
         self.assertNotEqual(status_fields(z)["Uid"].split()[0], "0")
 
+    def test_2b_warm_sandboxes_wait_at_refill_priority(self):
+        # forked by the zygote for a refill thread (nice 10, isolate/pool.c), not at
+        # the zygote's own priority; a chain that takes one runs at nice 0 (test_pool)
+        wait_pool(self.client, 2)
+        z = self.zygote()
+        for init in children(z):
+            for pid in [init] + children(init):
+                nice = int(read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[16])
+                self.assertEqual(nice, 10, pid)
+
     def test_3_chains_run_and_get_fresh_tmp(self):
         for _ in range(3):
             sc = self.client.chain("return 1 + 1")
