@@ -62,10 +62,12 @@ def health(client):
 
 
 def wait_pool(client, idle, timeout=30):
+    """The pool holds `idle` warm sandboxes and nothing is being built or torn down."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         h = health(client)
-        if h["pool"]["idle"] >= idle and h["pool"]["building"] == 0:
+        p = h["pool"]
+        if p["idle"] >= idle and p["building"] == 0 and p["disposing"] == 0:
             return h
         time.sleep(0.05)
     raise AssertionError("pool did not refill: %r" % health(client))
@@ -73,6 +75,16 @@ def wait_pool(client, idle, timeout=30):
 
 class ZygoteTest(EngineTest):
     CONFIG = CONFIG
+
+    def warm_sandboxes(self, z, n, timeout=10):
+        """The zygote's children once only the n warm sandboxes are left (a used
+        one stays its child until the zygote reaps it, a moment after teardown)."""
+        deadline = time.time() + timeout
+        while True:
+            live = [p for p in children(z) if not status_fields(p)["State"].startswith("Z")]
+            if len(live) == n or time.time() > deadline:
+                return live
+            time.sleep(0.05)
 
     def zygote(self):
         pids = zygote_pids(self.engine.read_log())
@@ -84,7 +96,7 @@ class ZygoteTest(EngineTest):
         self.assertEqual(h["pool"]["zygotes"], 1, h)
         self.assertGreaterEqual(h["pool"]["zygote_spawns"], 2, h)
         z = self.zygote()
-        sandboxes = children(z)  # each warm sandbox's pid 1 is a child of the zygote
+        sandboxes = self.warm_sandboxes(z, 2)  # each warm sandbox's pid 1 is a child of the zygote
         self.assertEqual(len(sandboxes), 2, sandboxes)
         a, b = sandboxes
         for name in ("mnt", "net", "ipc", "uts"):
@@ -101,7 +113,7 @@ class ZygoteTest(EngineTest):
         wait_pool(self.client, 2)
         z = self.zygote()
         zcg = read("/proc/%d/cgroup" % z)
-        for init in children(z):
+        for init in self.warm_sandboxes(z, 2):
             bridge = children(init)
             self.assertEqual(len(bridge), 1)
             chain_proc = children(bridge[0])
@@ -125,7 +137,7 @@ class ZygoteTest(EngineTest):
         # the zygote's own priority; a chain that takes one runs at nice 0 (test_pool)
         wait_pool(self.client, 2)
         z = self.zygote()
-        for init in children(z):
+        for init in self.warm_sandboxes(z, 2):
             for pid in [init] + children(init):
                 nice = int(read("/proc/%d/stat" % pid).rsplit(")", 1)[1].split()[16])
                 self.assertEqual(nice, 10, pid)
