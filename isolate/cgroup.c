@@ -383,33 +383,6 @@ int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)
     return 0;
 }
 
-void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u)
-{
-    memset(u, 0, sizeof *u);
-    u->cpu_ms = u->peak_memory_bytes = -1;
-    char buf[128];
-    if (iso->cgroup_mode == CM_CGROUP_V2 && cg->mem_idx >= 0) {
-        const char *dir = cg->paths[cg->mem_idx];
-        u->oom_kills = read_keyed(dir, "memory.events", "oom_kill");
-        long usec = read_keyed(dir, "cpu.stat", "usage_usec");
-        u->cpu_ms = usec >= 0 ? (double)usec / 1000.0 : -1;
-        u->throttled_periods = read_keyed(dir, "cpu.stat", "nr_throttled");
-        if (read_text(dir, "memory.peak", buf, sizeof buf) > 0)
-            u->peak_memory_bytes = strtod(buf, NULL);
-        return;
-    }
-    if (cg->mem_idx >= 0) {
-        u->oom_kills = read_keyed(cg->paths[cg->mem_idx], "memory.oom_control", "oom_kill");
-        if (read_text(cg->paths[cg->mem_idx], "memory.max_usage_in_bytes", buf, sizeof buf) > 0)
-            u->peak_memory_bytes = strtod(buf, NULL);
-    }
-    if (cg->cpu_idx >= 0)
-        u->throttled_periods = read_keyed(cg->paths[cg->cpu_idx], "cpu.stat", "nr_throttled");
-    if (cg->acct_idx >= 0 &&
-        read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
-        u->cpu_ms = strtod(buf, NULL) / 1e6;
-}
-
 void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg)
 {
     (void)iso;

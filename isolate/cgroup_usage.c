@@ -4,8 +4,9 @@
  * come from four cgroup files.  Opening them is the costly part (a kernfs path
  * walk each); the chain opens them while its sandbox runs, and after `done`
  * only reads them (a cgroup file's content is made at read time), so the answer
- * waits for four preads instead of four open/read/close.  Same values and
- * fall-backs as cm_cgroup_read_usage. */
+ * waits for four preads instead of four open/read/close.  cm_cgroup_read_usage
+ * (a read at one moment: a failed start, a jail's last stats) is the same
+ * open, read and close in one go, so the files and fall-backs live here once. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,4 +98,12 @@ void cm_cgroup_usage_close(cm_cgroup_usage_fds *f)
             close(*fds[i]);
         *fds[i] = -1;
     }
+}
+
+void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u)
+{
+    cm_cgroup_usage_fds f;
+    cm_cgroup_usage_open(iso, cg, &f);
+    cm_cgroup_usage_read(&f, u);
+    cm_cgroup_usage_close(&f);
 }

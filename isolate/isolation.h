@@ -138,7 +138,6 @@ int cm_cgroup_setup(cm_isolation *iso, cm_error *err);
 void cm_cgroup_teardown(cm_isolation *iso);
 int cm_cgroup_create(cm_isolation *iso, const cm_limits *lim, cm_cgroup *cg, cm_error *err);
 int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err);
-void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u);
 /* Kills anything left, removes the directories.  Idempotent. */
 void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg);
 /* Rewrites a live cgroup's limits from `from` to `to` (warm pool take). */
@@ -149,16 +148,18 @@ void cm_cgroup_reap_dead_instances(cm_isolation *iso);
 /* CPU time used so far in ms (one file read: a chain's baseline), or -1. */
 double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg);
 
-/* ---- cgroup_usage.c: cm_cgroup_read_usage with the files opened ahead ---- */
+/* ---- cgroup_usage.c: usage with the files opened ahead (and cm_cgroup_read_usage) ---- */
 typedef struct cm_cgroup_usage_fds {
     int oom, peak, cpu_stat, cpu;
     bool v2;
 } cm_cgroup_usage_fds;
 /* Opens the usage files (any that fail read as "unknown"). */
 void cm_cgroup_usage_open(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage_fds *f);
-/* Reads the current values, as cm_cgroup_read_usage does. */
+/* Reads the current values (cm_cgroup_read_usage = open + read + close). */
 void cm_cgroup_usage_read(const cm_cgroup_usage_fds *f, cm_cgroup_usage *u);
 void cm_cgroup_usage_close(cm_cgroup_usage_fds *f);
+/* Usage now: open, read, close. */
+void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u);
 
 /* ---- seccomp.c ---- */
 int cm_seccomp_compile(cm_isolation *iso, cm_error *err);
