@@ -258,3 +258,19 @@ char *cm_exe_dir(void)
     path[n] = '\0';
     return cm_xstrdup(dirname(path));
 }
+
+void cm_error_prefix_output(cm_error *err, int fd)
+{
+    char buf[400];
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        n--;
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *p = buf; *p; p++) {
+        if (*p == '\n')
+            *p = ' ';
+    }
+    cm_error_prefix(err, "%s", buf);
+}

@@ -63,6 +63,9 @@ int cm_write_all(int fd, const void *data, size_t len, cm_error *err);
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer. */
 int cm_read_file(const char *path, size_t max, char **out, size_t *out_len, cm_error *err);
 int cm_set_nonblock(int fd, bool on, cm_error *err);
+/* Puts what a failed child wrote to its (non-blocking) output fd in front of
+ * err's message: the first few hundred bytes on one line.  Nothing if empty. */
+void cm_error_prefix_output(cm_error *err, int fd);
 
 /* Directory of the running binary (from /proc/self/exe; "." if unknown).
  * Caller frees. */

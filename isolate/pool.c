@@ -131,20 +131,6 @@ int cm_pool_spawn(cm_engine *eng, bool full, const cm_limits *lim, int engine_ct
     return 0;
 }
 
-/* Adds what the sandbox wrote before failing (a zygote child's set-up
- * error, a runner traceback) to err. */
-static void add_sandbox_output(int out_fd, cm_error *err)
-{
-    char buf[400];
-    ssize_t n = read(out_fd, buf, sizeof buf - 1);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        n--;
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    cm_error_prefix(err, "%s", buf);
-}
-
 int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
 {
@@ -175,7 +161,7 @@ int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadl
     cm_cleanup_fd(&child_ctl);
     cm_cleanup_fd(&child_out);
     if (wait_ready(ctl, deadline_ms, err) < 0) {
-        add_sandbox_output(outfd, err);
+        cm_error_prefix_output(err, outfd); /* a zygote child's set-up error, a traceback */
         destroy_now(&out->sb, &out->jail);
         return -1;
     }

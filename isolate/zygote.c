@@ -129,23 +129,6 @@ static int recv_msg(int fd, char *text, size_t cap, int *fd_out, int timeout_ms,
 
 /* ---- start / stop ------------------------------------------------------ */
 
-/* Appends what the zygote wrote to its output (start-up failures). */
-static void add_zygote_output(cm_zygote *z, cm_error *err)
-{
-    char buf[300];
-    if (z->out_fd < 0)
-        return;
-    ssize_t n = read(z->out_fd, buf, sizeof buf - 1);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    for (char *p = buf; *p; p++) {
-        if (*p == '\n')
-            *p = ' ';
-    }
-    cm_error_prefix(err, "%s", buf);
-}
-
 /* Closing its socket first makes the zygote exit by itself (it reads
  * end-of-file), even where the kill cannot be delivered. */
 static void shut_down(cm_zygote *z)
@@ -236,7 +219,7 @@ static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
     int nofd;
     if (send_msg(z->fd, cfg, NULL, 0, err) < 0 ||
         recv_msg(z->fd, reply, sizeof reply, &nofd, ZYGOTE_START_TIMEOUT_MS, err) < 0) {
-        add_zygote_output(z, err);
+        cm_error_prefix_output(err, z->out_fd);
         return -1;
     }
     cm_cleanup_fd(&nofd);
