@@ -151,14 +151,11 @@ static void audit_call(chain *ch, const char *qualified, const cJSON *args, cons
                                out ? strlen(out) : 0, e);
 }
 
-static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
+/* What a provider call of this chain may use: variables, deadline, cancel
+ * flag, output cap, the profile's egress rules. */
+static cm_call_ctx call_ctx(chain *ch, const char *manual)
 {
-    cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL;
-    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
-        return -1;
-    tc->manual = cm_xstrdup(manual);
-    cm_call_ctx ctx = {
+    return (cm_call_ctx){
         .vars = ch->eng->vars,
         .manual_name = manual,
         .base_dir = ch->eng->cfg.base_dir,
@@ -168,6 +165,16 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
         .providers = ch->eng->providers,
         .egress = cm_policy_chain_profile(ch->pc),
     };
+}
+
+static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
+{
+    cm_autojson cJSON *def = NULL;
+    cm_autofree char *manual = NULL;
+    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
+        return -1;
+    tc->manual = cm_xstrdup(manual);
+    cm_call_ctx ctx = call_ctx(ch, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
@@ -250,16 +257,7 @@ static bool start_async_call(chain *ch, tool_call *tc)
     tc->async = true;
     tc->manual = cm_xstrdup(manual);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
-    tc->ctx = (cm_call_ctx){
-        .vars = ch->eng->vars,
-        .manual_name = tc->manual,
-        .base_dir = ch->eng->cfg.base_dir,
-        .deadline_ms = ch->deadline_ms,
-        .cancel = &ch->cancel,
-        .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
-        .providers = ch->eng->providers,
-        .egress = cm_policy_chain_profile(ch->pc),
-    };
+    tc->ctx = call_ctx(ch, tc->manual);
     if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, tmpl, tc->args, &tc->d, &err) <
         0) {
         cm_metrics_tool_call(ch->eng->metrics, tc->manual,
