@@ -2,9 +2,10 @@
 but hangs on tools/call -- alive, reading, never answering -- the first time
 it runs in a state directory; later runs answer.  Each run appends its pid to
 <statedir>/pids.  Usage: hung_mcp_server.py STATEDIR"""
-import json
 import os
 import sys
+
+from mcp_stdio_stub import serve, text_result
 
 state = sys.argv[1]
 with open(os.path.join(state, "pids"), "a") as f:
@@ -19,27 +20,9 @@ TOOL = {"name": "add", "description": "a + b",
                                                          "b": {"type": "number"}}}}
 
 
-def send(msg):
-    sys.stdout.write(json.dumps(msg) + "\n")
-    sys.stdout.flush()
+def on_call(mid, args):
+    if not hang:   # else: alive, still reading stdin, never answering
+        text_result(mid, args["a"] + args["b"])
 
 
-for line in sys.stdin:
-    msg = json.loads(line)
-    mid, method = msg.get("id"), msg.get("method")
-    if mid is None:
-        continue   # notifications
-    if method == "initialize":
-        send({"jsonrpc": "2.0", "id": mid, "result": {
-            "protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-            "serverInfo": {"name": "hung", "version": "1"}}})
-    elif method == "tools/list":
-        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [TOOL]}})
-    elif method == "tools/call" and hang:
-        pass   # alive, still reading stdin, never answering
-    elif method == "tools/call":
-        a = msg["params"]["arguments"]
-        send({"jsonrpc": "2.0", "id": mid, "result": {
-            "content": [{"type": "text", "text": json.dumps(a["a"] + a["b"])}]}})
-    else:
-        send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": method}})
+serve("hung", TOOL, on_call)
