@@ -170,15 +170,16 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
 static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
 {
     cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL;
-    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
+    cm_autofree char *manual = NULL, *owner = NULL;
+    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
+                        err) < 0)
         return -1;
     tc->manual = cm_xstrdup(manual);
     cm_call_ctx ctx = call_ctx(ch, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
-    if (cm_policy_chain_authorize(ch->pc, qualified, manual, tmpl, tc->args, &d, err) < 0)
+    if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
         return -1;
     int64_t t0 = cm_now_us();
     int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
@@ -247,9 +248,10 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
 static bool start_async_call(chain *ch, tool_call *tc)
 {
     cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL;
+    cm_autofree char *manual = NULL, *owner = NULL;
     cm_error err;
-    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, &err) < 0)
+    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
+                        &err) < 0)
         return false; /* the thread path reports it */
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     if (!cm_provider_async_capable(tmpl))
@@ -258,8 +260,8 @@ static bool start_async_call(chain *ch, tool_call *tc)
     tc->manual = cm_xstrdup(manual);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
     tc->ctx = call_ctx(ch, tc->manual);
-    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, tmpl, tc->args, &tc->d, &err) <
-        0) {
+    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
+                                  &err) < 0) {
         cm_metrics_tool_call(ch->eng->metrics, tc->manual,
                              err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
         post_async_result(ch, result_frame(tc->id, NULL, &err));

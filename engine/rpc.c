@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "authority.h"
 #include "jobs.h"
 #include "server.h"
 #include "reload.h"
@@ -143,6 +144,24 @@ static void set_log_level(cm_conn *conn, const cJSON *id, const cJSON *params)
     cm_rpc_reply(conn, id, cJSON_CreateObject());
 }
 
+/* Engine methods past chains and queries need a grant (authority.h):
+ * refused with -32001 naming the rule, audited and logged. */
+static bool method_allowed(cm_engine *eng, cm_conn *conn, const cJSON *id, cm_action a)
+{
+    cm_caller c;
+    cm_error err;
+    int rc = cm_caller_begin(eng->policy, &conn->peer, &c, &err);
+    if (rc == 0)
+        rc = cm_caller_may(&c, a, &err);
+    cm_caller_end(&c);
+    if (rc == 0)
+        return true;
+    cm_log("warn", "refused uid %ld: %s", (long)conn->peer.uid, err.message);
+    if (id)
+        cm_conn_send(conn, cm_rpc_error(id, -32001, err.message));
+    return false;
+}
+
 static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJSON *id,
                      const cJSON *params)
 {
@@ -159,13 +178,17 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
     } else if (strcmp(method, "logging/setLevel") == 0) {
         set_log_level(conn, id, params);
     } else if (strcmp(method, "codemode/stats") == 0) {
-        cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_STATS))
+            cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
     } else if (strcmp(method, "codemode/health") == 0) {
-        cm_rpc_reply(conn, id, cm_engine_health_json(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_HEALTH))
+            cm_rpc_reply(conn, id, cm_engine_health_json(eng));
     } else if (strcmp(method, "codemode/metrics") == 0) {
-        cm_rpc_reply(conn, id, metrics_result(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_METRICS))
+            cm_rpc_reply(conn, id, metrics_result(eng));
     } else if (strcmp(method, "codemode/reload") == 0) {
-        cm_policy_handle_reload(eng, conn, id);
+        if (method_allowed(eng, conn, id, CM_ACT_RELOAD))
+            cm_policy_handle_reload(eng, conn, id);
     } else if (id) {
         char msg[300];
         snprintf(msg, sizeof msg, "method not found: %.200s", method);

@@ -291,7 +291,8 @@ static const char *run_case(const char *policy_path, const char *profile_name, c
         snprintf(got->rule, sizeof got->rule, "http");
         snprintf(got->reason, sizeof got->reason, "%.500s", got->allow ? "allowed" : err.message);
     } else if (manual) {
-        cm_policy_check_variables(p, manual, cJSON_GetObjectItemCaseSensitive(c, "variables"), got);
+        cm_policy_check_variables(p, manual, cm_json_str(c, "owner"),
+                                  cJSON_GetObjectItemCaseSensitive(c, "variables"), got);
     } else {
         why = "a case needs tool (with args), url, or manual (with variables)";
     }
