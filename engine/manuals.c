@@ -126,7 +126,7 @@ int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, const 
     const char *owner = caller ? cm_caller_owner(caller) : NULL;
     if (cm_registry_add(eng->registry, tmpl, manual, owner, report, err) < 0) {
         cm_providers_release_manual(eng->providers, name); /* nothing half-registers */
-        return cm_error_prefix(err, "manual '%s'", name);
+        return -1; /* the registry's message names the manual */
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "authority.h"
 #include "jobs.h"
+#include "jsonscan.h"
 #include "server.h"
 #include "reload.h"
 #include "session.h"
@@ -86,6 +87,38 @@ static cJSON *metrics_result(cm_engine *eng)
 static bool valid_id(const cJSON *id)
 {
     return cJSON_IsString(id) || cJSON_IsNumber(id);
+}
+
+/* A numeric id is echoed as the client wrote it (cJSON holds a double:
+ * 2^64, -0 or 1e3 would come back changed).  The raw token replaces the
+ * parsed one when both denote the same number. */
+static const cJSON *exact_id(cJSON *req, const cJSON *id, const char *line, size_t len)
+{
+    const char *start;
+    size_t n;
+    if (!cJSON_IsNumber(id) || !cm_json_member_span(line, len, "id", &start, &n) || n > 64)
+        return id;
+    char raw[65];
+    memcpy(raw, start, n);
+    raw[n] = '\0';
+    cm_autojson cJSON *again = cJSON_Parse(raw);
+    if (!cJSON_IsNumber(again) || again->valuedouble != id->valuedouble)
+        return id;
+    cJSON_ReplaceItemInObjectCaseSensitive(req, "id", cJSON_CreateRaw(raw));
+    return cJSON_GetObjectItemCaseSensitive(req, "id");
+}
+
+/* C strings end at NUL: a \u0000 anywhere would silently cut a chain's code
+ * or an argument, so the request is refused instead. */
+static bool refuse_nul(cm_conn *conn, const char *method, const cJSON *id)
+{
+    static const char msg[] = "a string in the request contains a NUL character (\\u0000); "
+                              "code and arguments must be text without NUL";
+    if (!strcmp(method, "tools/call"))
+        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
+    else if (id)
+        cm_conn_send(conn, cm_rpc_error(id, -32602, msg));
+    return true;
 }
 
 static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
@@ -224,6 +257,7 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
                                         "number"));
         return;
     }
+    id = exact_id(req, id, line, len);
     const char *method = cm_json_str(req, "method");
     const char *version = cm_json_str(req, "jsonrpc");
     if (!version || strcmp(version, "2.0") != 0 || !method) {
@@ -244,6 +278,8 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
             cm_conn_send(conn, cm_rpc_error(id, -32000, "engine is shutting down"));
         return;
     }
+    if (cm_json_has_nul_escape(line, len) && refuse_nul(conn, method, id))
+        return;
     char profile[256];
     cm_error err;
     if (strcmp(method, "ping") != 0 &&

@@ -176,6 +176,14 @@ const char *cm_action_name(cm_action a)
     return (unsigned)a < sizeof names / sizeof *names ? names[a] : "?";
 }
 
+int cm_action_from_name(const char *name)
+{
+    for (int a = CM_ACT_REGISTER; name && a <= CM_ACT_METRICS; a++)
+        if (!strcmp(cm_action_name((cm_action)a), name))
+            return a;
+    return -1;
+}
+
 static int deny(const cm_policy_profile *prof, const char *key, cm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int deny(const cm_policy_profile *prof, const char *key, cm_error *err, const char *fmt, ...)

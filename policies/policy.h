@@ -106,6 +106,8 @@ typedef enum cm_action {
 } cm_action;
 bool cm_profile_may(const cm_policy_profile *prof, cm_action a);
 const char *cm_action_name(cm_action a);
+/* The action of that name, -1 if none (`codemode policy test` cases). */
+int cm_action_from_name(const char *name);
 /* May this profile register this call template (a manual's, or one of its
  * discovered tools')?  Type in grants.register; cli steps and MCP stdio
  * command lines in grants.commands; env names in grants.env.  -1 with kind
