@@ -172,11 +172,18 @@ class TenantEngine:
             return []
 
     def cleanup(self):
-        self.engine.stop()
+        """Stops and removes everything; then fails on an unclean exit or a
+        sanitizer report in the engine log."""
+        rc = self.engine.stop()
+        log = self.engine.read_log()
         self.engine.cleanup()
         self.http.stop()
         shutil.rmtree(self.client_dir, ignore_errors=True)
         shutil.rmtree(self.marker_dir, ignore_errors=True)
+        if rc != 0:
+            raise AssertionError("engine exited with %s on SIGTERM; log:\n%s" % (rc, log[-4000:]))
+        if "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+            raise AssertionError("sanitizer report in engine log:\n" + log[-6000:])
 
 
 class TenantTest(unittest.TestCase):
