@@ -123,17 +123,30 @@ static const cJSON *args_of(const cJSON *params)
     return cJSON_GetObjectItemCaseSensitive(params, "arguments");
 }
 
-void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+/* Interfaces as the requesting caller sees them; when the caller cannot be
+ * resolved the error is answered and *refused set. */
+static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const char *only,
+                               bool *refused)
 {
-    (void)params;
     cm_caller c;
     cm_error err;
     if (cm_caller_begin(eng->policy, &conn->peer, &c, &err) < 0) {
         cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
-        return;
+        *refused = true;
+        return NULL;
     }
-    cm_autofree char *text = cm_agent_interfaces(eng, c.profile, NULL);
+    char *text = cm_agent_interfaces(eng, c.profile, only);
     cm_caller_end(&c);
+    return text;
+}
+
+void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+{
+    (void)params;
+    bool refused = false;
+    cm_autofree char *text = caller_interfaces(eng, conn, id, NULL, &refused);
+    if (refused)
+        return;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "interfaces", text);
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
@@ -148,14 +161,10 @@ void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id, 
                                           "get_tool_interface: tool_name must be a string"));
         return;
     }
-    cm_caller c;
-    cm_error err;
-    if (cm_caller_begin(eng->policy, &conn->peer, &c, &err) < 0) {
-        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+    bool refused = false;
+    cm_autofree char *text = caller_interfaces(eng, conn, id, name, &refused);
+    if (refused)
         return;
-    }
-    cm_autofree char *text = cm_agent_interfaces(eng, c.profile, name);
-    cm_caller_end(&c);
     if (!text) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown tool '%.200s'", name);

@@ -39,38 +39,35 @@ class HostCommands(TenantTest):
     def register(self, uid, tmpl):
         return self.t.call(uid, "register_manual", {"manual_call_template": tmpl})
 
-    def test_mcp_stdio_not_granted(self):
-        m = self.t.marker("mcp_a")
-        msg = self.refused(self.register(UID_A, mcp_stdio("evil", m)))
-        self.assertIn("rule 'profiles.tenant_a.grants.register'", msg)
-        self.assertIn("'mcp'", msg)
+    def refused_and_nothing_ran(self, uid, make, name, *fragments):
+        """Registers make(marker path); asserts the refusal names each
+        fragment and that the marker was never created."""
+        m = self.t.marker(name)
+        msg = self.refused(self.register(uid, make(m)))
+        for f in fragments:
+            self.assertIn(f, msg)
         self.assertFalse(os.path.exists(m))
+
+    def test_mcp_stdio_not_granted(self):
+        self.refused_and_nothing_ran(UID_A, lambda m: mcp_stdio("evil", m), "mcp_a",
+                                     "rule 'profiles.tenant_a.grants.register'", "'mcp'")
 
     def test_cli_not_granted(self):
-        m = self.t.marker("cli_a")
-        msg = self.refused(self.register(UID_A, cli_manual("evil", "touch " + m)))
-        self.assertIn("rule 'profiles.tenant_a.grants.register'", msg)
-        self.assertFalse(os.path.exists(m))
+        self.refused_and_nothing_ran(UID_A, lambda m: cli_manual("evil", "touch " + m), "cli_a",
+                                     "rule 'profiles.tenant_a.grants.register'")
 
     def test_cli_command_not_listed(self):
-        m = self.t.marker("cli_b")
-        msg = self.refused(self.register(UID_B, cli_manual("evil", "touch " + m)))
-        self.assertIn("rule 'profiles.tenant_b.grants.commands'", msg)
-        self.assertIn("touch", msg)
-        self.assertFalse(os.path.exists(m))
+        self.refused_and_nothing_ran(UID_B, lambda m: cli_manual("evil", "touch " + m), "cli_b",
+                                     "rule 'profiles.tenant_b.grants.commands'", "touch")
 
     def test_glob_cannot_be_stretched_with_shell(self):
-        m = self.t.marker("cli_b2")
-        msg = self.refused(self.register(UID_B, cli_manual("evil", "printf hello; touch " + m)))
-        self.assertIn("grants.commands", msg)
-        self.assertFalse(os.path.exists(m))
+        self.refused_and_nothing_ran(
+            UID_B, lambda m: cli_manual("evil", "printf hello; touch " + m), "cli_b2",
+            "grants.commands")
 
     def test_mcp_stdio_command_not_listed(self):
-        m = self.t.marker("mcp_b")
-        msg = self.refused(self.register(UID_B, mcp_stdio("evil", m)))
-        self.assertIn("rule 'profiles.tenant_b.grants.commands'", msg)
-        self.assertIn("/bin/sh -c touch", msg)
-        self.assertFalse(os.path.exists(m))
+        self.refused_and_nothing_ran(UID_B, lambda m: mcp_stdio("evil", m), "mcp_b",
+                                     "rule 'profiles.tenant_b.grants.commands'", "/bin/sh -c touch")
 
     def test_text_manual_cannot_smuggle_a_cli_tool(self):
         m = self.t.marker("smuggle")
