@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "frame.h"
 #include "provider.h"
+#include "redact.h"
 #include "sandbox.h"
 #include "session.h"
 #include "tools.h"
@@ -47,6 +48,7 @@ typedef struct tool_call {
     cm_call_ctx ctx;
     cm_decision d;
     int64_t t0;
+    cm_redactor *redact; /* the call's substituted values, out of its result frame */
 } tool_call;
 
 struct chain {
@@ -125,6 +127,12 @@ static cJSON *result_frame(double id, cJSON *value, const cm_error *err)
     return f;
 }
 
+/* The one way a tool call's answer goes back to the sandbox: redacted. */
+static cJSON *call_result_frame(const tool_call *tc, cJSON *value, const cm_error *err)
+{
+    return cm_redact_frame(tc->redact, result_frame(tc->id, value, err));
+}
+
 static void post_result(chain *ch, cJSON *frame)
 {
     cm_error err;
@@ -177,6 +185,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
     tc->manual = cm_xstrdup(manual);
     cm_call_ctx ctx = call_ctx(ch, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
     if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
@@ -198,9 +207,9 @@ static void *tool_call_main(void *arg)
     const char *decision = rc == 0 ? "ok" : err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error";
     cm_metrics_tool_call(tc->ch->eng->metrics, tc->manual, decision);
     if (rc < 0)
-        post_result(tc->ch, result_frame(tc->id, NULL, &err));
+        post_result(tc->ch, call_result_frame(tc, NULL, &err));
     else
-        post_result(tc->ch, result_frame(tc->id, value, NULL));
+        post_result(tc->ch, call_result_frame(tc, value, NULL));
     return NULL;
 }
 
@@ -235,12 +244,12 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
                          : e->kind == CM_ERR_POLICY_DENIED ? "denied"
                                                            : "error");
     if (!e) {
-        post_async_result(ch, result_frame(tc->id, value, NULL));
+        post_async_result(ch, call_result_frame(tc, value, NULL));
         return;
     }
     cm_error err = *e;
     cm_error_prefix(&err, "%s", tc->tool);
-    post_async_result(ch, result_frame(tc->id, NULL, &err));
+    post_async_result(ch, call_result_frame(tc, NULL, &err));
 }
 
 /* Starts the call without a thread when its provider can (http); false
@@ -258,13 +267,14 @@ static bool start_async_call(chain *ch, tool_call *tc)
         return false;
     tc->async = true;
     tc->manual = cm_xstrdup(manual);
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
     tc->ctx = call_ctx(ch, tc->manual);
     if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
                                   &err) < 0) {
         cm_metrics_tool_call(ch->eng->metrics, tc->manual,
                              err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
-        post_async_result(ch, result_frame(tc->id, NULL, &err));
+        post_async_result(ch, call_result_frame(tc, NULL, &err));
         return true;
     }
     tc->t0 = cm_now_us();
@@ -357,6 +367,7 @@ static void join_calls(chain *ch)
     while (ch->calls) {
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
+        cm_redactor_free(tc->redact);
         free(tc->qualified);
         free(tc->manual);
         free(tc->tool);
