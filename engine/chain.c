@@ -185,7 +185,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
     tc->manual = cm_xstrdup(manual);
     cm_call_ctx ctx = call_ctx(ch, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
-    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl);
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
     if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
@@ -267,7 +267,7 @@ static bool start_async_call(chain *ch, tool_call *tc)
         return false;
     tc->async = true;
     tc->manual = cm_xstrdup(manual);
-    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl);
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
     tc->ctx = call_ctx(ch, tc->manual);
     if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,

@@ -32,7 +32,8 @@ typedef struct pattern {
 struct cm_redactor {
     pattern *p;
     size_t n, cap;
-    bool first[256]; /* first bytes of the patterns: the scan's quick filter */
+    bool first[256];           /* first bytes of the patterns: the scan's quick filter */
+    const cJSON *public_names; /* building only: names never redacted */
 };
 
 /* ---- building ------------------------------------------------------------ */
@@ -145,10 +146,21 @@ static void add_base64_cores(cm_redactor *r, const char *value, const char *name
     free(buf);
 }
 
+static bool is_public(const cm_redactor *r, const char *name)
+{
+    const cJSON *n;
+    cJSON_ArrayForEach(n, r->public_names)
+    {
+        if (cJSON_IsString(n) && !strcmp(n->valuestring, name))
+            return true;
+    }
+    return false;
+}
+
 static void add_value(void *arg, const char *name, const char *value)
 {
     cm_redactor *r = arg;
-    if (strlen(value) < CM_REDACT_MIN_LEN)
+    if (strlen(value) < CM_REDACT_MIN_LEN || is_public(r, name))
         return;
     add_pattern(r, value, strlen(value), name);
     add_owned(r, json_escaped(value), name);
@@ -188,11 +200,13 @@ static int longest_first(const void *a, const void *b)
     return x->len < y->len ? 1 : x->len > y->len ? -1 : 0;
 }
 
-cm_redactor *cm_redactor_for_call(const cm_vars *v, const char *manual, const cJSON *tmpl)
+cm_redactor *cm_redactor_for_call(const cm_vars *v, const char *manual, const cJSON *tmpl,
+                                  const cJSON *public_names)
 {
     if (!v || !tmpl)
         return NULL;
     cm_redactor *r = cm_xcalloc(1, sizeof *r);
+    r->public_names = public_names;
     cm_vars_used(v, manual, tmpl, add_value, r);
     add_basic_credential(r, v, manual, tmpl);
     if (r->n == 0) {

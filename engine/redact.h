@@ -22,8 +22,11 @@
 typedef struct cm_redactor cm_redactor;
 
 /* The redactor of one call of `tmpl` (a tool's tool_call_template) from
- * `manual`; NULL when the template substitutes no value (nothing to do). */
-cm_redactor *cm_redactor_for_call(const cm_vars *v, const char *manual, const cJSON *tmpl);
+ * `manual`; NULL when the template substitutes no value (nothing to do).
+ * Variables named in `public_names` (array of strings, may be NULL: the
+ * config's `public_variables`) are settings, not secrets, and kept. */
+cm_redactor *cm_redactor_for_call(const cm_vars *v, const char *manual, const cJSON *tmpl,
+                                  const cJSON *public_names);
 void cm_redactor_free(cm_redactor *r);
 
 /* Replaces every occurrence in every string value and object key of the

@@ -152,10 +152,11 @@ class ShippedConfig(EngineTest):
         r = self.client.chain(code)
         self.assertIsNone(r["error"], r)
         self.assertEqual(r["result"]["words"], 9)
-        # the greeting and signature are variables: substituted on the host,
-        # redacted from what the chain gets back (engine/redact.c)
+        # the greeting and signature are variables substituted on the host;
+        # the signature is a secret, redacted from what the chain gets back
+        # (engine/redact.c), the greeting a public_variables setting
         self.assertEqual(r["result"]["greeting"],
-                         "[redacted:DEMO_GREETING], platform team! [redacted:DEMO_SIGNATURE]")
+                         "Hello from codemode, platform team! [redacted:DEMO_SIGNATURE]")
         self.assertEqual(len(r["logs"]), 2)
 
 

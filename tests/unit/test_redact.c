@@ -31,7 +31,7 @@ static cm_redactor *redactor(cm_vars *v, const char *manual, const char *tmpl_js
 {
     cm_autojson cJSON *tmpl = cJSON_Parse(tmpl_json);
     assert_non_null(tmpl);
-    return cm_redactor_for_call(v, manual, tmpl);
+    return cm_redactor_for_call(v, manual, tmpl, NULL);
 }
 
 static void assert_redacts(const cm_redactor *r, const char *in, const char *want)
@@ -156,6 +156,20 @@ static void test_frame(void **state)
     cm_vars_free(v);
 }
 
+static void test_public_variables_kept(void **state)
+{
+    (void)state;
+    cm_vars *v = vars_of("{\"GREETING\":\"hello there\",\"TOKEN\":\"tok-secret-1\"}");
+    cm_autojson cJSON *tmpl = cJSON_Parse("{\"c\":\"${GREETING} ${TOKEN}\"}");
+    cm_autojson cJSON *pub = cJSON_Parse("[\"GREETING\"]");
+    cm_redactor *r = cm_redactor_for_call(v, "m", tmpl, pub);
+    assert_redacts(r, "hello there tok-secret-1", "hello there [redacted:TOKEN]");
+    cm_redactor_free(r);
+    cm_autojson cJSON *only = cJSON_Parse("{\"c\":\"${GREETING}\"}");
+    assert_null(cm_redactor_for_call(v, "m", only, pub)); /* nothing left to redact */
+    cm_vars_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_longest_first_and_markers),
         cmocka_unit_test(test_message_cut_at_end),
         cmocka_unit_test(test_frame),
+        cmocka_unit_test(test_public_variables_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
