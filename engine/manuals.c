@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "pctx.h"
 #include "provider.h"
+#include "redact.h"
 #include "vars.h"
 
 #define DISCOVERY_TIMEOUT_MS 60000
@@ -105,6 +106,16 @@ static int discover(cm_engine *eng, const cJSON *tmpl, const char *name, const c
     return caller ? check_discovered(caller, name, *manual, err) : 0;
 }
 
+/* A failed discovery's message (a curl error quoting the URL, a server's
+ * answer) goes to the caller and the log: without the values substituted
+ * into the manual template. */
+static void redact_error(cm_engine *eng, const char *name, const cJSON *tmpl, cm_error *err)
+{
+    cm_redactor *r = cm_redactor_for_call(eng->vars, name, tmpl, eng->cfg.public_variables);
+    cm_redact_message(r, err->message, sizeof err->message);
+    cm_redactor_free(r);
+}
+
 int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, const cm_caller *caller,
                               cJSON **report, cm_error *err)
 {
@@ -121,6 +132,7 @@ int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, const 
     cm_autojson cJSON *manual = NULL;
     if (discover(eng, tmpl, name, caller, &manual, err) < 0) {
         cm_providers_release_manual(eng->providers, name);
+        redact_error(eng, name, tmpl, err);
         return cm_error_prefix(err, "manual '%s'", name);
     }
     const char *owner = caller ? cm_caller_owner(caller) : NULL;

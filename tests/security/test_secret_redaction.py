@@ -198,3 +198,20 @@ class SecretRedaction(EngineTest):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class RegistrationErrors(EngineTest):
+    """A failing discovery's message (to the registering caller and the log)
+    carries no value substituted into the manual template."""
+
+    CONFIG = json.dumps({"variables": CANARIES})
+
+    def test_http_manual_url_to_dead_port(self):
+        url = "http://127.0.0.1:%d/m/${DEAD_TOKEN}" % free_port()
+        res = self.client.call_tool("register_manual", {"manual_call_template": {
+            "name": "deadman", "call_template_type": "http", "http_method": "GET", "url": url}})
+        self.assertTrue(res["isError"], res)
+        text = json.dumps(res)
+        self.assertNotIn(CANARIES["DEAD_TOKEN"], text)
+        self.assertIn("[redacted:DEAD_TOKEN]", text)
+        self.assertNotIn(CANARIES["DEAD_TOKEN"], self.engine.read_log())
