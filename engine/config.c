@@ -79,6 +79,66 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->zygote = true;
     cfg->pool_refill_concurrency = 1;
     cfg->client_queue_max = 32;
+    cfg->registration = cm_reg_limits_or_default(NULL);
+}
+
+cm_reg_limits cm_reg_limits_or_default(const cm_reg_limits *lim)
+{
+    cm_reg_limits l = lim ? *lim : (cm_reg_limits){0};
+    if (l.timeout_s <= 0)
+        l.timeout_s = CM_REG_DEFAULT_TIMEOUT_S;
+    if (!l.max_bytes)
+        l.max_bytes = CM_REG_DEFAULT_MAX_BYTES;
+    if (l.max_tools <= 0)
+        l.max_tools = CM_REG_DEFAULT_MAX_TOOLS;
+    if (!l.max_schema_bytes)
+        l.max_schema_bytes = CM_REG_DEFAULT_MAX_SCHEMA_BYTES;
+    return l;
+}
+
+static bool is_integral(const cJSON *v);
+
+/* engine.registration: {timeout_s, max_bytes, max_tools, max_schema_bytes}. */
+static int apply_registration(cm_config *cfg, const cJSON *v, cm_error *err)
+{
+    static const struct {
+        const char *key;
+        double min, max;
+    } keys[] = {{"timeout_s", 1, 3600},
+                {"max_bytes", 1024, 4294967296.0},
+                {"max_tools", 1, 1000000},
+                {"max_schema_bytes", 1024, 17179869184.0}};
+    if (!cJSON_IsObject(v))
+        return cm_error_set(err, CM_ERR_CONFIG, "engine.registration: must be an object");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v)
+    {
+        size_t i = 0;
+        while (i < sizeof keys / sizeof *keys && strcmp(keys[i].key, item->string))
+            i++;
+        if (i == sizeof keys / sizeof *keys)
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "engine.registration: unknown key '%s' (timeout_s, max_bytes, "
+                                "max_tools, max_schema_bytes)",
+                                item->string);
+        if (!is_integral(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.registration.%s: must be an integer",
+                                item->string);
+        if (item->valuedouble < keys[i].min || item->valuedouble > keys[i].max)
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "engine.registration.%s: %.0f out of range %.0f..%.0f",
+                                item->string, item->valuedouble, keys[i].min, keys[i].max);
+        double d = item->valuedouble;
+        if (i == 0)
+            cfg->registration.timeout_s = (int)d;
+        else if (i == 1)
+            cfg->registration.max_bytes = (size_t)d;
+        else if (i == 2)
+            cfg->registration.max_tools = (int)d;
+        else
+            cfg->registration.max_schema_bytes = (size_t)d;
+    }
+    return 0;
 }
 
 /* Non-numeric isolation keys: imports, test_mode, require_layers.  Sets
@@ -216,6 +276,11 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
         }
         if (!strcmp(item->string, "policy")) {
             cfg->policy = item;
+            continue;
+        }
+        if (!strcmp(item->string, "registration")) {
+            if (apply_registration(cfg, item, err) < 0)
+                return -1;
             continue;
         }
         bool done;

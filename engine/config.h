@@ -12,6 +12,23 @@
 
 #include "error.h"
 
+/* engine.registration: what one manual registration (discovery) may cost.
+ * Providers read it through cm_call_ctx.reg (providers/provider.h). */
+typedef struct cm_reg_limits {
+    int timeout_s;           /* timeout_s: whole registration, download included (30) */
+    size_t max_bytes;        /* max_bytes: a downloaded or read manual/OpenAPI document (32 MiB) */
+    int max_tools;           /* max_tools: tools one manual may have (2000) */
+    size_t max_schema_bytes; /* max_schema_bytes: a manual's tool schemas, all tools (64 MiB) */
+} cm_reg_limits;
+
+#define CM_REG_DEFAULT_TIMEOUT_S 30
+#define CM_REG_DEFAULT_MAX_BYTES ((size_t)32 << 20)
+#define CM_REG_DEFAULT_MAX_TOOLS 2000
+#define CM_REG_DEFAULT_MAX_SCHEMA_BYTES ((size_t)64 << 20)
+
+/* The limits with every unset (0) field at its default; lim may be NULL. */
+cm_reg_limits cm_reg_limits_or_default(const cm_reg_limits *lim);
+
 typedef struct cm_config {
     char *path;     /* config file path, NULL when running on defaults */
     char *base_dir; /* directory of the config file (or cwd): relative paths resolve here */
@@ -57,6 +74,7 @@ typedef struct cm_config {
     int client_queue_max;        /* engine.client_queue_max: one connection's queued + running
                                     slow requests before `busy` (32): a flooding client cannot
                                     fill the whole queue (issue 9) */
+    cm_reg_limits registration;  /* engine.registration (issue 14) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

@@ -13,8 +13,6 @@
 #include "redact.h"
 #include "vars.h"
 
-#define DISCOVERY_TIMEOUT_MS 60000
-
 static int check_template(const cJSON *tmpl, cm_error *err)
 {
     const char *name = cm_json_str(tmpl, "name");
@@ -96,10 +94,11 @@ static int discover(cm_engine *eng, const cJSON *tmpl, const char *name, const c
         .vars = eng->vars,
         .manual_name = name,
         .base_dir = eng->cfg.base_dir,
-        .deadline_ms = cm_now_ms() + DISCOVERY_TIMEOUT_MS,
-        .max_output_bytes = 16u << 20,
+        .deadline_ms = cm_now_ms() + (int64_t)eng->cfg.registration.timeout_s * 1000,
+        .max_output_bytes = eng->cfg.registration.max_bytes,
         .providers = eng->providers,
         .egress = caller ? caller->profile : NULL,
+        .reg = &eng->cfg.registration,
     };
     if (cm_provider_discover(tmpl, &ctx, manual, err) < 0)
         return -1;
@@ -134,6 +133,15 @@ int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, const 
         cm_providers_release_manual(eng->providers, name);
         redact_error(eng, name, tmpl, err);
         return cm_error_prefix(err, "manual '%s'", name);
+    }
+    int ntools = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(manual, "tools"));
+    if (ntools > eng->cfg.registration.max_tools) { /* any provider: UTCP, MCP, cli */
+        cm_providers_release_manual(eng->providers, name);
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "manual '%s': discovery found %d tools, over "
+                            "engine.registration.max_tools (%d); raise it or register a "
+                            "smaller manual",
+                            name, ntools, eng->cfg.registration.max_tools);
     }
     const char *owner = caller ? cm_caller_owner(caller) : NULL;
     if (cm_registry_add(eng->registry, tmpl, manual, owner, report, err) < 0) {

@@ -799,7 +799,7 @@ int cm_cli_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **ma
         rc = execute(&job, NULL, ctx, &output, err);
     cli_job_free(&job);
     if (rc == 0) {
-        rc = cm_parse_manual_text(output.data ? output.data : "", output.len, "command output",
+        rc = cm_parse_manual_text(output.data ? output.data : "", output.len, "command output", ctx,
                                   manual, err);
     }
     cm_buf_free(&output);

@@ -10,6 +10,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -20,7 +21,6 @@
 #include "text_file.h"
 
 #define CALL_TIMEOUT_MS 30000
-#define DISCOVERY_TIMEOUT_MS 10000
 #define EXCERPT_BYTES 500
 
 struct cm_oauth_token {
@@ -787,11 +787,11 @@ void cm_http_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx 
 
 /* ---- discovery ------------------------------------------------------- */
 
-int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what, cJSON **manual,
-                            cm_error *err)
+int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what,
+                            const cm_call_ctx *ctx, cJSON **manual, cm_error *err)
 {
     if (cJSON_IsObject(doc) && cm_openapi_detect(doc))
-        return cm_openapi_to_manual(doc, spec_url, manual, err);
+        return cm_openapi_to_manual(doc, spec_url, ctx, manual, err);
     if (cJSON_IsObject(doc) && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "tools"))) {
         *manual = cJSON_Duplicate(doc, 1);
         return 0;
@@ -800,6 +800,27 @@ int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what, 
                         "%s is neither a UTCP manual (utcp_version + tools) nor an OpenAPI/Swagger "
                         "document (openapi/swagger key)",
                         what);
+}
+
+/* A failed discovery download: over a registration limit → a message naming
+ * the engine.registration key; any other failure is a config error (a
+ * policy refusal stays one). */
+static void discovery_error(cm_error *err, const cm_reg_limits *lim)
+{
+    if (err->sys_errno == EFBIG) {
+        cm_error_set(err, CM_ERR_CONFIG,
+                     "the document is larger than engine.registration.max_bytes (%zu MiB%s); "
+                     "raise it or serve a smaller description",
+                     lim->max_bytes >> 20, lim->max_bytes % (1u << 20) ? " and more" : "");
+        return;
+    }
+    if (err->kind == CM_ERR_TIMEOUT) {
+        cm_error_prefix(err, "no answer within engine.registration.timeout_s (%d s)",
+                        lim->timeout_s);
+        err->kind = CM_ERR_CONFIG;
+        return;
+    }
+    err->kind = err->kind == CM_ERR_POLICY_DENIED ? err->kind : CM_ERR_CONFIG;
 }
 
 int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual,
@@ -811,17 +832,18 @@ int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
     if (substituted(manual_tmpl, ctx, &t, err) < 0)
         return cm_error_prefix(err, "http manual %s", shown);
     cm_call_ctx c = *ctx;
-    int64_t cap = cm_now_ms() + DISCOVERY_TIMEOUT_MS;
+    cm_reg_limits lim = cm_reg_limits_or_default(ctx->reg);
+    int64_t cap = cm_now_ms() + (int64_t)lim.timeout_s * 1000;
     if (!c.deadline_ms || c.deadline_ms > cap)
         c.deadline_ms = cap;
-    c.max_output_bytes = 16u << 20;
+    c.max_output_bytes = lim.max_bytes;
     cm_http_resp resp;
     http_request r;
     /* discovery is a GET without arguments, whatever the template's method */
-    int rc = http_once(t, NULL, &c, "GET", DISCOVERY_TIMEOUT_MS, &resp, &r, err);
+    int rc = http_once(t, NULL, &c, "GET", c.deadline_ms - cm_now_ms(), &resp, &r, err);
     http_request_free(&r);
     if (rc < 0) {
-        err->kind = err->kind == CM_ERR_POLICY_DENIED ? err->kind : CM_ERR_CONFIG;
+        discovery_error(err, &lim);
         return cm_error_prefix(err, "http manual %s", shown);
     }
     if (resp.status >= 400) {
@@ -835,7 +857,7 @@ int cm_http_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
                                &doc, err);
     cm_http_resp_free(&resp);
     if (rc < 0 ||
-        cm_manual_from_document(doc, cm_json_str(t, "url"), "response", manual, err) < 0) {
+        cm_manual_from_document(doc, cm_json_str(t, "url"), "response", &c, manual, err) < 0) {
         err->kind = CM_ERR_CONFIG;
         return cm_error_prefix(err, "http manual %s", shown);
     }

@@ -41,7 +41,7 @@ int cm_http_map_args(const cJSON *tmpl, const cJSON *args, cm_http_mapped *out, 
 /* A UTCP manual from a discovery document (JSON/YAML text already parsed):
  * UTCP manual keys → the manual; `openapi`/`swagger` → converted; anything
  * else → CM_ERR_CONFIG. */
-int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what, cJSON **manual,
-                            cm_error *err);
+int cm_manual_from_document(cJSON *doc, const char *spec_url, const char *what,
+                            const cm_call_ctx *ctx, cJSON **manual, cm_error *err);
 
 #endif

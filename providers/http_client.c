@@ -8,6 +8,7 @@
 #include "policy.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -249,9 +250,11 @@ static int transfer_error(CURLcode rc, const xfer *x, const char *url, cm_error 
         return cm_error_set(err, CM_ERR_TIMEOUT, "%s: cancelled: the caller gave up", u);
     if (rc == CURLE_OPERATION_TIMEDOUT)
         return cm_error_set(err, CM_ERR_TIMEOUT, "%s: timed out", u);
-    if (x->too_big)
-        return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: response larger than %zu bytes", u,
-                            x->max_bytes);
+    if (x->too_big) {
+        cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: response larger than %zu bytes", u, x->max_bytes);
+        err->sys_errno = EFBIG; /* callers that name their own limit (discovery) test this */
+        return -1;
+    }
     return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: %s", u, curl_easy_strerror(rc));
 }
 

@@ -2,18 +2,20 @@
  * manual whose tools are `http` call templates.
  *
  * Why it exists: most HTTP APIs publish OpenAPI, not UTCP.  Unlike the
- * reference SDKs this resolves `$ref` at any depth (cycles are cut, never
- * expanded forever), always emits `type: object` inputs with `required`, and
- * is only used for documents that say they are OpenAPI. */
+ * reference SDKs this keeps `$ref`s as JSON Schema "$defs" (each shared
+ * schema once, recursive ones stay references: openapi_refs.c, so memory is
+ * linear in the document and capped by engine.registration), always emits
+ * `type: object` inputs with `required`, and is only used for documents that
+ * say they are OpenAPI. */
 #include "openapi.h"
 
 #include <ctype.h>
 #include <string.h>
 
+#include "config.h"
 #include "http_client.h"
+#include "openapi_refs.h"
 #include "util.h"
-
-#define MAX_REF_DEPTH 64
 
 static const char *const methods[] = {"get", "post", "put", "patch", "delete"};
 
@@ -23,84 +25,14 @@ bool cm_openapi_detect(const cJSON *doc)
                                    cJSON_GetObjectItemCaseSensitive(doc, "swagger"));
 }
 
-/* Follows a local JSON pointer ("#/a/b"), with ~0/~1 unescaping. */
-static const cJSON *follow_pointer(const cJSON *doc, const char *ref)
-{
-    if (strncmp(ref, "#/", 2))
-        return NULL;
-    const cJSON *cur = doc;
-    const char *p = ref + 2;
-    while (cur && *p) {
-        size_t n = strcspn(p, "/");
-        cm_autofree char *key = cm_xmalloc(n + 1);
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (p[i] == '~' && i + 1 < n && (p[i + 1] == '0' || p[i + 1] == '1')) {
-                key[k++] = p[i + 1] == '0' ? '~' : '/';
-                i++;
-            } else {
-                key[k++] = p[i];
-            }
-        }
-        key[k] = '\0';
-        cur = cJSON_GetObjectItemCaseSensitive(cur, key);
-        p += n;
-        if (*p == '/')
-            p++;
-    }
-    return cur;
-}
-
-typedef struct ref_stack {
-    const char *refs[MAX_REF_DEPTH];
-    int n;
-} ref_stack;
-
-static bool on_stack(const ref_stack *s, const char *ref)
-{
-    for (int i = 0; i < s->n; i++)
-        if (!strcmp(s->refs[i], ref))
-            return true;
-    return false;
-}
-
-static cJSON *resolve_in(const cJSON *doc, const cJSON *node, ref_stack *st)
-{
-    if (cJSON_IsArray(node)) {
-        cJSON *a = cJSON_CreateArray();
-        const cJSON *e;
-        cJSON_ArrayForEach(e, node) cJSON_AddItemToArray(a, resolve_in(doc, e, st));
-        return a;
-    }
-    if (!cJSON_IsObject(node))
-        return cJSON_Duplicate(node, 1);
-    const char *ref = cm_json_str(node, "$ref");
-    if (ref) {
-        const cJSON *target = follow_pointer(doc, ref);
-        if (!target || on_stack(st, ref) || st->n >= MAX_REF_DEPTH) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "type", "object");
-            cJSON_AddStringToObject(o, "description",
-                                    target ? "recursive reference (not expanded)"
-                                           : "unresolved reference");
-            cJSON_AddStringToObject(o, "x-ref", ref);
-            return o;
-        }
-        st->refs[st->n++] = ref;
-        cJSON *r = resolve_in(doc, target, st);
-        st->n--;
-        return r;
-    }
-    cJSON *o = cJSON_CreateObject();
-    const cJSON *e;
-    cJSON_ArrayForEach(e, node) cJSON_AddItemToObject(o, e->string, resolve_in(doc, e, st));
-    return o;
-}
-
 cJSON *cm_openapi_resolve(const cJSON *doc, const cJSON *schema)
 {
-    ref_stack st = {.n = 0};
-    return resolve_in(doc, schema, &st);
+    cm_oa_budget b = {.left = CM_REG_DEFAULT_MAX_SCHEMA_BYTES};
+    cm_oa_schema *s = cm_oa_schema_new(doc, &b);
+    cJSON *out = cm_oa_convert(s, schema);
+    cm_oa_finish(s, out);
+    cm_oa_schema_free(s);
+    return out;
 }
 
 /* ---- base URL -------------------------------------------------------- */
@@ -281,30 +213,30 @@ static char *derived_name(const char *method, const char *path)
     return b.data;
 }
 
-static void add_param(const cJSON *doc, const cJSON *param, cJSON *props, cJSON *required,
-                      cJSON *header_fields)
+static void add_param(const cJSON *doc, cm_oa_schema *sch, const cJSON *param, cJSON *props,
+                      cJSON *required, cJSON *header_fields)
 {
-    cm_autojson cJSON *p = cm_openapi_resolve(doc, param);
+    const cJSON *p = cm_oa_deref(doc, param);
     const char *name = cm_json_str(p, "name");
     const char *in = cm_json_str(p, "in");
     if (!name || !in || !strcmp(in, "cookie"))
         return;
+    const cJSON *s0 = cJSON_GetObjectItemCaseSensitive(p, "schema");
     if (!strcmp(in, "body")) { /* Swagger 2 body parameter */
-        cJSON *s = cJSON_DetachItemFromObjectCaseSensitive(p, "schema");
         cJSON_DeleteItemFromObjectCaseSensitive(props, "body");
-        cJSON_AddItemToObject(props, "body", s ? s : cJSON_CreateObject());
+        cJSON_AddItemToObject(props, "body", s0 ? cm_oa_convert(sch, s0) : cJSON_CreateObject());
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "required")))
             cJSON_AddItemToArray(required, cJSON_CreateString("body"));
         return;
     }
-    cJSON *schema = cJSON_DetachItemFromObjectCaseSensitive(p, "schema");
+    cJSON *schema = s0 ? cm_oa_convert(sch, s0) : NULL;
     if (!schema) { /* Swagger 2 inline type */
         schema = cJSON_CreateObject();
         const char *type = cm_json_str(p, "type");
         cJSON_AddStringToObject(schema, "type", type ? type : "string");
     }
     const char *desc = cm_json_str(p, "description");
-    if (desc && !cJSON_GetObjectItemCaseSensitive(schema, "description"))
+    if (desc && cJSON_IsObject(schema) && !cJSON_GetObjectItemCaseSensitive(schema, "description"))
         cJSON_AddStringToObject(schema, "description", desc);
     cJSON_DeleteItemFromObjectCaseSensitive(props, name);
     cJSON_AddItemToObject(props, name, schema);
@@ -325,20 +257,20 @@ static const char *body_content_type(const cJSON *content, const cJSON **media)
     return *media ? (*media)->string : NULL;
 }
 
-/* Returns the body's content type (caller frees: it may name a key of the
- * resolved request body, which is freed here), NULL without a body. */
-static char *add_request_body(const cJSON *doc, const cJSON *op, cJSON *props, cJSON *required)
+/* Returns the body's content type (caller frees), NULL without a body. */
+static char *add_request_body(const cJSON *doc, cm_oa_schema *sch, const cJSON *op, cJSON *props,
+                              cJSON *required)
 {
     const cJSON *rb0 = cJSON_GetObjectItemCaseSensitive(op, "requestBody");
     if (!rb0)
         return NULL;
-    cm_autojson cJSON *rb = cm_openapi_resolve(doc, rb0);
+    const cJSON *rb = cm_oa_deref(doc, rb0);
     const cJSON *media = NULL;
     const char *ct = body_content_type(cJSON_GetObjectItemCaseSensitive(rb, "content"), &media);
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(media, "schema");
-    cJSON *s = schema ? cJSON_Duplicate(schema, 1) : cJSON_CreateObject();
+    cJSON *s = schema ? cm_oa_convert(sch, schema) : cJSON_CreateObject();
     const char *desc = cm_json_str(rb, "description");
-    if (desc && !cJSON_GetObjectItemCaseSensitive(s, "description"))
+    if (desc && cJSON_IsObject(s) && !cJSON_GetObjectItemCaseSensitive(s, "description"))
         cJSON_AddStringToObject(s, "description", desc);
     cJSON_AddItemToObject(props, "body", s);
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rb, "required")))
@@ -346,7 +278,7 @@ static char *add_request_body(const cJSON *doc, const cJSON *op, cJSON *props, c
     return cm_xstrdup(ct ? ct : "application/json");
 }
 
-static cJSON *output_schema(const cJSON *doc, const cJSON *op)
+static cJSON *output_schema(const cJSON *doc, cm_oa_budget *budget, const cJSON *op)
 {
     const cJSON *responses = cJSON_GetObjectItemCaseSensitive(op, "responses");
     static const char *const codes[] = {"200", "201", "202", "default"};
@@ -354,20 +286,26 @@ static cJSON *output_schema(const cJSON *doc, const cJSON *op)
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(responses, codes[i]);
         if (!r)
             continue;
-        cm_autojson cJSON *rr = cm_openapi_resolve(doc, r);
+        const cJSON *rr = cm_oa_deref(doc, r);
         const cJSON *media = NULL;
         body_content_type(cJSON_GetObjectItemCaseSensitive(rr, "content"), &media);
         const cJSON *schema = cJSON_GetObjectItemCaseSensitive(media, "schema");
         if (!schema)
             schema = cJSON_GetObjectItemCaseSensitive(rr, "schema"); /* Swagger 2 */
-        if (schema)
-            return cJSON_Duplicate(schema, 1);
+        if (schema) {
+            cm_oa_schema *sch = cm_oa_schema_new(doc, budget);
+            cJSON *out = cm_oa_convert(sch, schema);
+            cm_oa_finish(sch, out);
+            cm_oa_schema_free(sch);
+            return out;
+        }
     }
     return cJSON_CreateObject();
 }
 
-static cJSON *operation_tool(const cJSON *doc, const char *base, const char *path,
-                             const cJSON *path_item, const char *method, const cJSON *op)
+static cJSON *operation_tool(const cJSON *doc, cm_oa_budget *budget, const char *base,
+                             const char *path, const cJSON *path_item, const char *method,
+                             const cJSON *op)
 {
     cJSON *tool = cJSON_CreateObject();
     const char *opid = cm_json_str(op, "operationId");
@@ -385,16 +323,19 @@ static cJSON *operation_tool(const cJSON *doc, const char *base, const char *pat
     cJSON *props = cJSON_AddObjectToObject(inputs, "properties");
     cJSON *required = cJSON_CreateArray();
     cJSON *header_fields = cJSON_CreateArray();
+    cm_oa_schema *sch = cm_oa_schema_new(doc, budget);
     const cJSON *p;
     cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(path_item, "parameters"))
-        add_param(doc, p, props, required, header_fields);
+        add_param(doc, sch, p, props, required, header_fields);
     cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(op, "parameters"))
-        add_param(doc, p, props, required, header_fields);
-    cm_autofree char *ct = add_request_body(doc, op, props, required);
+        add_param(doc, sch, p, props, required, header_fields);
+    cm_autofree char *ct = add_request_body(doc, sch, op, props, required);
     if (!ct && cJSON_GetObjectItemCaseSensitive(props, "body"))
         ct = cm_xstrdup("application/json");
     cJSON_AddItemToObject(inputs, "required", required);
-    cJSON_AddItemToObject(tool, "outputs", output_schema(doc, op));
+    cm_oa_finish(sch, inputs); /* the parameters' shared schemas, once, in inputs.$defs */
+    cm_oa_schema_free(sch);
+    cJSON_AddItemToObject(tool, "outputs", output_schema(doc, budget, op));
     cJSON *t = cJSON_AddObjectToObject(tool, "tool_call_template");
     cJSON_AddStringToObject(t, "call_template_type", "http");
     char upper[8] = {0};
@@ -418,33 +359,84 @@ static cJSON *operation_tool(const cJSON *doc, const char *base, const char *pat
     return tool;
 }
 
-int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, cJSON **manual, cm_error *err)
+static int count_operations(const cJSON *doc, const cJSON *paths)
+{
+    int n = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, paths)
+    {
+        const cJSON *pi = cm_oa_deref(doc, item);
+        for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+            n += cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(pi, methods[i]));
+    }
+    return n;
+}
+
+static void put_size(char *buf, size_t len, size_t bytes)
+{
+    if (bytes >= (1u << 20) && !(bytes % (1u << 20)))
+        snprintf(buf, len, "%zu MiB", bytes >> 20);
+    else
+        snprintf(buf, len, "%zu bytes", bytes);
+}
+
+int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_ctx *ctx,
+                         cJSON **manual, cm_error *err)
 {
     if (!cm_openapi_detect(doc))
         return cm_error_set(err, CM_ERR_CONFIG, "not an OpenAPI/Swagger document");
     const cJSON *paths = cJSON_GetObjectItemCaseSensitive(doc, "paths");
     if (!cJSON_IsObject(paths))
         return cm_error_set(err, CM_ERR_CONFIG, "OpenAPI document: paths: must be an object");
+    cm_reg_limits lim = cm_reg_limits_or_default(ctx ? ctx->reg : NULL);
+    int nops = count_operations(doc, paths);
+    if (nops > lim.max_tools)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "OpenAPI document has %d operations, over "
+                            "engine.registration.max_tools (%d); raise it or register a "
+                            "smaller description",
+                            nops, lim.max_tools);
     cm_autofree char *base = NULL;
     if (base_url(doc, spec_url, &base, err) < 0)
         return cm_error_prefix(err, "OpenAPI document");
-    cJSON *m = cJSON_CreateObject();
+    cm_autojson cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "utcp_version", "1.0.1");
     const cJSON *info = cJSON_GetObjectItemCaseSensitive(doc, "info");
     const char *version = cm_json_str(info, "version");
     cJSON_AddStringToObject(m, "manual_version", version ? version : "1.0.0");
     cJSON *tools = cJSON_AddArrayToObject(m, "tools");
+    cm_oa_budget budget = {.left = lim.max_schema_bytes};
+    int64_t deadline = ctx ? ctx->deadline_ms : 0;
+    int done = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, paths)
     {
-        cm_autojson cJSON *resolved_item = cm_openapi_resolve(doc, item);
+        const cJSON *pi = cm_oa_deref(doc, item);
         for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
-            const cJSON *op = cJSON_GetObjectItemCaseSensitive(item, methods[i]);
-            if (cJSON_IsObject(op))
-                cJSON_AddItemToArray(
-                    tools, operation_tool(doc, base, item->string, resolved_item, methods[i], op));
+            const cJSON *op = cJSON_GetObjectItemCaseSensitive(pi, methods[i]);
+            if (!cJSON_IsObject(op))
+                continue;
+            cJSON_AddItemToArray(
+                tools, operation_tool(doc, &budget, base, item->string, pi, methods[i], op));
+            done++;
+            if (budget.over) {
+                char size[32];
+                put_size(size, sizeof size, lim.max_schema_bytes);
+                return cm_error_set(err, CM_ERR_CONFIG,
+                                    "OpenAPI document: the tool schemas take more than "
+                                    "engine.registration.max_schema_bytes (%s) at operation "
+                                    "%d of %d (%s %.200s); raise it or register a smaller "
+                                    "description",
+                                    size, done, nops, methods[i], item->string);
+            }
+            if (deadline && cm_now_ms() > deadline)
+                return cm_error_set(err, CM_ERR_TIMEOUT,
+                                    "OpenAPI document: converting took longer than "
+                                    "engine.registration.timeout_s (%d s) at operation %d of %d; "
+                                    "raise it or register a smaller description",
+                                    lim.timeout_s, done, nops);
         }
     }
-    *manual = m;
+    *manual = cm_steal_ptr(&m);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "error.h"
+#include "provider.h"
 
 /* True when the document declares `openapi` (3.x) or `swagger` (2.0). */
 bool cm_openapi_detect(const cJSON *doc);
@@ -14,14 +15,21 @@ bool cm_openapi_detect(const cJSON *doc);
  * `servers[0].url` and is the fallback base URL.  One tool per operation
  * (GET POST PUT PATCH DELETE): name = operationId or `<method>_<path>`
  * sanitized; inputs = object schema of the parameters (+ `body`) with
- * `required`; `$ref`s resolved at any depth (a cycle becomes
- * {"type":"object","description":"recursive: <ref>"}); security schemes →
+ * `required`; a local `$ref` becomes {"$ref":"#/$defs/<Name>"} with the
+ * schema it names copied once into the root's (inputs', outputs') "$defs"
+ * (a recursive one stays a reference; external ones are never followed:
+ * providers/openapi_refs.c); security schemes →
  * auth with variables (API_KEY_<n>, USERNAME_<n>/PASSWORD_<n>,
- * CLIENT_ID_<n>/CLIENT_SECRET_<n>, n = 1-based scheme index). */
-int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, cJSON **manual, cm_error *err);
+ * CLIENT_ID_<n>/CLIENT_SECRET_<n>, n = 1-based scheme index).
+ * ctx (may be NULL: the defaults) gives the registration limits
+ * (ctx->reg: max_tools, max_schema_bytes, timeout_s) and the deadline; a
+ * document over one is refused with a CM_ERR_CONFIG (CM_ERR_TIMEOUT)
+ * message naming the engine.registration key. */
+int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_ctx *ctx,
+                         cJSON **manual, cm_error *err);
 
-/* Deep copy of `schema` with every local `$ref` ("#/...") resolved against
- * `doc` (exposed for unit tests). */
+/* Copy of `schema` with every local `$ref` rewritten to "#/$defs/<Name>"
+ * and the definitions attached as its "$defs" (exposed for unit tests). */
 cJSON *cm_openapi_resolve(const cJSON *doc, const cJSON *schema);
 
 #endif

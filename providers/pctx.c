@@ -2,6 +2,8 @@
  * share with its locks, and teardown of MCP sessions and cached tokens. */
 #include "pctx.h"
 
+#include <malloc.h>
+
 #include "util.h"
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
@@ -46,6 +48,10 @@ void cm_providers_release_manual(cm_providers *p, const char *manual_name)
 {
     if (p && manual_name)
         cm_mcp_sessions_close(p, manual_name);
+    /* called once the manual's tools are freed (deregistration, failed
+     * registration): glibc keeps freed arenas otherwise, and a large manual
+     * registered and removed again would stay resident (issue 14) */
+    malloc_trim(0);
 }
 
 void cm_providers_free(cm_providers *p)

@@ -5,6 +5,7 @@
  * owns it (cli.c, text_file.c), so adding a provider touches one table. */
 #include "provider.h"
 
+#include <malloc.h>
 #include <string.h>
 
 #include "cli.h"
@@ -98,7 +99,11 @@ int cm_provider_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON
     const provider_entry *p = provider_for(manual_tmpl, CM_ERR_CONFIG, err);
     if (!p || needs_context(p, ctx, CM_ERR_CONFIG, err) < 0)
         return -1;
-    return p->discover(manual_tmpl, ctx, manual, err);
+    int rc = p->discover(manual_tmpl, ctx, manual, err);
+    /* the downloaded document (a parsed 13 MB description is ~100 MB of
+     * cJSON) is freed by now: give it back instead of keeping the peak */
+    malloc_trim(0);
+    return rc;
 }
 
 int cm_provider_supported(const char *call_template_type)

@@ -25,6 +25,9 @@ typedef struct cm_call_ctx {
     /* HTTP egress rules of the caller's policy profile; NULL = no policy,
      * then the built-in rule applies (https, or http to loopback only) */
     const struct cm_policy_profile *egress;
+    /* discovery only: engine.registration limits (engine/config.h); NULL =
+     * the defaults */
+    const struct cm_reg_limits *reg;
 } cm_call_ctx;
 
 /* Runs a tool.  `tmpl` is the tool's tool_call_template as registered (not

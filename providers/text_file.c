@@ -33,8 +33,8 @@ static cJSON *manual_from_tool_list(cJSON *tools)
     return m;
 }
 
-int cm_parse_manual_text(const char *text, size_t len, const char *what, cJSON **manual,
-                         cm_error *err)
+int cm_parse_manual_text(const char *text, size_t len, const char *what, const cm_call_ctx *ctx,
+                         cJSON **manual, cm_error *err)
 {
     cm_autojson cJSON *doc = NULL;
     if (parse_json_or_yaml(text, len, what, &doc, err) < 0) {
@@ -49,8 +49,9 @@ int cm_parse_manual_text(const char *text, size_t len, const char *what, cJSON *
         return cm_error_set(err, CM_ERR_CONFIG, "%s is not a UTCP manual (expected an object)",
                             what);
     if (cm_openapi_detect(doc))
-        return cm_openapi_to_manual(doc, NULL, manual, err) < 0 ? cm_error_prefix(err, "%s", what)
-                                                                : 0;
+        return cm_openapi_to_manual(doc, NULL, ctx, manual, err) < 0
+                   ? cm_error_prefix(err, "%s", what)
+                   : 0;
     if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(doc, "tools")))
         return cm_error_set(err, CM_ERR_CONFIG, "%s is not a UTCP manual (no \"tools\" array)",
                             what);
@@ -78,13 +79,18 @@ static int substituted(const cJSON *tmpl, const cm_call_ctx *ctx, cJSON **out, c
     return cm_vars_substitute(ctx->vars, ctx->manual_name, tmpl, out, err);
 }
 
-static int read_capped(const char *path, char **text, size_t *len, cm_error *err)
+/* key: the config key that sets max, named when the file is over it. */
+static int read_capped(const char *path, size_t max, const char *key, char **text, size_t *len,
+                       cm_error *err)
 {
-    if (cm_read_file(path, FILE_MAX_BYTES, text, len, err) == 0)
+    if (cm_read_file(path, max, text, len, err) == 0)
         return 0;
     if (err->sys_errno)
         return cm_error_set(err, CM_ERR_CONFIG, "cannot open: %s", strerror(err->sys_errno));
-    return cm_error_set(err, CM_ERR_CONFIG, "larger than %zu bytes", FILE_MAX_BYTES);
+    if (key)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "larger than %s (%zu bytes); raise it or use a smaller file", key, max);
+    return cm_error_set(err, CM_ERR_CONFIG, "larger than %zu bytes", max);
 }
 
 static int template_path(const cJSON *tmpl, const cm_call_ctx *ctx, char **path, cm_error *err)
@@ -102,19 +108,18 @@ static int template_path(const cJSON *tmpl, const cm_call_ctx *ctx, char **path,
 int cm_text_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual,
                      cm_error *err)
 {
-    (void)ctx;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(manual_tmpl, "content");
     if (cJSON_IsObject(content) || cJSON_IsArray(content)) {
         cm_autofree char *s = cm_json_print(content);
-        return cm_parse_manual_text(s, strlen(s), "content", manual, err) < 0
+        return cm_parse_manual_text(s, strlen(s), "content", ctx, manual, err) < 0
                    ? cm_error_prefix(err, "text manual")
                    : 0;
     }
     if (!cJSON_IsString(content))
         return cm_error_set(err, CM_ERR_CONFIG,
                             "text manual: content must be a string or an object");
-    if (cm_parse_manual_text(content->valuestring, strlen(content->valuestring), "content", manual,
-                             err) < 0)
+    if (cm_parse_manual_text(content->valuestring, strlen(content->valuestring), "content", ctx,
+                             manual, err) < 0)
         return cm_error_prefix(err, "text manual");
     return 0;
 }
@@ -127,8 +132,9 @@ int cm_file_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **m
     size_t len = 0;
     if (template_path(manual_tmpl, ctx, &path, err) < 0)
         return cm_error_prefix(err, "file manual");
-    if (read_capped(path, &text, &len, err) < 0 ||
-        cm_parse_manual_text(text, len, "content", manual, err) < 0)
+    cm_reg_limits lim = cm_reg_limits_or_default(ctx->reg);
+    if (read_capped(path, lim.max_bytes, "engine.registration.max_bytes", &text, &len, err) < 0 ||
+        cm_parse_manual_text(text, len, "content", ctx, manual, err) < 0)
         return cm_error_prefix(err, "file manual '%s'", path);
     return 0;
 }
@@ -166,7 +172,7 @@ int cm_file_call(const cJSON *tmpl, const cm_call_ctx *ctx, cJSON **result, cm_e
         err->kind = CM_ERR_TOOL_ERROR;
         return cm_error_prefix(err, "file tool");
     }
-    if (read_capped(path, &text, &len, err) < 0) {
+    if (read_capped(path, FILE_MAX_BYTES, NULL, &text, &len, err) < 0) {
         err->kind = CM_ERR_TOOL_ERROR;
         return cm_error_prefix(err, "file tool '%s'", path);
     }

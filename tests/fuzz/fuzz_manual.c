@@ -9,7 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cJSON *manual = NULL;
     cm_error err;
-    if (cm_parse_manual_text((const char *)data, size, "fuzz", &manual, &err) < 0)
+    if (cm_parse_manual_text((const char *)data, size, "fuzz", NULL, &manual, &err) < 0)
         return 0;
     cm_registry *r = NULL;
     if (cm_registry_new(&r, &err) == 0) {

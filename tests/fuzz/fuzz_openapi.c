@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     cJSON *manual = NULL;
     cm_error err;
-    if (cm_openapi_to_manual(doc, "http://127.0.0.1/openapi.json", &manual, &err) == 0)
+    if (cm_openapi_to_manual(doc, "http://127.0.0.1/openapi.json", NULL, &manual, &err) == 0)
         cJSON_Delete(manual);
     cJSON_Delete(doc);
     return 0;

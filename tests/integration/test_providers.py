@@ -272,13 +272,27 @@ class AllProviders(EngineTest):
         get = tools["petstore.getPet"]
         self.assertEqual(get["inputs"]["type"], "object")
         self.assertEqual(get["inputs"]["required"], ["petId"])
-        self.assertEqual(get["inputs"]["properties"]["petId"]["type"], "integer")
+        # $refs stay references into the schema's own $defs, each definition once
+        self.assertEqual(get["inputs"]["properties"]["petId"]["$ref"], "#/$defs/Id")
+        self.assertEqual(get["inputs"]["$defs"]["Id"]["type"], "integer")
         self.assertEqual(get["tags"], ["pets"])
-        pets = get["outputs"]["properties"]["owner"]["properties"]["pets"]["items"]
-        self.assertIn("recursive", pets["description"])     # cycle cut, not expanded forever
+        out = get["outputs"]
+        self.assertEqual(out["$ref"], "#/$defs/Pet")
+        self.assertEqual(sorted(out["$defs"]), ["Owner", "Pet"])
+        self.assertEqual(out["$defs"]["Pet"]["properties"]["owner"], {"$ref": "#/$defs/Owner"})
+        pets = out["$defs"]["Owner"]["properties"]["pets"]["items"]
+        self.assertEqual(pets, {"$ref": "#/$defs/Pet"})     # the cycle stays a reference
         post = tools["petstore.post_pets"]
         self.assertEqual(post["inputs"]["required"], ["body"])
-        self.assertEqual(post["inputs"]["properties"]["body"]["required"], ["name"])
+        self.assertEqual(post["inputs"]["properties"]["body"]["$ref"], "#/$defs/Pet")
+        self.assertEqual(post["inputs"]["$defs"]["Pet"]["required"], ["name"])
+        # the Python interface renders the references as classes (recursion: forward refs)
+        iface = self.client.call_tool("get_tool_interface", {"tool_name": "petstore.getPet"})
+        text = iface["structuredContent"]["interface"]
+        self.assertIn("class petstore_GetPetOutputPet(TypedDict)", text, text)
+        self.assertIn('owner: NotRequired["petstore_GetPetOutputOwner"]', text, text)
+        self.assertIn('pets: NotRequired[List["petstore_GetPetOutputPet"]]', text, text)
+        self.assertIn('-> "petstore_GetPetOutputPet"', text, text)
         keys = self.client.call_tool("get_required_keys_for_tool", {"tool_name": "petstore.getPet"})
         self.assertEqual(keys["structuredContent"]["required_variables"], ["API_KEY_1"])
 

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "config.h"
 #include "http.h"
 #include "http_client.h"
 #include "mcp.h"
@@ -125,8 +126,8 @@ static void test_openapi_refs_cycles_security(void **state)
           "\"get\":{\"operationId\":\"getN\",\"security\":[{\"b\":[]}]}}}}");
     cm_autojson cJSON *m = NULL;
     cm_error err;
-    assert_int_equal(cm_openapi_to_manual(doc, "http://127.0.0.1:9/spec/openapi.json", &m, &err),
-                     0);
+    assert_int_equal(
+        cm_openapi_to_manual(doc, "http://127.0.0.1:9/spec/openapi.json", NULL, &m, &err), 0);
     assert_string_equal(cm_json_str(m, "manual_version"), "9");
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(m, "tools");
     assert_int_equal(cJSON_GetArraySize(tools), 2);
@@ -139,12 +140,23 @@ static void test_openapi_refs_cycles_security(void **state)
     assert_string_equal(req, "[\"id\",\"X-Req\"]");
     const cJSON *body = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(in, "properties"), "body");
-    const cJSON *bp = cJSON_GetObjectItemCaseSensitive(body, "properties");
-    /* two-level $ref resolved; the self-reference cut */
-    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "deep"), "type"),
-                        "string");
-    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "next"), "x-ref"),
-                        "#/components/schemas/Node");
+    /* $refs become #/$defs/<Name>, each definition once in inputs.$defs;
+     * the self-reference stays a reference, the two-level one a chain */
+    assert_string_equal(cm_json_str(body, "$ref"), "#/$defs/Node");
+    const cJSON *defs = cJSON_GetObjectItemCaseSensitive(in, "$defs");
+    assert_int_equal(cJSON_GetArraySize(defs), 3);
+    const cJSON *bp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(defs, "Node"), "properties");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "next"), "$ref"),
+                        "#/$defs/Node");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "deep"), "$ref"),
+                        "#/$defs/A");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(defs, "A"), "$ref"),
+                        "#/$defs/B");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(defs, "B"), "type"), "string");
+    /* outputs: none here, and no $defs where nothing is referenced */
+    assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(put, "outputs"),
+                                                 "$defs"));
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(put, "tool_call_template");
     /* no servers: the document's origin is the base URL */
     assert_string_equal(cm_json_str(t, "url"), "http://127.0.0.1:9/n/{id}");
@@ -161,6 +173,101 @@ static void test_openapi_refs_cycles_security(void **state)
     assert_string_equal(cm_json_str(gauth, "var_name"), "Authorization");
 }
 
+/* {"openapi":..,"components":{"schemas":{"S0":{type:string},"Si":{a:Si-1,b:Si-1}}},
+ * one operation returning S<levels-1>: inlined, that is 2^levels copies. */
+static cJSON *exponential_spec(int levels)
+{
+    cJSON *doc = J("{\"openapi\":\"3.0.0\",\"servers\":[{\"url\":\"https://x\"}],"
+                   "\"components\":{\"schemas\":{\"S0\":{\"type\":\"string\"}}}}");
+    cJSON *schemas = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "components"), "schemas");
+    char ref[64], name[16];
+    for (int i = 1; i < levels; i++) {
+        snprintf(ref, sizeof ref, "#/components/schemas/S%d", i - 1);
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddStringToObject(s, "type", "object");
+        cJSON *props = cJSON_AddObjectToObject(s, "properties");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "a"), "$ref", ref);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(props, "b"), "$ref", ref);
+        snprintf(name, sizeof name, "S%d", i);
+        cJSON_AddItemToObject(schemas, name, s);
+    }
+    snprintf(ref, sizeof ref, "{\"$ref\":\"#/components/schemas/S%d\"}", levels - 1);
+    cJSON *op = J("{\"operationId\":\"get\",\"responses\":{\"200\":{\"content\":{"
+                  "\"application/json\":{}}}}}");
+    cJSON *media = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(op, "responses"),
+                                             "200"),
+            "content"),
+        "application/json");
+    cJSON_AddItemToObject(media, "schema", J(ref));
+    cJSON *paths = cJSON_AddObjectToObject(doc, "paths");
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(paths, "/x"), "post", op);
+    return doc;
+}
+
+static void test_openapi_bounded_refs(void **state)
+{
+    (void)state;
+    cm_autojson cJSON *doc = exponential_spec(40);
+    cm_autojson cJSON *m = NULL;
+    cm_error err;
+    assert_int_equal(cm_openapi_to_manual(doc, NULL, NULL, &m, &err), 0);
+    const cJSON *out = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m, "tools"), 0), "outputs");
+    assert_string_equal(cm_json_str(out, "$ref"), "#/$defs/S39");
+    /* 40 definitions, each once: linear, not 2^40 */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(out, "$defs")), 40);
+    cm_autofree char *text = cm_json_print(m);
+    assert_true(strlen(text) < 20000);
+
+    /* a schema budget too small is a refusal naming the key */
+    cm_reg_limits lim = {.max_schema_bytes = 2048};
+    cm_call_ctx ctx = {.reg = &lim};
+    cJSON *m2 = NULL;
+    assert_int_equal(cm_openapi_to_manual(doc, NULL, &ctx, &m2, &err), -1);
+    assert_int_equal(err.kind, CM_ERR_CONFIG);
+    assert_non_null(strstr(err.message, "engine.registration.max_schema_bytes"));
+    assert_null(m2);
+    /* and so is a document with more operations than max_tools */
+    lim = (cm_reg_limits){.max_tools = 1};
+    cJSON_AddItemToObject(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "paths"), "/x"),
+        "get", J("{}"));
+    assert_int_equal(cm_openapi_to_manual(doc, NULL, &ctx, &m2, &err), -1);
+    assert_non_null(
+        strstr(err.message, "has 2 operations, over engine.registration.max_tools (1)"));
+
+    /* same last segment, two pointers: two names; external refs never followed */
+    cm_autojson cJSON *d2 =
+        J("{\"swagger\":\"2.0\",\"host\":\"h\",\"definitions\":{\"X\":{\"type\":\"integer\"}},"
+          "\"x\":{\"X\":{\"type\":\"string\"}},"
+          "\"paths\":{\"/y\":{\"get\":{\"parameters\":["
+          "{\"name\":\"p\",\"in\":\"body\",\"schema\":{\"properties\":{"
+          "\"a\":{\"$ref\":\"#/definitions/X\"},\"b\":{\"$ref\":\"#/x/X\"},"
+          "\"c\":{\"$ref\":\"other.json#/X\"},\"d\":{\"$ref\":\"#/nope\"}}}}]}}}}");
+    cm_autojson cJSON *m3 = NULL;
+    assert_int_equal(cm_openapi_to_manual(d2, NULL, NULL, &m3, &err), 0);
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m3, "tools"), 0), "inputs");
+    const cJSON *bp = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "properties"),
+                                         "body"),
+        "properties");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "a"), "$ref"),
+                        "#/$defs/X");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "b"), "$ref"),
+                        "#/$defs/X_2");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "c"), "x-ref"),
+                        "other.json#/X");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(bp, "d"), "description"),
+                        "unresolved reference");
+    const cJSON *defs = cJSON_GetObjectItemCaseSensitive(in, "$defs");
+    assert_string_equal(cm_json_str(cJSON_GetObjectItemCaseSensitive(defs, "X_2"), "type"),
+                        "string");
+}
+
 static void test_swagger2_base_url(void **state)
 {
     (void)state;
@@ -171,7 +278,7 @@ static void test_swagger2_base_url(void **state)
                                "\"object\"}}]}}}}");
     cm_autojson cJSON *m = NULL;
     cm_error err;
-    assert_int_equal(cm_openapi_to_manual(doc, NULL, &m, &err), 0);
+    assert_int_equal(cm_openapi_to_manual(doc, NULL, NULL, &m, &err), 0);
     const cJSON *tool = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(m, "tools"), 0);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(tool, "tool_call_template");
     assert_string_equal(cm_json_str(t, "url"), "https://api.example.com/v1/x");
@@ -179,7 +286,7 @@ static void test_swagger2_base_url(void **state)
     /* detection is explicit */
     cm_autojson cJSON *other = J("{\"paths\":{}}");
     assert_false(cm_openapi_detect(other));
-    assert_int_equal(cm_openapi_to_manual(other, NULL, &m, &err), -1);
+    assert_int_equal(cm_openapi_to_manual(other, NULL, NULL, &m, &err), -1);
 }
 
 static void map(const char *result, int rc_expected, const char *expected)
@@ -224,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_url_checks),
         cmocka_unit_test(test_openapi_refs_cycles_security),
         cmocka_unit_test(test_swagger2_base_url),
+        cmocka_unit_test(test_openapi_bounded_refs),
         cmocka_unit_test(test_mcp_result_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
