@@ -135,9 +135,16 @@ static void put_pascal(cm_buf *b, const char *s, const char *fallback)
 
 typedef struct ref_entry {
     char *ref;
-    char *cls; /* class name, or NULL for a non-object target being expanded */
-    bool busy; /* being expanded: a reference back here is a cycle */
+    char *cls;  /* class name, or NULL for a non-object target */
+    char *expr; /* non-object target: its expression once rendered (NULL while being
+                   expanded: a reference back is a cycle → Any) */
 } ref_entry;
+
+/* A non-object definition used again is rendered again from its first
+ * expression when that is at most this long, else as Any: shared
+ * enums/strings keep their type, and definitions that nest each other twice
+ * (S_i = Union[S_i-1, S_i-1]) cannot grow the text exponentially. */
+#define MAX_SHARED_EXPR 256
 
 /* Class names taken in one manual: open-addressing hash set. */
 struct cm_pyiface_names {
@@ -210,6 +217,8 @@ typedef struct gen {
     cm_pyiface_names *names;
     ref_entry *refs;
     size_t nrefs;
+    size_t *ref_slots; /* open-addressing index over refs: entry index + 1, 0 empty */
+    size_t ref_cap;    /* power of two, at least twice nrefs */
 } gen;
 
 /* Reserves a unique class name "<stem>" (or "<stem>2", ...). Caller frees. */
@@ -436,17 +445,57 @@ static void literal_expr(const cJSON *values, cm_buf *e)
     cm_buf_free(&lit);
 }
 
+/* Index of the entry for ref, or SIZE_MAX (hashed: a schema may hold
+ * thousands of definitions). */
+static size_t find_ref(const gen *g, const char *ref)
+{
+    if (!g->ref_cap)
+        return SIZE_MAX;
+    for (size_t i = hash_name(ref) & (g->ref_cap - 1); g->ref_slots[i];
+         i = (i + 1) & (g->ref_cap - 1))
+        if (!strcmp(g->refs[g->ref_slots[i] - 1].ref, ref))
+            return g->ref_slots[i] - 1;
+    return SIZE_MAX;
+}
+
+static void slot_ref(gen *g, size_t idx)
+{
+    size_t i = hash_name(g->refs[idx].ref) & (g->ref_cap - 1);
+    while (g->ref_slots[i])
+        i = (i + 1) & (g->ref_cap - 1);
+    g->ref_slots[i] = idx + 1;
+}
+
+static size_t add_ref(gen *g, const char *ref)
+{
+    g->refs = realloc(g->refs, (g->nrefs + 1) * sizeof *g->refs);
+    if (!g->refs)
+        abort();
+    g->refs[g->nrefs] = (ref_entry){.ref = cm_xstrdup(ref)};
+    size_t idx = g->nrefs++;
+    if (2 * g->nrefs > g->ref_cap) {
+        free(g->ref_slots);
+        g->ref_cap = g->ref_cap ? g->ref_cap * 2 : 16;
+        g->ref_slots = cm_xcalloc(g->ref_cap, sizeof *g->ref_slots);
+        for (size_t i = 0; i < g->nrefs; i++)
+            slot_ref(g, i);
+    } else {
+        slot_ref(g, idx);
+    }
+    return idx;
+}
+
 static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int depth)
 {
-    for (size_t i = 0; i < g->nrefs; i++) {
-        if (strcmp(g->refs[i].ref, ref))
-            continue;
-        if (g->refs[i].cls) {
+    size_t found = find_ref(g, ref);
+    if (found != SIZE_MAX) {
+        const ref_entry *r = &g->refs[found];
+        if (r->cls) {
             put(e, "\"");
-            put(e, g->refs[i].cls);
+            put(e, r->cls);
             put(e, "\"");
         } else
-            put(e, "Any"); /* a cycle through a non-object schema */
+            put(e, r->expr ? r->expr : "Any"); /* NULL: a cycle through a non-object schema */
         return;
     }
     const cJSON *target = resolve_ref(g->root, ref);
@@ -454,13 +503,7 @@ static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int d
         put(e, "Any");
         return;
     }
-    g->refs = realloc(g->refs, (g->nrefs + 1) * sizeof *g->refs);
-    if (!g->refs)
-        abort();
-    ref_entry *r = &g->refs[g->nrefs++];
-    r->ref = cm_xstrdup(ref);
-    r->cls = NULL;
-    size_t idx = g->nrefs - 1;
+    size_t idx = add_ref(g, ref);
     if (is_object_schema(target)) {
         /* name it after the definition: "#/$defs/Node" → <tool>Node */
         const char *last = strrchr(ref, '/');
@@ -476,7 +519,16 @@ static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int d
         put(e, "\"");
         return;
     }
-    type_expr(g, target, hint, e, depth + 1);
+    cm_buf x = {0};
+    type_expr(g, target, hint, &x, depth + 1);
+    put(e, x.data ? x.data : "Any");
+    /* g->refs may have moved while the target was rendered */
+    if (x.data && x.len <= MAX_SHARED_EXPR)
+        g->refs[idx].expr = x.data;
+    else {
+        g->refs[idx].expr = cm_xstrdup("Any");
+        cm_buf_free(&x);
+    }
 }
 
 static void union_expr(gen *g, const cJSON *alts, const char *hint, cm_buf *e, int depth)
@@ -665,10 +717,14 @@ static void gen_free(gen *g)
     for (size_t i = 0; i < g->nrefs; i++) {
         free(g->refs[i].ref);
         free(g->refs[i].cls);
+        free(g->refs[i].expr);
     }
     free(g->refs);
     g->refs = NULL;
     g->nrefs = 0;
+    free(g->ref_slots);
+    g->ref_slots = NULL;
+    g->ref_cap = 0;
 }
 
 /* The top-level class for a tool's inputs or outputs; *is_td says whether
