@@ -25,16 +25,6 @@ bool cm_openapi_detect(const cJSON *doc)
                                    cJSON_GetObjectItemCaseSensitive(doc, "swagger"));
 }
 
-cJSON *cm_openapi_resolve(const cJSON *doc, const cJSON *schema)
-{
-    cm_oa_budget b = {.left = CM_REG_DEFAULT_MAX_SCHEMA_BYTES};
-    cm_oa_schema *s = cm_oa_schema_new(doc, &b);
-    cJSON *out = cm_oa_convert(s, schema);
-    cm_oa_finish(s, out);
-    cm_oa_schema_free(s);
-    return out;
-}
-
 /* ---- base URL -------------------------------------------------------- */
 
 static char *join_url(const char *base, const char *rel)

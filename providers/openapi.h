@@ -28,8 +28,4 @@ bool cm_openapi_detect(const cJSON *doc);
 int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_ctx *ctx,
                          cJSON **manual, cm_error *err);
 
-/* Copy of `schema` with every local `$ref` rewritten to "#/$defs/<Name>"
- * and the definitions attached as its "$defs" (exposed for unit tests). */
-cJSON *cm_openapi_resolve(const cJSON *doc, const cJSON *schema);
-
 #endif

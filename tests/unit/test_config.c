@@ -206,6 +206,34 @@ static void test_bad_engine_values(void **state)
     expect_engine_error(f, "  default_timeout_s: 3601\n", "engine.default_timeout_s");
     expect_engine_error(f, "  wokers: 3\n", "engine: unknown key 'wokers'");
     expect_engine_error(f, "  rootfs: 5\n", "engine.rootfs");
+    expect_engine_error(f, "  registration: 5\n", "engine.registration: must be an object");
+    expect_engine_error(f, "  registration: {max_tool: 5}\n",
+                        "engine.registration: unknown key 'max_tool'");
+    expect_engine_error(f, "  registration: {max_bytes: 10}\n",
+                        "engine.registration.max_bytes: 10 out of range");
+    expect_engine_error(f, "  registration: {timeout_s: 1.5}\n",
+                        "engine.registration.timeout_s: must be an integer");
+}
+
+static void test_registration_limits(void **state)
+{
+    fixture *f = *state;
+    cm_config cfg;
+    cm_error err = {0};
+    assert_int_equal(cm_config_load(NULL, "/x", &cfg, &err), 0);
+    assert_int_equal(cfg.registration.timeout_s, 30);
+    assert_int_equal(cfg.registration.max_bytes, 32u << 20);
+    assert_int_equal(cfg.registration.max_tools, 2000);
+    assert_int_equal(cfg.registration.max_schema_bytes, 64u << 20);
+    cm_config_free(&cfg);
+    const char *path = write_config(f, "r.yaml",
+                                    "engine:\n  registration:\n    timeout_s: 5\n"
+                                    "    max_tools: 7\n");
+    assert_int_equal(cm_config_load(path, "/x", &cfg, &err), 0);
+    assert_int_equal(cfg.registration.timeout_s, 5);
+    assert_int_equal(cfg.registration.max_tools, 7);
+    assert_int_equal(cfg.registration.max_bytes, 32u << 20); /* unset keys keep defaults */
+    cm_config_free(&cfg);
 }
 
 static void test_manual_template_validation(void **state)
@@ -348,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_scalar_types),
         cmocka_unit_test_setup_teardown(test_unknown_top_level_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_engine_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manual_template_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotenv_loader_validation, setup, teardown),
         cmocka_unit_test(test_yaml_syntax_error_line),
