@@ -140,7 +140,7 @@ test: deps
 	@$(MAKE) --no-print-directory reliability
 
 # Security regression suite (escape probes, per-layer runs, clean-up); root only.
-security: all rootfs
+security: all rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/security -t .
 
 # The full clean-up soak: 500 chains, 100 of them killed for timeout or memory.

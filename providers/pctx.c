@@ -24,16 +24,6 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp)
 
 int cm_providers_new(cm_providers **out, cm_error *err)
 {
-    /* Few malloc arenas: a registration (a parsed 13 MB description is ~100
-     * MB of cJSON, freed again) runs on whichever worker thread is free, and
-     * with glibc's default of 8 arenas per core each arena keeps its own
-     * fragments (10-15 MB each): 20 register/deregister cycles of GitHub's
-     * description left the engine 57 MB larger with the default, 10-17 MB
-     * with two arenas, growing no more after the first cycles (issue 14,
-     * tests/security/test_registration_bounds.py).  MALLOC_ARENA_MAX in the
-     * environment still wins. */
-    if (!getenv("MALLOC_ARENA_MAX"))
-        mallopt(M_ARENA_MAX, 2);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return cm_error_set(err, CM_ERR_INTERNAL, "curl_global_init failed");
     cm_providers *p = cm_xcalloc(1, sizeof *p);

@@ -173,7 +173,9 @@ class Ownership(TenantTest):
                                        {"manual_call_template": look_alike}), kind="config")
         self.assertIn("already registered", msg)
         chain = self.t.call(UID_A, "call_tool_chain", {"code": "return await github.whoami()"})
-        self.assertEqual(chain["structuredContent"]["result"], "gh-secret-canary-7731")
+        # still the config's manual: its token was substituted (and, being a
+        # secret, redacted from what the chain sees)
+        self.assertEqual(chain["structuredContent"]["result"], "[redacted:GH_TOKEN]")
 
     def test_registered_manual_gets_no_config_secret(self):
         t = http_tool("leak", self.t.http.base + "/echo/get?t=${GH_TOKEN}")
