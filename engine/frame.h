@@ -14,9 +14,11 @@
 typedef struct cm_frame_reader {
     cm_buf buf;
     size_t max_frame; /* largest accepted payload */
+    size_t last_len;  /* payload length of the frame cm_frame_next decoded last */
 } cm_frame_reader;
 
-/* Buffers incoming bytes. */
+/* Buffers incoming bytes.  A big frame's buffer is sized once from its
+ * header (no doubling past it) and shrunk again once the frame is taken. */
 int cm_frame_feed(cm_frame_reader *r, const void *data, size_t len, cm_error *err);
 /* 1 and *msg set when a whole frame was decoded; 0 when more bytes are
  * needed; -1 on a protocol violation (oversized, not UTF-8, not a JSON
