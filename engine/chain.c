@@ -183,6 +183,10 @@ static int read_control(chain *ch)
                 cm_chain_errorf(ch, err.kind, "protocol violation: %s", err.message);
                 break;
             }
+            if (rc == 2) { /* too big to read: dropped */
+                cm_chain_oversized_frame(ch, ch->reader.head, ch->reader.last_len);
+                continue;
+            }
             take_frame(ch, msg, ch->reader.last_len);
             cJSON_Delete(msg);
         }
@@ -541,6 +545,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
     if (ch.reader.max_frame < eng->cfg.max_call_bytes + 65536)
         ch.reader.max_frame = eng->cfg.max_call_bytes + 65536;
+    ch.reader.drop_oversized = true;
     cm_budget_tune_malloc();
     ch.logs = cJSON_CreateArray();
     ch.start_us = cm_now_us();

@@ -296,6 +296,48 @@ void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
     ch->calls = tc;
 }
 
+/* The head the runner writes for a call, {"t":"call","id":N,"tool":"...",
+ * "args":...: its id and tool, or false. */
+static bool call_head(const char *head, double *id, char *tool, size_t cap)
+{
+    int n = 0;
+    long long v;
+    if (sscanf(head, "{\"t\":\"call\",\"id\":%lld,\"tool\":%n", &v, &n) != 1 || !n ||
+        head[n] != '"')
+        return false;
+    const char *p = head + n + 1;
+    while (*p && *p != '"')
+        p += (*p == '\\' && p[1]) ? 2 : 1;
+    if (*p != '"' || strncmp(p + 1, ",\"args\":", 8) != 0)
+        return false;
+    cm_autojson cJSON *name = cJSON_ParseWithLength(head + n, (size_t)(p + 1 - (head + n)));
+    if (!cJSON_IsString(name))
+        return false;
+    snprintf(tool, cap, "%s", name->valuestring);
+    *id = (double)v;
+    return true;
+}
+
+void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len)
+{
+    double id;
+    char tool[128];
+    if (!call_head(head, &id, tool, sizeof tool)) {
+        cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT,
+                        "control frame of %zu bytes exceeds the limit of %zu bytes "
+                        "(engine.max_call_mb for a tool call, max_result_bytes and "
+                        "max_output_bytes for the answer)",
+                        frame_len, ch->reader.max_frame);
+        return;
+    }
+    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
+    ++ch->ncalls;
+    refuse_call(ch, id, CM_ERR_TOOL_ERROR,
+                "%s: tool call of %zu bytes exceeds the limit of %zu bytes for one call "
+                "(engine.max_call_mb)",
+                tool, frame_len, ch->eng->cfg.max_call_bytes);
+}
+
 void cm_chain_join_calls(chain *ch)
 {
     atomic_store(&ch->cancel, true);

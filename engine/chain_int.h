@@ -78,6 +78,9 @@ void cm_chain_queue(chain *ch, cJSON *frame);
 cJSON *cm_chain_result_frame(double id, cJSON *value, const cm_error *err);
 /* A `call` frame of frame_len bytes (msg's args are taken from it). */
 void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len);
+/* A frame of frame_len bytes, over the reader's limit, was dropped unread:
+ * a tool call (its head says so) is refused, anything else ends the chain. */
+void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len);
 /* Moves finished calls' result frames onto the bytes for the sandbox. */
 void cm_chain_collect_calls(chain *ch);
 /* n bytes went to the sandbox: the results among them leave the budget. */

@@ -24,6 +24,10 @@ static void resize(cm_buf *b, size_t cap)
 
 int cm_frame_feed(cm_frame_reader *r, const void *data, size_t len, cm_error *err)
 {
+    size_t drop = r->skip < len ? r->skip : len; /* the rest of a dropped frame */
+    r->skip -= drop;
+    data = (const char *)data + drop;
+    len -= drop;
     if (r->buf.len >= 4) {
         /* room for this frame and one more read, not the next power of 2 */
         size_t want = 4 + frame_length((const unsigned char *)r->buf.data) + 65536 + 1;
@@ -49,8 +53,22 @@ int cm_frame_next(cm_frame_reader *r, cJSON **msg, cm_error *err)
     if (r->buf.len < 4)
         return 0;
     size_t n = frame_length((const unsigned char *)r->buf.data);
+    if (n > r->max_frame && r->drop_oversized) {
+        size_t head = n < CM_FRAME_HEAD ? n : CM_FRAME_HEAD;
+        if (r->buf.len < 4 + head)
+            return 0;
+        memcpy(r->head, r->buf.data + 4, head);
+        r->head[head] = '\0';
+        size_t have = r->buf.len - 4 < n ? r->buf.len - 4 : n;
+        cm_buf_consume(&r->buf, 4 + have);
+        shrink(&r->buf);
+        r->skip = n - have;
+        r->last_len = n;
+        return 2;
+    }
     if (n > r->max_frame)
-        return cm_error_set(err, CM_ERR_OUTPUT_LIMIT, "control frame of %zu bytes exceeds %zu", n,
+        return cm_error_set(err, CM_ERR_OUTPUT_LIMIT,
+                            "control frame of %zu bytes exceeds the limit of %zu bytes", n,
                             r->max_frame);
     if (r->buf.len < 4 + n)
         return 0;
