@@ -37,13 +37,14 @@ def rss_mb(pid):
 
 
 def manual(base):
-    def tool(name, path):
+    def tool(name, path, method="POST"):
         return {"name": name, "description": name, "inputs": {"type": "object", "properties": {}},
-                "tool_call_template": {"call_template_type": "http", "http_method": "POST",
+                "tool_call_template": {"call_template_type": "http", "http_method": method,
                                        "url": base + path, "body_field": "payload",
                                        "content_type": "text/plain"}}
     return {"utcp_version": "1.0.1", "manual_version": "1.0.0",
-            "tools": [tool("hold", "/slow?ms=1500"), tool("quick", "/slow?ms=1")]}
+            "tools": [tool("hold", "/slow?ms=1500"), tool("quick", "/slow?ms=1"),
+                      tool("big", "/big", "GET")]}  # /big: 3 MiB of text
 
 
 def hostile(n=16, mb=ARG_MB):
@@ -176,6 +177,16 @@ class MemoryBudget(EngineTest):
         r = self.client.chain(hostile(4), timeout=60)
         self.assertEqual(self.check_results(r, 4), 0, r["result"])
 
+    def test_5_budget_given_back_on_timeout(self):
+        # each chain times out holding ~31 MB of calls; were that not given
+        # back, three would use up engine.inflight_mb (96) for good
+        for _ in range(4):
+            r = self.client.chain(hostile(), timeout=1)
+            self.assertIsNotNone(r["error"], r)
+            self.assertIn(r["error"]["kind"], ("timeout", "exception", "tool_error"), r)
+        r = self.client.chain(hostile(6), timeout=60)
+        self.assertEqual(self.check_results(r, 6), 0, r["result"])
+
     def test_4_call_over_max_call_mb(self):
         r = self.client.chain("big = 'x' * (9 << 20)\n"
                               "try:\n"
@@ -185,6 +196,33 @@ class MemoryBudget(EngineTest):
         self.assertIsNone(r["error"], r)
         self.assertRegex(r["result"], r"api\.quick: tool call of \d+ bytes exceeds the limit of "
                                       r"8388608 bytes for one call \(engine\.max_call_mb\)")
+
+
+class ResultCap(EngineTest):
+    """engine.max_call_result_mb: a tool result over it reaches the chain as
+    a tool_error naming the sizes and the key, not as the value."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.http = http_fixture.Server()
+        cls.addClassCleanup(cls.http.stop)
+        cls.CONFIG = json.dumps({"manual_call_templates": [
+            {"name": "api", "call_template_type": "text", "allowed_communication_protocols": ["http"],
+             "content": json.dumps(manual(cls.http.base))}],
+            "engine": {"max_call_result_mb": 1, "max_tool_output_bytes": 8 * MB}})
+        super().setUpClass()
+
+    def test_result_over_the_cap_is_a_tool_error(self):
+        r = self.client.chain("try:\n"
+                              "    await api.big()\n"
+                              "except ToolError as e:\n"
+                              "    return str(e)\n")
+        self.assertIsNone(r["error"], r)
+        self.assertRegex(r["result"], r"^api\.big: result of \d+ bytes exceeds the limit of "
+                                      r"1048576 bytes for one tool result "
+                                      r"\(engine\.max_call_result_mb\)$")
+        r = self.client.chain("return (await api.quick(payload='x'))['slept_ms']")
+        self.assertEqual(r["result"], 1, r)
 
 
 if __name__ == "__main__":
