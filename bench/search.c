@@ -76,7 +76,7 @@ int main(void)
         cJSON_AddStringToObject(tmpl, "name", name);
         cJSON_AddStringToObject(tmpl, "call_template_type", "text");
         cJSON *manual = make_manual(m, &seed);
-        if (cm_registry_add(r, tmpl, manual, NULL, &err) < 0) {
+        if (cm_registry_add(r, tmpl, manual, NULL, NULL, &err) < 0) {
             fprintf(stderr, "register: %s\n", err.message);
             return 1;
         }
@@ -104,7 +104,7 @@ int main(void)
     }
     qsort(lat, QUERIES, sizeof *lat, cmp_double);
     int64_t s = cm_now_us();
-    cJSON *tools = cm_registry_chain_tools(r);
+    cJSON *tools = cm_registry_chain_tools(r, NULL);
     char *text = cm_pyiface_assemble(tools, NULL);
     double iface_ms = (double)(cm_now_us() - s) / 1000.0;
     printf("search over %d tools, %d queries: p50 %.3f ms, p99 %.3f ms, max %.3f ms "

@@ -2,6 +2,7 @@
  * advertised, their Python interfaces, search over them, and the prompt
  * that tells an agent how chains behave here. */
 #include "agent.h"
+#include "authority.h"
 #include "policy.h"
 
 #include <stdio.h>
@@ -56,9 +57,25 @@ bool cm_agent_tool_visible(const struct cm_policy_profile *prof, const char *utc
     return cm_policy_tool_advertised(prof, utcp_name);
 }
 
+cm_registry_view cm_agent_view(const struct cm_policy_profile *prof)
+{
+    return (cm_registry_view){
+        .owner = prof ? cm_profile_name(prof) : NULL,
+        .all = !prof || cm_profile_may(prof, CM_ACT_MANAGE_ALL),
+    };
+}
+
+int cm_agent_lookup(cm_engine *eng, const struct cm_policy_profile *prof, const char *name,
+                    cJSON **tool, char **manual_name, char **owner, cm_error *err)
+{
+    cm_registry_view v = cm_agent_view(prof);
+    return cm_registry_lookup(eng->registry, &v, name, tool, manual_name, owner, err);
+}
+
 cJSON *cm_agent_visible_tools(cm_engine *eng, const struct cm_policy_profile *prof)
 {
-    cJSON *all = cm_registry_chain_tools(eng->registry);
+    cm_registry_view v = cm_agent_view(prof);
+    cJSON *all = cm_registry_chain_tools(eng->registry, &v);
     cJSON *t = all->child;
     while (t) {
         cJSON *next = t->next;
@@ -72,7 +89,8 @@ cJSON *cm_agent_visible_tools(cm_engine *eng, const struct cm_policy_profile *pr
 
 cJSON *cm_agent_chain_tools(cm_engine *eng, const struct cm_policy_profile *prof)
 {
-    cJSON *all = cm_registry_chain_tools(eng->registry);
+    cm_registry_view v = cm_agent_view(prof);
+    cJSON *all = cm_registry_chain_tools(eng->registry, &v);
     cJSON *t;
     cJSON_ArrayForEach(t, all)
     {
@@ -87,16 +105,17 @@ static bool tool_visible(const char *utcp_name, void *ctx)
     return cm_agent_tool_visible(ctx, utcp_name);
 }
 
-char *cm_agent_interfaces(cm_engine *eng, const char *only)
+char *cm_agent_interfaces(cm_engine *eng, const struct cm_policy_profile *prof, const char *only)
 {
-    cm_autojson cJSON *tools = cm_agent_visible_tools(eng, NULL);
+    cm_autojson cJSON *tools = cm_agent_visible_tools(eng, prof);
     return cm_pyiface_assemble(tools, only);
 }
 
 cJSON *cm_agent_search(cm_engine *eng, const struct cm_policy_profile *prof, const char *query,
                        int limit)
 {
-    return cm_registry_search_filtered(eng->registry, query, limit, tool_visible, (void *)prof);
+    cm_registry_view v = cm_agent_view(prof);
+    return cm_registry_search_filtered(eng->registry, &v, query, limit, tool_visible, (void *)prof);
 }
 
 static const cJSON *args_of(const cJSON *params)
@@ -104,10 +123,30 @@ static const cJSON *args_of(const cJSON *params)
     return cJSON_GetObjectItemCaseSensitive(params, "arguments");
 }
 
+/* Interfaces as the requesting caller sees them; when the caller cannot be
+ * resolved the error is answered and *refused set. */
+static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const char *only,
+                               bool *refused)
+{
+    cm_caller c;
+    cm_error err;
+    if (cm_caller_begin(eng->policy, &conn->peer, &c, &err) < 0) {
+        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+        *refused = true;
+        return NULL;
+    }
+    char *text = cm_agent_interfaces(eng, c.profile, only);
+    cm_caller_end(&c);
+    return text;
+}
+
 void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     (void)params;
-    cm_autofree char *text = cm_agent_interfaces(eng, NULL);
+    bool refused = false;
+    cm_autofree char *text = caller_interfaces(eng, conn, id, NULL, &refused);
+    if (refused)
+        return;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "interfaces", text);
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
@@ -122,7 +161,10 @@ void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id, 
                                           "get_tool_interface: tool_name must be a string"));
         return;
     }
-    cm_autofree char *text = cm_agent_interfaces(eng, name);
+    bool refused = false;
+    cm_autofree char *text = caller_interfaces(eng, conn, id, name, &refused);
+    if (refused)
+        return;
     if (!text) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown tool '%.200s'", name);

@@ -24,7 +24,14 @@ cJSON *cm_agent_visible_tools(cm_engine *eng, const struct cm_policy_profile *pr
 cJSON *cm_agent_chain_tools(cm_engine *eng, const struct cm_policy_profile *prof);
 /* Interface text for the visible tools (only: NULL = all, else one tool by
  * UTCP or access name; NULL returned when it is not visible).  Caller frees. */
-char *cm_agent_interfaces(cm_engine *eng, const char *only);
+char *cm_agent_interfaces(cm_engine *eng, const struct cm_policy_profile *prof, const char *only);
+/* Which manuals a caller with this profile sees (ownership, issue 14): the
+ * engine's and its own; every manual for manage_all or without a policy. */
+cm_registry_view cm_agent_view(const struct cm_policy_profile *prof);
+/* cm_registry_lookup through that view (a tool of another tenant's manual
+ * is "not found", exactly like an unknown one). */
+int cm_agent_lookup(cm_engine *eng, const struct cm_policy_profile *prof, const char *name,
+                    cJSON **tool, char **manual_name, char **owner, cm_error *err);
 /* search_tools restricted to the visible tools. */
 cJSON *cm_agent_search(cm_engine *eng, const struct cm_policy_profile *prof, const char *query,
                        int limit);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "chain_int.h"
 #include "tools.h"
 
@@ -29,6 +30,12 @@ cJSON *cm_chain_result_frame(double id, cJSON *value, const cm_error *err)
     return f;
 }
 
+/* The one way a tool call's answer goes back to the sandbox: redacted. */
+static cJSON *call_result_frame(const tool_call *tc, cJSON *value, const cm_error *err)
+{
+    return cm_redact_frame(tc->redact, cm_chain_result_frame(tc->id, value, err));
+}
+
 /* The call's result frame, encoded outside the chain's lock; one over
  * engine.max_call_result_mb becomes a tool_error naming the sizes. */
 static void encode_result(chain *ch, const tool_call *tc, cJSON *frame, cm_buf *out)
@@ -46,7 +53,7 @@ static void encode_result(chain *ch, const tool_call *tc, cJSON *frame, cm_buf *
              "(engine.max_call_result_mb)",
              tc->tool, out->len - 4, cap);
     cm_buf_free(out);
-    frame = cm_chain_result_frame(tc->id, NULL, &big);
+    frame = call_result_frame(tc, NULL, &big);
     if (cm_frame_encode(frame, out, &err) < 0)
         cm_log("error", "chain: cannot encode tool result: %s", err.message);
     cJSON_Delete(frame);
@@ -118,15 +125,17 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
 static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
 {
     cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL;
-    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, err) < 0)
+    cm_autofree char *manual = NULL, *owner = NULL;
+    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
+                        err) < 0)
         return -1;
     tc->manual = cm_xstrdup(manual);
     cm_call_ctx ctx = call_ctx(ch, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
-    if (cm_policy_chain_authorize(ch->pc, qualified, manual, tmpl, tc->args, &d, err) < 0)
+    if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
         return -1;
     int64_t t0 = cm_now_us();
     int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
@@ -147,9 +156,9 @@ static void *tool_call_main(void *arg)
     const char *decision = rc == 0 ? "ok" : err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error";
     cm_metrics_tool_call(tc->ch->eng->metrics, tc->manual, decision);
     if (rc < 0)
-        post_result(tc->ch, tc, cm_chain_result_frame(tc->id, NULL, &err));
+        post_result(tc->ch, tc, call_result_frame(tc, NULL, &err));
     else
-        post_result(tc->ch, tc, cm_chain_result_frame(tc->id, value, NULL));
+        post_result(tc->ch, tc, call_result_frame(tc, value, NULL));
     return NULL;
 }
 
@@ -184,12 +193,12 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
                          : e->kind == CM_ERR_POLICY_DENIED ? "denied"
                                                            : "error");
     if (!e) {
-        post_async_result(ch, tc, cm_chain_result_frame(tc->id, value, NULL));
+        post_async_result(ch, tc, call_result_frame(tc, value, NULL));
         return;
     }
     cm_error err = *e;
     cm_error_prefix(&err, "%s", tc->tool);
-    post_async_result(ch, tc, cm_chain_result_frame(tc->id, NULL, &err));
+    post_async_result(ch, tc, call_result_frame(tc, NULL, &err));
 }
 
 /* Starts the call without a thread when its provider can (http); false
@@ -197,22 +206,24 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
 static bool start_async_call(chain *ch, tool_call *tc)
 {
     cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL;
+    cm_autofree char *manual = NULL, *owner = NULL;
     cm_error err;
-    if (cm_registry_lookup(ch->eng->registry, tc->tool, &def, &manual, &err) < 0)
+    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
+                        &err) < 0)
         return false; /* the thread path reports it */
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     if (!cm_provider_async_capable(tmpl))
         return false;
     tc->async = true;
     tc->manual = cm_xstrdup(manual);
+    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
     tc->ctx = call_ctx(ch, tc->manual);
-    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, tmpl, tc->args, &tc->d, &err) <
-        0) {
+    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
+                                  &err) < 0) {
         cm_metrics_tool_call(ch->eng->metrics, tc->manual,
                              err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
-        post_async_result(ch, tc, cm_chain_result_frame(tc->id, NULL, &err));
+        post_async_result(ch, tc, call_result_frame(tc, NULL, &err));
         return true;
     }
     tc->t0 = cm_now_us();
@@ -352,6 +363,7 @@ void cm_chain_join_calls(chain *ch)
     while (ch->calls) {
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
+        cm_redactor_free(tc->redact);
         free(tc->qualified);
         free(tc->manual);
         free(tc->tool);

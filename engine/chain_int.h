@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "isolation.h"
 #include "provider.h"
+#include "redact.h"
 #include "sandbox.h"
 #include "session.h"
 
@@ -32,6 +33,7 @@ typedef struct tool_call {
     cm_call_ctx ctx;
     cm_decision d;
     int64_t t0;
+    cm_redactor *redact; /* the call's substituted values, out of its result frame */
 } tool_call;
 
 struct chain {

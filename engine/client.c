@@ -113,11 +113,21 @@ int cm_client_call(const char *socket_path, const char *method, cJSON *params, i
     return 0;
 }
 
+/* The chain's code: text, so a NUL byte (which would cut it) or invalid
+ * UTF-8 is refused here rather than sent. */
 static int read_code(const char *file, char **code, cm_error *err)
 {
-    if (strcmp(file, "-") == 0)
-        return cm_read_file("/dev/stdin", 16u << 20, code, NULL, err);
-    return cm_read_file(file, 16u << 20, code, NULL, err);
+    size_t n = 0;
+    const char *path = strcmp(file, "-") == 0 ? "/dev/stdin" : file;
+    if (cm_read_file(path, 16u << 20, code, &n, err) < 0)
+        return -1;
+    if (memchr(*code, '\0', n) || !cm_utf8_valid(*code, n)) {
+        free(*code);
+        *code = NULL;
+        return cm_error_set(err, CM_ERR_INVALID_REQUEST,
+                            "%s: code must be UTF-8 text without NUL bytes", file);
+    }
+    return 0;
 }
 
 static void run_usage(FILE *f)

@@ -347,6 +347,21 @@ static bool is_ignored_utcp_key(const char *key)
            !strcmp(key, "post_processing");
 }
 
+/* Variables that are settings, not secrets: their values are not redacted
+ * from what tool calls return (engine/redact.h). */
+static int validate_public_variables(const cJSON *item, cm_error *err)
+{
+    const cJSON *n;
+    if (!cJSON_IsArray(item))
+        return cm_error_set(err, CM_ERR_CONFIG, "public_variables: must be a list of names");
+    cJSON_ArrayForEach(n, item)
+    {
+        if (!cJSON_IsString(n))
+            return cm_error_set(err, CM_ERR_CONFIG, "public_variables: entries must be names");
+    }
+    return 0;
+}
+
 static int validate_top_level(cm_config *cfg, cm_error *err)
 {
     if (!cJSON_IsObject(cfg->root))
@@ -360,6 +375,9 @@ static int validate_top_level(cm_config *cfg, cm_error *err)
         } else if (!strcmp(k, "variables")) {
             rc = normalize_variables(item, err);
             cfg->variables = item;
+        } else if (!strcmp(k, "public_variables")) {
+            rc = validate_public_variables(item, err);
+            cfg->public_variables = item;
         } else if (!strcmp(k, "load_variables_from")) {
             rc = validate_variable_loaders(item, err);
             cfg->load_variables_from = item;

@@ -58,10 +58,11 @@ typedef struct cm_config {
     bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
     bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
     bool zygote; /* engine.zygote: fork sandboxes from a pre-imported zygote (true) */
-    const cJSON *require_layers; /* engine.require_layers: array of layer names (doctor) */
-    int client_queue_max;        /* engine.client_queue_max: one connection's queued + running
-                                    slow requests before `busy` (32): a flooding client cannot
-                                    fill the whole queue (issue 9) */
+    const cJSON *public_variables; /* names whose values are not redacted (redact.h) */
+    const cJSON *require_layers;   /* engine.require_layers: array of layer names (doctor) */
+    int client_queue_max;          /* engine.client_queue_max: one connection's queued + running
+                                      slow requests before `busy` (32): a flooding client cannot
+                                      fill the whole queue (issue 9) */
 } cm_config;
 
 /* path NULL → defaults only.  exe_dir is where the codemode binary lives

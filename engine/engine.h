@@ -91,9 +91,16 @@ void cm_engine_self_check(cm_engine *eng);
 /* Registers every manual of the config; failures are logged, not fatal. */
 void cm_engine_load_manuals(cm_engine *eng);
 /* Registers one manual call template (discovery + registry); report as
- * registry.h describes. */
-int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template, cJSON **report,
-                              cm_error *err);
+ * registry.h describes.  caller NULL: the engine's own (config) manual;
+ * else a socket caller, whose grants decide the template, the discovered
+ * tools' templates, the variables and the name, whose egress rules bound
+ * discovery, and whose profile owns the manual (policies/authority.h). */
+struct cm_caller;
+int cm_engine_register_manual(cm_engine *eng, const cJSON *call_template,
+                              const struct cm_caller *caller, cJSON **report, cm_error *err);
+/* 1 when `name` (sanitized) is the name of a manual in the engine config:
+ * only a manage_all caller may register or deregister it. */
+int cm_engine_config_manual(const cm_engine *eng, const char *name);
 
 /* Connection references and output (thread-safe). */
 void cm_conn_ref(cm_conn *c);

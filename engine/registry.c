@@ -24,12 +24,14 @@ typedef struct reg_tool {
     char *access_name; /* "access_manual.access_tool" */
     cJSON *def;        /* normalized definition (name qualified) */
     cm_search_doc doc;
+    const struct reg_manual *manual; /* back-pointer: visibility by owner */
     char *iface_classes; /* Python interface parts (pyiface.h), cached with the manual */
     char *iface_method;
 } reg_tool;
 
 typedef struct reg_manual {
     char *name;
+    char *owner; /* registering profile; NULL: the engine (config) */
     char *access;
     cJSON *call_template;
     reg_tool *tools;
@@ -246,6 +248,7 @@ static void free_manual(reg_manual *m)
         free_tool(&m->tools[i]);
     free(m->tools);
     free(m->name);
+    free(m->owner);
     free(m->access);
     cJSON_Delete(m->call_template);
     free(m);
@@ -486,6 +489,8 @@ static int build_manual(const cJSON *call_template, const cJSON *manual, reg_man
     }
     if (check_duplicate_tools(m, err) < 0)
         goto fail;
+    for (size_t k = 0; k < m->ntools; k++)
+        m->tools[k].manual = m;
     *out = m;
     return 0;
 fail:
@@ -625,14 +630,22 @@ static void append_manual(cm_registry *r, reg_manual *m)
     r->manuals[r->n++] = m;
 }
 
-int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *manual, cJSON **report,
-                    cm_error *err)
+/* The one visibility rule (registry.h): a view sees the engine's manuals,
+ * its owner's, or everything. */
+static bool visible(const cm_registry_view *v, const reg_manual *m)
+{
+    return !v || v->all || !m->owner || (v->owner && !strcmp(m->owner, v->owner));
+}
+
+int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *manual,
+                    const char *owner, cJSON **report, cm_error *err)
 {
     reg_manual *m = NULL;
     if (report)
         *report = NULL;
     if (build_manual(call_template, manual, &m, err) < 0)
         return -1;
+    m->owner = owner ? cm_xstrdup(owner) : NULL;
     cJSON *renamed = cJSON_CreateArray();
     pthread_rwlock_wrlock(&r->lock);
     if (find_manual(r, m->name) >= 0) {
@@ -656,20 +669,23 @@ int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *man
     return 0;
 }
 
-int cm_registry_has(cm_registry *r, const char *manual_name)
+int cm_registry_owner(cm_registry *r, const char *manual_name, char **owner)
 {
     pthread_rwlock_rdlock(&r->lock);
-    int found = find_manual(r, manual_name) >= 0;
+    ssize_t i = find_manual(r, manual_name);
+    if (i >= 0 && owner)
+        *owner = r->manuals[i]->owner ? cm_xstrdup(r->manuals[i]->owner) : NULL;
     pthread_rwlock_unlock(&r->lock);
-    return found;
+    return i >= 0;
 }
 
-int cm_registry_remove(cm_registry *r, const char *manual_name, cm_error *err)
+int cm_registry_remove(cm_registry *r, const cm_registry_view *view, const char *manual_name,
+                       cm_error *err)
 {
     pthread_rwlock_wrlock(&r->lock);
     ssize_t i = find_manual(r, manual_name);
     reg_manual *m = NULL;
-    if (i >= 0) {
+    if (i >= 0 && visible(view, r->manuals[i])) {
         m = r->manuals[i];
         memmove(&r->manuals[i], &r->manuals[i + 1], (r->n - (size_t)i - 1) * sizeof *r->manuals);
         r->n--;
@@ -682,12 +698,14 @@ int cm_registry_remove(cm_registry *r, const char *manual_name, cm_error *err)
     return 0;
 }
 
-cJSON *cm_registry_chain_tools(cm_registry *r)
+cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view)
 {
     cJSON *out = cJSON_CreateArray();
     pthread_rwlock_rdlock(&r->lock);
     for (size_t i = 0; i < r->n; i++) {
         const reg_manual *m = r->manuals[i];
+        if (!visible(view, m))
+            continue;
         for (size_t k = 0; k < m->ntools; k++) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "name", m->tools[k].name);
@@ -708,17 +726,18 @@ static int compare_cstr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-cJSON *cm_registry_access_names(cm_registry *r)
+cJSON *cm_registry_access_names(cm_registry *r, const cm_registry_view *view)
 {
     pthread_rwlock_rdlock(&r->lock);
     size_t total = 0;
     for (size_t i = 0; i < r->n; i++)
         total += r->manuals[i]->ntools;
-    cm_autofree const char **names = cm_xcalloc(total, sizeof *names);
+    cm_autofree const char **names = cm_xcalloc(total ? total : 1, sizeof *names);
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++)
-        for (size_t j = 0; j < r->manuals[i]->ntools; j++)
+        for (size_t j = 0; j < r->manuals[i]->ntools && visible(view, r->manuals[i]); j++)
             names[k++] = r->manuals[i]->tools[j].access_name;
+    total = k;
     if (total)
         qsort(names, total, sizeof *names, compare_cstr);
     cJSON *out = cJSON_CreateArray();
@@ -735,11 +754,12 @@ static bool has_prefix_dot(const char *name, const char *prefix)
 }
 
 /* Caller holds the lock.  UTCP name first, then access name. */
-static const reg_tool *find_tool(const cm_registry *r, const char *name, const reg_manual **owner)
+static const reg_tool *find_tool(const cm_registry *r, const cm_registry_view *view,
+                                 const char *name, const reg_manual **owner)
 {
     for (size_t i = 0; i < r->n; i++) {
         const reg_manual *m = r->manuals[i];
-        if (!has_prefix_dot(name, m->name))
+        if (!has_prefix_dot(name, m->name) || !visible(view, m))
             continue;
         for (size_t k = 0; k < m->ntools; k++)
             if (!strcmp(m->tools[k].name, name)) {
@@ -749,7 +769,7 @@ static const reg_tool *find_tool(const cm_registry *r, const char *name, const r
     }
     for (size_t i = 0; i < r->n; i++) {
         const reg_manual *m = r->manuals[i];
-        if (!has_prefix_dot(name, m->access))
+        if (!has_prefix_dot(name, m->access) || !visible(view, m))
             continue;
         const char *part = name + strlen(m->access) + 1;
         for (size_t k = 0; k < m->ntools; k++)
@@ -761,12 +781,12 @@ static const reg_tool *find_tool(const cm_registry *r, const char *name, const r
     return NULL;
 }
 
-int cm_registry_lookup(cm_registry *r, const char *name, cJSON **tool, char **manual_name,
-                       cm_error *err)
+int cm_registry_lookup(cm_registry *r, const cm_registry_view *view, const char *name, cJSON **tool,
+                       char **manual_name, char **owner, cm_error *err)
 {
     const reg_manual *m = NULL;
     pthread_rwlock_rdlock(&r->lock);
-    const reg_tool *t = find_tool(r, name, &m);
+    const reg_tool *t = find_tool(r, view, name, &m);
     if (t) {
         if (tool) {
             *tool = cJSON_Duplicate(t->def, 1);
@@ -774,6 +794,8 @@ int cm_registry_lookup(cm_registry *r, const char *name, cJSON **tool, char **ma
         }
         if (manual_name)
             *manual_name = cm_xstrdup(m->name);
+        if (owner)
+            *owner = m->owner ? cm_xstrdup(m->owner) : NULL;
     }
     pthread_rwlock_unlock(&r->lock);
     if (!t)
@@ -879,8 +901,8 @@ static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ra
     return k;
 }
 
-cJSON *cm_registry_search_filtered(cm_registry *r, const char *query, int limit,
-                                   cm_tool_filter visible, void *ctx)
+cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view, const char *query,
+                                   int limit, cm_tool_filter advertised, void *ctx)
 {
     if (limit <= 0)
         limit = 10;
@@ -899,7 +921,8 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const char *query, int limit,
             qsort(ranks, n, sizeof *ranks, compare_ranked);
     }
     for (size_t i = 0, emitted = 0; i < n && emitted < (size_t)limit; i++) {
-        if (visible && !visible(ranks[i].tool->name, ctx))
+        if (!visible(view, ranks[i].tool->manual) ||
+            (advertised && !advertised(ranks[i].tool->name, ctx)))
             continue;
         cJSON_AddItemToArray(out, search_entry(&ranks[i]));
         emitted++;
@@ -911,5 +934,5 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const char *query, int limit,
 
 cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
 {
-    return cm_registry_search_filtered(r, query, limit, NULL, NULL);
+    return cm_registry_search_filtered(r, NULL, query, limit, NULL, NULL);
 }

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "agent.h"
+#include "authority.h"
 #include "jobs.h"
+#include "jsonscan.h"
 #include "server.h"
 #include "reload.h"
 #include "session.h"
@@ -87,6 +89,38 @@ static bool valid_id(const cJSON *id)
     return cJSON_IsString(id) || cJSON_IsNumber(id);
 }
 
+/* A numeric id is echoed as the client wrote it (cJSON holds a double:
+ * 2^64, -0 or 1e3 would come back changed).  The raw token replaces the
+ * parsed one when both denote the same number. */
+static const cJSON *exact_id(cJSON *req, const cJSON *id, const char *line, size_t len)
+{
+    const char *start;
+    size_t n;
+    if (!cJSON_IsNumber(id) || !cm_json_member_span(line, len, "id", &start, &n) || n > 64)
+        return id;
+    char raw[65];
+    memcpy(raw, start, n);
+    raw[n] = '\0';
+    cm_autojson cJSON *again = cJSON_Parse(raw);
+    if (!cJSON_IsNumber(again) || again->valuedouble != id->valuedouble)
+        return id;
+    cJSON_ReplaceItemInObjectCaseSensitive(req, "id", cJSON_CreateRaw(raw));
+    return cJSON_GetObjectItemCaseSensitive(req, "id");
+}
+
+/* C strings end at NUL: a \u0000 anywhere would silently cut a chain's code
+ * or an argument, so the request is refused instead. */
+static bool refuse_nul(cm_conn *conn, const char *method, const cJSON *id)
+{
+    static const char msg[] = "a string in the request contains a NUL character (\\u0000); "
+                              "code and arguments must be text without NUL";
+    if (!strcmp(method, "tools/call"))
+        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
+    else if (id)
+        cm_conn_send(conn, cm_rpc_error(id, -32602, msg));
+    return true;
+}
+
 static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const char *name = cm_json_str(params, "name");
@@ -143,6 +177,24 @@ static void set_log_level(cm_conn *conn, const cJSON *id, const cJSON *params)
     cm_rpc_reply(conn, id, cJSON_CreateObject());
 }
 
+/* Engine methods past chains and queries need a grant (authority.h):
+ * refused with -32001 naming the rule, audited and logged. */
+static bool method_allowed(cm_engine *eng, cm_conn *conn, const cJSON *id, cm_action a)
+{
+    cm_caller c;
+    cm_error err;
+    int rc = cm_caller_begin(eng->policy, &conn->peer, &c, &err);
+    if (rc == 0)
+        rc = cm_caller_may(&c, a, &err);
+    cm_caller_end(&c);
+    if (rc == 0)
+        return true;
+    cm_log("warn", "refused uid %ld: %s", (long)conn->peer.uid, err.message);
+    if (id)
+        cm_conn_send(conn, cm_rpc_error(id, -32001, err.message));
+    return false;
+}
+
 static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJSON *id,
                      const cJSON *params)
 {
@@ -159,13 +211,17 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
     } else if (strcmp(method, "logging/setLevel") == 0) {
         set_log_level(conn, id, params);
     } else if (strcmp(method, "codemode/stats") == 0) {
-        cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_STATS))
+            cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
     } else if (strcmp(method, "codemode/health") == 0) {
-        cm_rpc_reply(conn, id, cm_engine_health_json(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_HEALTH))
+            cm_rpc_reply(conn, id, cm_engine_health_json(eng));
     } else if (strcmp(method, "codemode/metrics") == 0) {
-        cm_rpc_reply(conn, id, metrics_result(eng));
+        if (method_allowed(eng, conn, id, CM_ACT_METRICS))
+            cm_rpc_reply(conn, id, metrics_result(eng));
     } else if (strcmp(method, "codemode/reload") == 0) {
-        cm_policy_handle_reload(eng, conn, id);
+        if (method_allowed(eng, conn, id, CM_ACT_RELOAD))
+            cm_policy_handle_reload(eng, conn, id);
     } else if (id) {
         char msg[300];
         snprintf(msg, sizeof msg, "method not found: %.200s", method);
@@ -201,6 +257,7 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
                                         "number"));
         return;
     }
+    id = exact_id(req, id, line, len);
     const char *method = cm_json_str(req, "method");
     const char *version = cm_json_str(req, "jsonrpc");
     if (!version || strcmp(version, "2.0") != 0 || !method) {
@@ -221,6 +278,8 @@ void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t 
             cm_conn_send(conn, cm_rpc_error(id, -32000, "engine is shutting down"));
         return;
     }
+    if (cm_json_has_nul_escape(line, len) && refuse_nul(conn, method, id))
+        return;
     char profile[256];
     cm_error err;
     if (strcmp(method, "ping") != 0 &&

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "authority.h"
 #include "jobs.h"
 #include "pctx.h"
 
@@ -44,6 +45,25 @@ static void reply_error(cm_conn *conn, const cJSON *id, const cm_error *err)
     cm_rpc_reply(conn, id, cm_tool_result_error(err->kind, err->message));
 }
 
+/* The request's caller (policies/authority.h); on error the reply is sent. */
+static bool begin_caller(cm_engine *eng, cm_conn *conn, const cJSON *id, cm_caller *c)
+{
+    cm_error err;
+    if (cm_caller_begin(eng->policy, &conn->peer, c, &err) == 0)
+        return true;
+    reply_error(conn, id, &err);
+    return false;
+}
+
+/* A refused control-plane request is logged as well as audited: without a
+ * policy there is no audit log, and an operator should see attempts. */
+static void reply_refusal(cm_conn *conn, const cJSON *id, const cm_error *err)
+{
+    if (err->kind == CM_ERR_POLICY_DENIED)
+        cm_log("warn", "refused uid %ld: %s", (long)conn->peer.uid, err->message);
+    reply_error(conn, id, err);
+}
+
 static void tool_register_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
                                  const cJSON *params)
 {
@@ -55,13 +75,33 @@ static void tool_register_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
         reply_error(conn, id, &err);
         return;
     }
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
     cJSON *report = NULL;
-    if (cm_engine_register_manual(eng, tmpl, &report, &err) < 0) {
-        reply_error(conn, id, &err);
+    int rc = cm_engine_register_manual(eng, tmpl, &c, &report, &err);
+    cm_caller_end(&c);
+    if (rc < 0) {
+        reply_refusal(conn, id, &err);
         return;
     }
     cJSON_AddBoolToObject(report, "success", 1);
     cm_rpc_reply(conn, id, cm_tool_result(report, false));
+}
+
+/* Own manuals with the deregister grant; the config's and other tenants'
+ * only with manage_all.  A manual the caller cannot see is "not found". */
+static int deregister(cm_engine *eng, const cm_caller *c, const char *name, cm_error *err)
+{
+    if (cm_caller_may(c, CM_ACT_DEREGISTER, err) < 0)
+        return -1;
+    cm_autofree char *owner = NULL;
+    bool exists = cm_registry_owner(eng->registry, name, &owner);
+    bool all = cm_caller_sees_all(c);
+    if (exists && !owner && !all && cm_caller_may(c, CM_ACT_MANAGE_ALL, err) < 0)
+        return cm_error_prefix(err, "manual '%s' belongs to the engine config", name);
+    cm_registry_view v = {.owner = cm_caller_owner(c), .all = all};
+    return cm_registry_remove(eng->registry, &v, name, err);
 }
 
 static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
@@ -76,8 +116,13 @@ static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *i
         reply_error(conn, id, &err);
         return;
     }
-    if (cm_registry_remove(eng->registry, name, &err) < 0) {
-        reply_error(conn, id, &err);
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
+    int rc = deregister(eng, &c, name, &err);
+    cm_caller_end(&c);
+    if (rc < 0) {
+        reply_refusal(conn, id, &err);
         return;
     }
     cm_providers_release_manual(eng->providers, name);
@@ -90,8 +135,13 @@ static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *i
 static void tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     (void)params;
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
     cJSON *s = cJSON_CreateObject();
-    cJSON_AddItemToObject(s, "tools", cm_registry_access_names(eng->registry));
+    cm_registry_view v = cm_agent_view(c.profile);
+    cJSON_AddItemToObject(s, "tools", cm_registry_access_names(eng->registry, &v));
+    cm_caller_end(&c);
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
@@ -112,9 +162,13 @@ static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, co
         reply_error(conn, id, &err);
         return;
     }
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddItemToObject(s, "tools",
-                          cm_agent_search(eng, NULL, query, limit ? limit->valueint : 10));
+                          cm_agent_search(eng, c.profile, query, limit ? limit->valueint : 10));
+    cm_caller_end(&c);
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
@@ -127,6 +181,9 @@ static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
         reply_error(conn, id, &err);
         return;
     }
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
     cJSON *s = cJSON_CreateObject();
     cJSON *tools = cJSON_AddArrayToObject(s, "tools");
     cJSON *missing = cJSON_AddArrayToObject(s, "not_found");
@@ -137,12 +194,16 @@ static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
             continue;
         cJSON *def = NULL;
         char *manual = NULL;
-        if (cm_registry_lookup(eng->registry, n->valuestring, &def, &manual, &err) == 0)
+        if (cm_agent_lookup(eng, c.profile, n->valuestring, &def, &manual, NULL, &err) == 0 &&
+            cm_agent_tool_visible(c.profile, cm_json_str(def, "name")))
             cJSON_AddItemToArray(tools, def);
-        else
+        else {
+            cJSON_Delete(def);
             cJSON_AddItemToArray(missing, cJSON_CreateString(n->valuestring));
+        }
         free(manual);
     }
+    cm_caller_end(&c);
     cm_rpc_reply(conn, id, cm_tool_result(s, false));
 }
 
@@ -158,7 +219,12 @@ static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id, c
     }
     cJSON *def = NULL;
     char *manual = NULL;
-    if (cm_registry_lookup(eng->registry, name, &def, &manual, &err) < 0) {
+    cm_caller c;
+    if (!begin_caller(eng, conn, id, &c))
+        return;
+    int rc = cm_agent_lookup(eng, c.profile, name, &def, &manual, NULL, &err);
+    cm_caller_end(&c);
+    if (rc < 0) {
         reply_error(conn, id, &err);
         return;
     }

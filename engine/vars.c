@@ -580,3 +580,46 @@ void cm_vars_required(const cJSON *tmpl, cJSON *names)
     if (cJSON_IsArray(tmpl) || cJSON_IsObject(tmpl))
         cJSON_ArrayForEach(it, tmpl) cm_vars_required(it, names);
 }
+
+/* ---- values a template uses (for redaction, engine/redact.c) ------------ */
+
+static void used_in_string(const cm_vars *v, const char *manual_name, const char *s,
+                           cm_vars_used_fn fn, void *arg)
+{
+    if (strstr(s, "$ref")) /* cm_vars_substitute leaves these alone */
+        return;
+    for (const char *p = strchr(s, '$'); p; p = strchr(p, '$')) {
+        bool braced = p[1] == '{';
+        if (p[1] == '$') {
+            p += 2;
+            continue;
+        }
+        const char *id = p + (braced ? 2 : 1);
+        size_t n = ident_len(id);
+        if (n == 0 || (braced && id[n] != '}') || is_cmd_output_name(id, n)) {
+            p++;
+            continue;
+        }
+        cm_autofree char *name = strndup(id, n);
+        if (!name)
+            abort();
+        const char *val = cm_vars_lookup(v, manual_name, name);
+        if (val)
+            fn(arg, name, val);
+        p = id + n + (braced ? 1 : 0);
+    }
+}
+
+void cm_vars_used(const cm_vars *v, const char *manual_name, const cJSON *tmpl, cm_vars_used_fn fn,
+                  void *arg)
+{
+    if (!v || !tmpl)
+        return;
+    if (cJSON_IsString(tmpl)) {
+        used_in_string(v, manual_name, tmpl->valuestring, fn, arg);
+        return;
+    }
+    const cJSON *it;
+    if (cJSON_IsArray(tmpl) || cJSON_IsObject(tmpl))
+        cJSON_ArrayForEach(it, tmpl) cm_vars_used(v, manual_name, it, fn, arg);
+}

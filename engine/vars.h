@@ -32,4 +32,11 @@ int cm_vars_substitute(const cm_vars *v, const char *manual_name, const cJSON *i
  * `tmpl` (recursively), in order of first use. */
 void cm_vars_required(const cJSON *tmpl, cJSON *names);
 
+/* Calls fn(arg, NAME, value) for every variable cm_vars_substitute would
+ * substitute into `tmpl` (same rules: `${VAR}` and bare `$VAR` that
+ * resolve), once per occurrence.  For redaction (engine/redact.h). */
+typedef void (*cm_vars_used_fn)(void *arg, const char *name, const char *value);
+void cm_vars_used(const cm_vars *v, const char *manual_name, const cJSON *tmpl, cm_vars_used_fn fn,
+                  void *arg);
+
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "ucounts.h"
 #include "util.h"
 
 static const char *const layer_names[CM_LAYER_COUNT] = {
@@ -149,8 +150,12 @@ static void probe_userns_limit(cm_isolation *iso)
                   "/proc/sys/user/max_user_namespaces: %s", strerror(errno));
         return;
     }
+    cm_ucounts_plan plan;
+    cm_ucounts_plan_make(&plan, 0);
+    char limits[200];
+    cm_ucounts_describe(&plan, limits, sizeof limits);
     set_layer(iso, CM_LAYER_USERNS_LIMIT, CM_LAYER_ACTIVE,
-              "max_user_namespaces=0 inside each sandbox's user namespace");
+              "in each sandbox's user namespace (max_*): %s", limits);
 }
 
 static void probe_bpf(cm_isolation *iso)

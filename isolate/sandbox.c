@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "harden.h"
+#include "ucounts.h"
 #include "util.h"
 
 #define SANDBOX_HOSTNAME "codemode"
@@ -75,10 +76,11 @@ typedef struct child_plan {
     char tmp_path[PATH_MAX];
     char tmp_opts[64];
     char dev_paths[DEV_NODE_COUNT][PATH_MAX];
-    int sync_fd;      /* child's end of the sync socketpair */
-    int sync_peer_fd; /* parent's end: closed in the child */
-    int err_fd;       /* write end of the error pipe (O_CLOEXEC) */
-    int err_peer_fd;  /* read end: closed in the child */
+    int sync_fd;             /* child's end of the sync socketpair */
+    int sync_peer_fd;        /* parent's end: closed in the child */
+    int err_fd;              /* write end of the error pipe (O_CLOEXEC) */
+    int err_peer_fd;         /* read end: closed in the child */
+    cm_ucounts_plan ucounts; /* when spec->limit_userns */
 } child_plan;
 
 /* ---------------------------------------------------------------- child --
@@ -301,19 +303,17 @@ static void child_set_fds(child_plan *plan, int devnull_fd)
 
 /* Nested user namespaces give capabilities back (measured: mount, chroot,
  * fsopen, AF_PACKET all worked): limit them to 0 inside this sandbox's user
- * namespace.  Done while the host /proc is still reachable and the child
- * holds CAP_SYS_RESOURCE in its new namespace; the sysctl is per user
- * namespace, so this write affects only this sandbox. */
+ * namespace, and the other ucounts low (ucounts.c: what the sandbox holds is
+ * charged to host root too).  Done while the host /proc is still reachable
+ * and the child holds CAP_SYS_RESOURCE in its new namespace; the sysctls are
+ * per user namespace, so these writes affect only this sandbox. */
 static void child_limit_userns(const child_plan *plan)
 {
     if (!plan->spec->limit_userns)
         return;
-    int fd = open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        child_fail(plan, "open", "max_user_namespaces");
-    if (write(fd, "0\n", 2) != 2)
-        child_fail(plan, "write", "max_user_namespaces");
-    close(fd);
+    const char *what = NULL;
+    if (cm_ucounts_apply(&plan->ucounts, &what) < 0)
+        child_fail(plan, "set user namespace limit", what);
 }
 
 /* rlimits (harden.c); RLIMIT_NPROC counts per user namespace and uid, so
@@ -438,6 +438,8 @@ static int prepare_plan(const cm_sandbox_spec *spec, child_plan *plan, cm_error 
             return -1;
     }
     snprintf(plan->tmp_opts, sizeof plan->tmp_opts, "size=%zu,mode=1777", spec->tmp_size_bytes);
+    if (spec->limit_userns)
+        cm_ucounts_plan_make(&plan->ucounts, spec->ns_children);
     return 0;
 }
 

@@ -33,8 +33,11 @@ typedef struct cm_sandbox_spec {
     const struct sock_filter *seccomp_insns; /* precompiled filter, installed last */
     unsigned short seccomp_len;              /* 0: no seccomp */
     int drop_caps_upto; /* > 0: empty every capability set (bounding 0..this), lock securebits */
-    bool limit_userns;  /* write 0 to max_user_namespaces inside the new user namespace */
-    bool rlimits;       /* core 0, and the rlimit_* values below */
+    /* the per-user-namespace limits of ucounts.h (max_user_namespaces=0,
+     * inotify, fanotify, namespaces) inside the new user namespace */
+    bool limit_userns;
+    unsigned ns_children; /* namespaces of each kind it may still create (the zygote's chains) */
+    bool rlimits;         /* core 0, and the rlimit_* values below */
     unsigned long rlimit_fsize, rlimit_nofile; /* file size, open files */
     unsigned long rlimit_nproc, rlimit_as;     /* tasks of the sandbox uid, address space */
     bool use_init; /* pid 1 stays a minimal reaper; argv runs as its child */

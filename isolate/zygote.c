@@ -41,6 +41,8 @@
 #define ZYGOTE_RETRY_MS 1000
 #define ZYGOTE_TMP_BYTES (1u << 20)
 #define ZYGOTE_PIDS_MAX 1024
+#define ZYGOTE_NS_CHILDREN(cfg)                                                                    \
+    (4u * (unsigned)((cfg)->workers + (cfg)->pool_size + (cfg)->pool_full_size) + 64u)
 
 static const char *const zygote_argv[] = {"/usr/bin/python3.11",
                                           "-I",
@@ -211,6 +213,10 @@ static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
      * the start-up self-check): it must not die with that thread; it exits
      * when the engine's end of its socket closes */
     spec.no_deathsig = true;
+    /* it creates every chain's pid/mnt/net/ipc/uts/cgroup namespaces in its
+     * user namespace: room for all live chains, and for net namespaces whose
+     * release the kernel finishes asynchronously */
+    spec.ns_children = ZYGOTE_NS_CHILDREN(&eng->cfg);
     if (cm_sandbox_spawn(&spec, &z->sb, err) < 0)
         return cm_error_prefix(err, "zygote");
     cm_cleanup_fd(&child_fd);

@@ -193,25 +193,43 @@ static bool name_listed(const cJSON *names, const char *name)
     return false;
 }
 
-void cm_policy_check_variables(const cm_policy *p, const char *manual, const cJSON *names,
-                               cm_decision *d)
+/* The policy entry for (manual, owner): a config manual (owner NULL) matches
+ * entries without `owner`; a registered manual only an entry naming its
+ * owner, so a look-alike registered later never inherits a grant. */
+static const manual_vars *manual_entry(const cm_policy *p, const char *manual, const char *owner)
+{
+    for (size_t i = 0; i < p->nmanuals; i++) {
+        const manual_vars *m = &p->manuals[i];
+        if (strcmp(m->manual, manual))
+            continue;
+        if (owner ? (m->owner && !strcmp(m->owner, owner)) : !m->owner)
+            return m;
+    }
+    return NULL;
+}
+
+void cm_policy_check_variables(const cm_policy *p, const char *manual, const char *owner,
+                               const cJSON *names, cm_decision *d)
 {
     memset(d, 0, sizeof *d);
     char rule[128];
     snprintf(rule, sizeof rule, "manuals.%.100s.variables", manual);
-    if (!p->has_manuals) {
+    if (!p->has_manuals && !owner) {
         set_decision(d, true, rule, "no manuals section: variables unrestricted");
         return;
     }
-    const manual_vars *m = NULL;
-    for (size_t i = 0; i < p->nmanuals && !m; i++)
-        if (!strcmp(p->manuals[i].manual, manual))
-            m = &p->manuals[i];
+    const manual_vars *m = manual_entry(p, manual, owner);
     for (const cJSON *n = names ? names->child : NULL; n; n = n->next) {
         if (!cJSON_IsString(n) || (m && (m->all || name_listed(m->names, n->valuestring))))
             continue;
-        set_decision(d, false, rule, "manual '%.100s' may not use variable '%.100s'%s", manual,
-                     n->valuestring, m ? "" : " (manual not listed under manuals)");
+        if (owner)
+            set_decision(d, false, rule,
+                         "manual '%.100s' registered by profile '%.100s' may not use variable "
+                         "'%.100s' (grant it with manuals.%.100s.owner: %.100s)",
+                         manual, owner, n->valuestring, manual, owner);
+        else
+            set_decision(d, false, rule, "manual '%.100s' may not use variable '%.100s'%s", manual,
+                         n->valuestring, m ? "" : " (manual not listed under manuals)");
         return;
     }
     set_decision(d, true, rule, "variables allowed");

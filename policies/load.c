@@ -9,30 +9,20 @@
 #include <string.h>
 
 #include "config.h"
+#include "load_int.h"
 #include "policy_int.h"
 #include "util.h"
 
 #define POLICY_MAX_BYTES (4u << 20)
-#define MAX_DEPTH 16
 
-typedef struct vctx {
-    const char *text;
-    size_t len;
-    const char *name;
-    const char *segs[MAX_DEPTH];
-    int idx[MAX_DEPTH];
-    int depth;
-    cm_error *err;
-} vctx;
-
-static void push_key(vctx *v, const char *key)
+void pv_push_key(vctx *v, const char *key)
 {
     if (v->depth < MAX_DEPTH)
         v->segs[v->depth] = key;
     v->depth++;
 }
 
-static void push_idx(vctx *v, int i)
+void pv_push_idx(vctx *v, int i)
 {
     if (v->depth < MAX_DEPTH) {
         v->segs[v->depth] = NULL;
@@ -41,7 +31,7 @@ static void push_idx(vctx *v, int i)
     v->depth++;
 }
 
-static void pop(vctx *v)
+void pv_pop(vctx *v)
 {
     v->depth--;
 }
@@ -58,8 +48,7 @@ static void format_path(const vctx *v, char *buf, size_t size)
     }
 }
 
-static int verr(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int verr(vctx *v, const char *fmt, ...)
+int pv_err(vctx *v, const char *fmt, ...)
 {
     char msg[512], path[256];
     va_list ap;
@@ -75,23 +64,23 @@ static int verr(vctx *v, const char *fmt, ...)
 }
 
 /* Fails on the first key of obj not in the NULL-terminated list. */
-static int check_keys(vctx *v, const cJSON *obj, const char *const *allowed)
+int pv_check_keys(vctx *v, const cJSON *obj, const char *const *allowed)
 {
     for (const cJSON *it = obj->child; it; it = it->next) {
         bool ok = false;
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = !strcmp(*a, it->string);
         if (!ok) {
-            push_key(v, it->string);
-            int rc = verr(v, "unknown key");
-            pop(v);
+            pv_push_key(v, it->string);
+            int rc = pv_err(v, "unknown key");
+            pv_pop(v);
             return rc;
         }
     }
     return 0;
 }
 
-static bool is_int(const cJSON *j)
+bool pv_is_int(const cJSON *j)
 {
     return cJSON_IsNumber(j) && j->valuedouble >= -9e15 && j->valuedouble <= 9e15 &&
            j->valuedouble == (double)(long long)j->valuedouble;
@@ -101,8 +90,8 @@ static bool is_int(const cJSON *j)
 
 static int get_long(vctx *v, const cJSON *j, long min, long max, long *out)
 {
-    if (!is_int(j) || j->valuedouble < (double)min || j->valuedouble > (double)max)
-        return verr(v, "must be an integer in %ld..%ld", min, max);
+    if (!pv_is_int(j) || j->valuedouble < (double)min || j->valuedouble > (double)max)
+        return pv_err(v, "must be an integer in %ld..%ld", min, max);
     *out = (long)j->valuedouble;
     return 0;
 }
@@ -110,7 +99,7 @@ static int get_long(vctx *v, const cJSON *j, long min, long max, long *out)
 static int get_positive(vctx *v, const cJSON *j, double max, double *out)
 {
     if (!cJSON_IsNumber(j) || !(j->valuedouble > 0) || j->valuedouble > max)
-        return verr(v, "must be a number > 0 and <= %g", max);
+        return pv_err(v, "must be a number > 0 and <= %g", max);
     *out = j->valuedouble;
     return 0;
 }
@@ -120,22 +109,22 @@ static int load_cpu(vctx *v, const cJSON *j, cm_chain_limits *l)
     if (cJSON_IsNumber(j))
         return get_positive(v, j, 1024, &l->cpu_quota);
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a number of CPUs (quota) or {quota, shares}");
+        return pv_err(v, "must be a number of CPUs (quota) or {quota, shares}");
     static const char *const keys[] = {"quota", "shares", NULL};
-    if (check_keys(v, j, keys) < 0)
+    if (pv_check_keys(v, j, keys) < 0)
         return -1;
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(j, "quota");
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "shares");
     int rc = 0;
     if (q) {
-        push_key(v, "quota");
+        pv_push_key(v, "quota");
         rc = get_positive(v, q, 1024, &l->cpu_quota);
-        pop(v);
+        pv_pop(v);
     }
     if (rc == 0 && s) {
-        push_key(v, "shares");
+        pv_push_key(v, "shares");
         rc = get_long(v, s, 2, 262144, &l->cpu_shares);
-        pop(v);
+        pv_pop(v);
     }
     return rc;
 }
@@ -157,17 +146,17 @@ static int load_limit(vctx *v, const cJSON *it, cm_chain_limits *l)
         return get_long(v, it, 1, 1L << 30, &l->max_output_bytes);
     if (!strcmp(k, "max_result_bytes"))
         return get_long(v, it, 1, 1L << 30, &l->max_result_bytes);
-    return verr(v, "unknown key");
+    return pv_err(v, "unknown key");
 }
 
 static int load_limits(vctx *v, const cJSON *j, cm_chain_limits *l)
 {
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping");
+        return pv_err(v, "must be a mapping");
     for (const cJSON *it = j->child; it; it = it->next) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_limit(v, it, l);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -186,17 +175,17 @@ static bool is_identifier(const char *s)
     return true;
 }
 
-static int load_string_list(vctx *v, const cJSON *j, bool identifiers, const char *what)
+int pv_string_list(vctx *v, const cJSON *j, bool identifiers, const char *what)
 {
     if (!cJSON_IsArray(j))
-        return verr(v, "must be `all` or a list of %s", what);
+        return pv_err(v, "must be `all` or a list of %s", what);
     int i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
         if (!cJSON_IsString(it) || !it->valuestring[0] ||
             (identifiers && !is_identifier(it->valuestring))) {
-            push_idx(v, i);
-            int rc = verr(v, "must be a %s", identifiers ? "Python module name" : "string");
-            pop(v);
+            pv_push_idx(v, i);
+            int rc = pv_err(v, "must be a %s", identifiers ? "Python module name" : "string");
+            pv_pop(v);
             return rc;
         }
     }
@@ -206,7 +195,7 @@ static int load_string_list(vctx *v, const cJSON *j, bool identifiers, const cha
 static int load_imports(vctx *v, const cJSON *j, cJSON **out)
 {
     if (!(cJSON_IsString(j) && !strcmp(j->valuestring, "all")) &&
-        load_string_list(v, j, true, "module names") < 0)
+        pv_string_list(v, j, true, "module names") < 0)
         return -1;
     *out = cJSON_Duplicate(j, 1);
     return 0;
@@ -225,13 +214,13 @@ static int load_arg_type(vctx *v, const cJSON *j, arg_rule *a)
                 a->type = (arg_type)i;
                 return 0;
             }
-    return verr(v, "must be one of any, string, number, integer, boolean, array, object, null");
+    return pv_err(v, "must be one of any, string, number, integer, boolean, array, object, null");
 }
 
 static int load_pattern(vctx *v, const cJSON *j, arg_rule *a)
 {
     if (!cJSON_IsString(j))
-        return verr(v, "must be a string (a POSIX extended regex, anchored)");
+        return pv_err(v, "must be a string (a POSIX extended regex, anchored)");
     size_t n = strlen(j->valuestring) + 5;
     cm_autofree char *anchored = cm_xmalloc(n);
     snprintf(anchored, n, "^(%s)$", j->valuestring);
@@ -239,16 +228,16 @@ static int load_pattern(vctx *v, const cJSON *j, arg_rule *a)
     if (rc != 0) {
         char msg[256];
         regerror(rc, &a->re, msg, sizeof msg);
-        return verr(v, "invalid regex: %s", msg);
+        return pv_err(v, "invalid regex: %s", msg);
     }
     a->pattern = cm_xstrdup(j->valuestring);
     return 0;
 }
 
-static int load_bool(vctx *v, const cJSON *j, bool *out)
+int pv_bool(vctx *v, const cJSON *j, bool *out)
 {
     if (!cJSON_IsBool(j))
-        return verr(v, "must be true or false");
+        return pv_err(v, "must be true or false");
     *out = cJSON_IsTrue(j);
     return 0;
 }
@@ -256,7 +245,7 @@ static int load_bool(vctx *v, const cJSON *j, bool *out)
 static int load_number(vctx *v, const cJSON *j, bool *has, double *out)
 {
     if (!cJSON_IsNumber(j))
-        return verr(v, "must be a number");
+        return pv_err(v, "must be a number");
     *has = true;
     *out = j->valuedouble;
     return 0;
@@ -265,7 +254,7 @@ static int load_number(vctx *v, const cJSON *j, bool *has, double *out)
 static int load_enum(vctx *v, const cJSON *j, arg_rule *a)
 {
     if (!cJSON_IsArray(j) || !j->child)
-        return verr(v, "must be a non-empty list of values");
+        return pv_err(v, "must be a non-empty list of values");
     a->enum_values = cJSON_Duplicate(j, 1);
     return 0;
 }
@@ -286,10 +275,10 @@ static int load_arg_key(vctx *v, const cJSON *it, arg_rule *a)
     if (!strcmp(k, "max_length"))
         return get_long(v, it, 0, 1L << 30, &a->max_length);
     if (!strcmp(k, "required"))
-        return load_bool(v, it, &a->required);
+        return pv_bool(v, it, &a->required);
     if (!strcmp(k, "forbidden"))
-        return load_bool(v, it, &a->forbidden);
-    return verr(v, "unknown key");
+        return pv_bool(v, it, &a->forbidden);
+    return pv_err(v, "unknown key");
 }
 
 static int load_arg(vctx *v, const cJSON *j, arg_rule *a)
@@ -297,30 +286,30 @@ static int load_arg(vctx *v, const cJSON *j, arg_rule *a)
     a->name = cm_xstrdup(j->string);
     a->max_length = -1;
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping of constraints");
+        return pv_err(v, "must be a mapping of constraints");
     for (const cJSON *it = j->child; it; it = it->next) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_arg_key(v, it, a);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
     if (a->required && a->forbidden)
-        return verr(v, "cannot be both required and forbidden");
+        return pv_err(v, "cannot be both required and forbidden");
     return 0;
 }
 
 static int load_args(vctx *v, const cJSON *j, tool_rule *r)
 {
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping of argument name → constraints");
+        return pv_err(v, "must be a mapping of argument name → constraints");
     r->nargs = (size_t)cJSON_GetArraySize(j);
     r->args = cm_xcalloc(r->nargs ? r->nargs : 1, sizeof *r->args);
     size_t i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_arg(v, it, &r->args[i]);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -332,15 +321,15 @@ static int load_rule_key(vctx *v, const cJSON *it, tool_rule *r)
     const char *k = it->string;
     if (!strcmp(k, "name") || !strcmp(k, "match")) {
         if (!cJSON_IsString(it) || !it->valuestring[0] || strlen(it->valuestring) > 120)
-            return verr(v, "must be a non-empty string of at most 120 bytes");
+            return pv_err(v, "must be a non-empty string of at most 120 bytes");
         char **dst = !strcmp(k, "name") ? &r->name : &r->match;
         *dst = cm_xstrdup(it->valuestring);
         return 0;
     }
     if (!strcmp(k, "allow"))
-        return load_bool(v, it, &r->allow);
+        return pv_bool(v, it, &r->allow);
     if (!strcmp(k, "audit_args"))
-        return load_bool(v, it, &r->audit_args);
+        return pv_bool(v, it, &r->audit_args);
     if (!strcmp(k, "args"))
         return load_args(v, it, r);
     if (!strcmp(k, "max_calls"))
@@ -349,28 +338,28 @@ static int load_rule_key(vctx *v, const cJSON *it, tool_rule *r)
         return get_positive(v, it, 1e6, &r->rate);
     if (!strcmp(k, "burst"))
         return get_positive(v, it, 1e6, &r->burst);
-    return verr(v, "unknown key");
+    return pv_err(v, "unknown key");
 }
 
 static int load_rule(vctx *v, const cJSON *j, int index, tool_rule *r)
 {
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping with match and allow");
+        return pv_err(v, "must be a mapping with match and allow");
     for (const cJSON *it = j->child; it; it = it->next) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_rule_key(v, it, r);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
     if (!r->match)
-        return verr(v, "missing key 'match'");
+        return pv_err(v, "missing key 'match'");
     if (!cJSON_GetObjectItemCaseSensitive(j, "allow"))
-        return verr(v, "missing key 'allow'");
+        return pv_err(v, "missing key 'allow'");
     if (!r->allow && (r->args || r->max_calls || r->rate))
-        return verr(v, "args, max_calls and rate apply to allow: true rules only");
+        return pv_err(v, "args, max_calls and rate apply to allow: true rules only");
     if (r->burst && !r->rate)
-        return verr(v, "burst needs rate");
+        return pv_err(v, "burst needs rate");
     if (r->rate && !r->burst)
         r->burst = r->rate < 1 ? 1 : r->rate;
     r->tokens = r->burst;
@@ -385,17 +374,17 @@ static int load_rule(vctx *v, const cJSON *j, int index, tool_rule *r)
 static int load_rules(vctx *v, const cJSON *j, cm_policy_profile *prof)
 {
     if (!cJSON_IsArray(j))
-        return verr(v, "must be a list of rules");
+        return pv_err(v, "must be a list of rules");
     prof->nrules = (size_t)cJSON_GetArraySize(j);
     prof->rules = cm_xcalloc(prof->nrules ? prof->nrules : 1, sizeof *prof->rules);
     int i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_idx(v, i);
+        pv_push_idx(v, i);
         int rc = load_rule(v, it, i, &prof->rules[i]);
         for (int k = 0; rc == 0 && k < i; k++)
             if (!strcmp(prof->rules[k].name, prof->rules[i].name))
-                rc = verr(v, "duplicate rule name '%s'", prof->rules[i].name);
-        pop(v);
+                rc = pv_err(v, "duplicate rule name '%s'", prof->rules[i].name);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -417,7 +406,7 @@ static bool valid_hostname(const char *h)
 static int load_egress_host(vctx *v, const cJSON *j, egress_rule *r)
 {
     if (!cJSON_IsString(j))
-        return verr(v, "must be a host name, *.domain, IP address or CIDR");
+        return pv_err(v, "must be a host name, *.domain, IP address or CIDR");
     const char *h = j->valuestring;
     r->host = cm_xstrdup(h);
     for (char *p = r->host; *p; p++)
@@ -425,29 +414,29 @@ static int load_egress_host(vctx *v, const cJSON *j, egress_rule *r)
     if (!strncmp(h, "*.", 2)) {
         r->wildcard = true;
         if (!valid_hostname(h + 2))
-            return verr(v, "'%s': not a valid *.domain", h);
+            return pv_err(v, "'%s': not a valid *.domain", h);
         return 0;
     }
     if (cm_egress_parse_ip(h, r) == 0)
         return 0;
     if (strchr(h, '/') || strchr(h, ':'))
-        return verr(v, "'%s': not a valid IP address or CIDR", h);
+        return pv_err(v, "'%s': not a valid IP address or CIDR", h);
     if (!valid_hostname(h))
-        return verr(v, "'%s': not a valid host name", h);
+        return pv_err(v, "'%s': not a valid host name", h);
     return 0;
 }
 
 static int load_ports(vctx *v, const cJSON *j, egress_rule *r)
 {
     if (!cJSON_IsArray(j) || !j->child)
-        return verr(v, "must be a non-empty list of port numbers");
+        return pv_err(v, "must be a non-empty list of port numbers");
     r->nports = (size_t)cJSON_GetArraySize(j);
     r->ports = cm_xcalloc(r->nports, sizeof *r->ports);
     int i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_idx(v, i);
+        pv_push_idx(v, i);
         int rc = get_long(v, it, 1, 65535, &r->ports[i]);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -457,16 +446,16 @@ static int load_ports(vctx *v, const cJSON *j, egress_rule *r)
 static int load_schemes(vctx *v, const cJSON *j, egress_rule *r)
 {
     if (!cJSON_IsArray(j) || !j->child)
-        return verr(v, "must be a non-empty list of http / https");
+        return pv_err(v, "must be a non-empty list of http / https");
     r->nschemes = 0;
     r->schemes = cm_xcalloc((size_t)cJSON_GetArraySize(j), sizeof *r->schemes);
     int i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
         if (!cJSON_IsString(it) ||
             (strcmp(it->valuestring, "http") && strcmp(it->valuestring, "https"))) {
-            push_idx(v, i);
-            int rc = verr(v, "must be http or https");
-            pop(v);
+            pv_push_idx(v, i);
+            int rc = pv_err(v, "must be http or https");
+            pv_pop(v);
             return rc;
         }
         r->schemes[r->nschemes++] = cm_xstrdup(it->valuestring);
@@ -482,22 +471,22 @@ static int load_egress_key(vctx *v, const cJSON *it, egress_rule *r)
         return load_ports(v, it, r);
     if (!strcmp(it->string, "schemes"))
         return load_schemes(v, it, r);
-    return verr(v, "unknown key");
+    return pv_err(v, "unknown key");
 }
 
 static int load_egress_rule(vctx *v, const cJSON *j, egress_rule *r)
 {
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping with host (and ports, schemes)");
+        return pv_err(v, "must be a mapping with host (and ports, schemes)");
     for (const cJSON *it = j->child; it; it = it->next) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_egress_key(v, it, r);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
     if (!r->host)
-        return verr(v, "missing key 'host'");
+        return pv_err(v, "missing key 'host'");
     if (!r->schemes) {
         r->schemes = cm_xcalloc(1, sizeof *r->schemes);
         r->schemes[0] = cm_xstrdup("https");
@@ -509,14 +498,14 @@ static int load_egress_rule(vctx *v, const cJSON *j, egress_rule *r)
 static int load_egress(vctx *v, const cJSON *j, cm_policy_profile *prof)
 {
     if (!cJSON_IsArray(j))
-        return verr(v, "must be a list of {host, ports, schemes}");
+        return pv_err(v, "must be a list of {host, ports, schemes}");
     prof->negress = (size_t)cJSON_GetArraySize(j);
     prof->egress = cm_xcalloc(prof->negress ? prof->negress : 1, sizeof *prof->egress);
     int i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_idx(v, i);
+        pv_push_idx(v, i);
         int rc = load_egress_rule(v, it, &prof->egress[i]);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -536,18 +525,20 @@ static int load_profile_key(vctx *v, const cJSON *it, cm_policy_profile *prof)
         return load_rules(v, it, prof);
     if (!strcmp(k, "http"))
         return load_egress(v, it, prof);
-    return verr(v, "unknown key");
+    if (!strcmp(k, "grants"))
+        return cm_grants_load(v, it, &prof->grants);
+    return pv_err(v, "unknown key");
 }
 
 static int load_profile(vctx *v, const cJSON *j, cm_policy_profile *prof)
 {
     prof->name = cm_xstrdup(j->string);
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping (limits, imports, tools, http)");
+        return pv_err(v, "must be a mapping (limits, imports, tools, http, grants)");
     for (const cJSON *it = j->child; it; it = it->next) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_profile_key(v, it, prof);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -557,14 +548,14 @@ static int load_profile(vctx *v, const cJSON *j, cm_policy_profile *prof)
 static int load_profiles(vctx *v, const cJSON *j, cm_policy *p)
 {
     if (!cJSON_IsObject(j) || !j->child)
-        return verr(v, "must be a mapping of at least one profile name → profile");
+        return pv_err(v, "must be a mapping of at least one profile name → profile");
     p->nprofiles = (size_t)cJSON_GetArraySize(j);
     p->profiles = cm_xcalloc(p->nprofiles, sizeof *p->profiles);
     size_t i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_profile(v, it, &p->profiles[i]);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -574,36 +565,44 @@ static int load_profiles(vctx *v, const cJSON *j, cm_policy *p)
 static int load_manual(vctx *v, const cJSON *j, manual_vars *m)
 {
     m->manual = cm_xstrdup(j->string);
-    static const char *const keys[] = {"variables", NULL};
+    static const char *const keys[] = {"variables", "owner", NULL};
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping with variables");
-    if (check_keys(v, j, keys) < 0)
+        return pv_err(v, "must be a mapping with variables (and optionally owner)");
+    if (pv_check_keys(v, j, keys) < 0)
         return -1;
+    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(j, "owner");
+    if (owner && (!cJSON_IsString(owner) || !owner->valuestring[0])) {
+        pv_push_key(v, "owner");
+        int rc = pv_err(v, "must be the name of the profile whose registered manual this is");
+        pv_pop(v);
+        return rc;
+    }
+    m->owner = owner ? cm_xstrdup(owner->valuestring) : NULL;
     const cJSON *vars = cJSON_GetObjectItemCaseSensitive(j, "variables");
     if (!vars)
-        return verr(v, "missing key 'variables'");
-    push_key(v, "variables");
+        return pv_err(v, "missing key 'variables'");
+    pv_push_key(v, "variables");
     int rc = 0;
     if (cJSON_IsString(vars) && !strcmp(vars->valuestring, "all"))
         m->all = true;
-    else if ((rc = load_string_list(v, vars, false, "variable names")) == 0)
+    else if ((rc = pv_string_list(v, vars, false, "variable names")) == 0)
         m->names = cJSON_Duplicate(vars, 1);
-    pop(v);
+    pv_pop(v);
     return rc;
 }
 
 static int load_manuals(vctx *v, const cJSON *j, cm_policy *p)
 {
     if (!cJSON_IsObject(j))
-        return verr(v, "must be a mapping of manual name → {variables}");
+        return pv_err(v, "must be a mapping of manual name → {variables}");
     p->has_manuals = true;
     p->nmanuals = (size_t)cJSON_GetArraySize(j);
     p->manuals = cm_xcalloc(p->nmanuals ? p->nmanuals : 1, sizeof *p->manuals);
     size_t i = 0;
     for (const cJSON *it = j->child; it; it = it->next, i++) {
-        push_key(v, it->string);
+        pv_push_key(v, it->string);
         int rc = load_manual(v, it, &p->manuals[i]);
-        pop(v);
+        pv_pop(v);
         if (rc < 0)
             return -1;
     }
@@ -614,28 +613,28 @@ static int load_document(vctx *v, const cJSON *root, cm_policy *p)
 {
     static const char *const keys[] = {"version", "profiles", "manuals", NULL};
     if (!cJSON_IsObject(root))
-        return verr(v, "top level must be a mapping (version, profiles, manuals)");
-    if (check_keys(v, root, keys) < 0)
+        return pv_err(v, "top level must be a mapping (version, profiles, manuals)");
+    if (pv_check_keys(v, root, keys) < 0)
         return -1;
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
     if (!version)
-        return verr(v, "missing key 'version' (use version: 1)");
-    push_key(v, "version");
-    int rc = (is_int(version) && version->valuedouble == 1) ? 0 : verr(v, "must be 1");
-    pop(v);
+        return pv_err(v, "missing key 'version' (use version: 1)");
+    pv_push_key(v, "version");
+    int rc = (pv_is_int(version) && version->valuedouble == 1) ? 0 : pv_err(v, "must be 1");
+    pv_pop(v);
     if (rc < 0)
         return -1;
     const cJSON *profiles = cJSON_GetObjectItemCaseSensitive(root, "profiles");
     if (!profiles)
-        return verr(v, "missing key 'profiles'");
-    push_key(v, "profiles");
+        return pv_err(v, "missing key 'profiles'");
+    pv_push_key(v, "profiles");
     rc = load_profiles(v, profiles, p);
-    pop(v);
+    pv_pop(v);
     const cJSON *manuals = cJSON_GetObjectItemCaseSensitive(root, "manuals");
     if (rc == 0 && manuals) {
-        push_key(v, "manuals");
+        pv_push_key(v, "manuals");
         rc = load_manuals(v, manuals, p);
-        pop(v);
+        pv_pop(v);
     }
     return rc;
 }
@@ -711,6 +710,7 @@ static void free_profile(cm_policy_profile *prof)
     for (size_t i = 0; i < prof->negress; i++)
         free_egress(&prof->egress[i]);
     free(prof->egress);
+    cm_grants_free(&prof->grants);
 }
 
 void cm_policy_ref(cm_policy *p)
@@ -727,6 +727,7 @@ void cm_policy_unref(cm_policy *p)
     free(p->profiles);
     for (size_t i = 0; i < p->nmanuals; i++) {
         free(p->manuals[i].manual);
+        free(p->manuals[i].owner);
         cJSON_Delete(p->manuals[i].names);
     }
     free(p->manuals);

@@ -86,9 +86,33 @@ void cm_policy_decide(const cm_policy *p, const cm_policy_profile *prof, cm_poli
 bool cm_policy_tool_advertised(const cm_policy_profile *prof, const char *tool);
 
 /* Per-manual variables: may tool template variables `names` (array of strings)
- * be used by `manual`?  Fills d (rule "manuals.<manual>.variables"). */
-void cm_policy_check_variables(const cm_policy *p, const char *manual, const cJSON *names,
-                               cm_decision *d);
+ * be used by `manual`?  `owner` is the profile that registered the manual
+ * over the socket, NULL for a config manual: a registered manual gets only
+ * what an entry with `owner: <that profile>` grants (never a config
+ * manual's grant, nor unrestricted variables).  Fills d (rule
+ * "manuals.<manual>.variables"). */
+void cm_policy_check_variables(const cm_policy *p, const char *manual, const char *owner,
+                               const cJSON *names, cm_decision *d);
+
+/* Control-plane authority (grants.c, policies/README.md "grants"). */
+typedef enum cm_action {
+    CM_ACT_REGISTER,
+    CM_ACT_DEREGISTER, /* own manuals; manage_all: every manual */
+    CM_ACT_MANAGE_ALL, /* see, call and deregister every manual, config ones too */
+    CM_ACT_RELOAD,
+    CM_ACT_STATS, /* codemode/stats */
+    CM_ACT_HEALTH,
+    CM_ACT_METRICS,
+} cm_action;
+bool cm_profile_may(const cm_policy_profile *prof, cm_action a);
+const char *cm_action_name(cm_action a);
+/* The action of that name, -1 if none (`codemode policy test` cases). */
+int cm_action_from_name(const char *name);
+/* May this profile register this call template (a manual's, or one of its
+ * discovered tools')?  Type in grants.register; cli steps and MCP stdio
+ * command lines in grants.commands; env names in grants.env.  -1 with kind
+ * policy_denied "policy denied by rule 'profiles.P.grants.K': why". */
+int cm_policy_check_template(const cm_policy_profile *prof, const cJSON *tmpl, cm_error *err);
 
 /* HTTP egress (for the http provider).  cm_policy_check_egress: may the
  * profile fetch `url` (scheme, host, port against its `http:` rules; IP

@@ -256,6 +256,29 @@ static void record(results *r, const char *file, const char *name, const char *f
     junit_case(r, file, name, failure);
 }
 
+/* A method-level case: `action: reload` (may the profile?) or
+ * `register: {call template}` (may it register that template?). */
+static const char *decide_action(const cm_policy_profile *prof, const cJSON *c, cm_decision *got)
+{
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(c, "register");
+    cm_error err;
+    if (tmpl) {
+        got->allow = cm_policy_check_template(prof, tmpl, &err) == 0;
+        snprintf(got->rule, sizeof got->rule, "profiles.%.80s.grants", cm_profile_name(prof));
+        snprintf(got->reason, sizeof got->reason, "%.500s", got->allow ? "allowed" : err.message);
+        return NULL;
+    }
+    int a = cm_action_from_name(cm_json_str(c, "action"));
+    if (a < 0)
+        return "action must be one of register, deregister, manage_all, reload, stats, health, "
+               "metrics";
+    got->allow = cm_profile_may(prof, (cm_action)a);
+    snprintf(got->rule, sizeof got->rule, "profiles.%.80s.grants.%s", cm_profile_name(prof),
+             a == CM_ACT_DEREGISTER ? "deregister" : cm_action_name((cm_action)a));
+    snprintf(got->reason, sizeof got->reason, "%s", got->allow ? "granted" : "not granted");
+    return NULL;
+}
+
 /* Decides one case; fills got (allow/deny, rule, reason) or returns why the
  * case itself is malformed. */
 static const char *run_case(const char *policy_path, const char *profile_name, const cJSON *c,
@@ -291,9 +314,13 @@ static const char *run_case(const char *policy_path, const char *profile_name, c
         snprintf(got->rule, sizeof got->rule, "http");
         snprintf(got->reason, sizeof got->reason, "%.500s", got->allow ? "allowed" : err.message);
     } else if (manual) {
-        cm_policy_check_variables(p, manual, cJSON_GetObjectItemCaseSensitive(c, "variables"), got);
+        cm_policy_check_variables(p, manual, cm_json_str(c, "owner"),
+                                  cJSON_GetObjectItemCaseSensitive(c, "variables"), got);
+    } else if (cm_json_str(c, "action") || cJSON_GetObjectItemCaseSensitive(c, "register")) {
+        why = decide_action(prof, c, got);
     } else {
-        why = "a case needs tool (with args), url, or manual (with variables)";
+        why = "a case needs tool (with args), url, manual (with variables), action, or register "
+              "(a call template)";
     }
     cm_policy_unref(p);
     return why;

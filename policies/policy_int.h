@@ -62,8 +62,21 @@ typedef struct egress_rule {
     size_t nschemes;
 } egress_rule;
 
+/* What a profile's callers may do besides running chains (grants.c). */
+typedef struct profile_grants {
+    unsigned register_types; /* bit per call-template type (grants.c); 0: none */
+    bool all_commands;       /* commands: all */
+    char **commands;         /* allow-list for cli steps and MCP stdio command lines */
+    size_t ncommands;
+    bool all_env; /* env: all */
+    char **env;   /* variable names a registered cli/mcp template may set */
+    size_t nenv;
+    bool deregister, manage_all, reload, stats, health, metrics;
+} profile_grants;
+
 struct cm_policy_profile {
     char *name;
+    profile_grants grants;
     cm_chain_limits limits;
     cJSON *imports;
     tool_rule *rules;
@@ -74,6 +87,7 @@ struct cm_policy_profile {
 
 typedef struct manual_vars {
     char *manual;
+    char *owner; /* NULL: the config manual; else that profile's registered manual */
     bool all;
     cJSON *names; /* array of strings */
 } manual_vars;
@@ -97,5 +111,10 @@ bool cm_egress_is_private(int family, const unsigned char *addr);
  * (seg non-NULL) and sequence indexes (seg NULL, idx used).  0 when found. */
 int cm_yaml_locate(const char *text, size_t len, const char *const *segs, const int *idx, int depth,
                    size_t *line, size_t *col);
+
+/* grants.c: the profile's `grants` section; freeing it */
+struct vctx;
+int cm_grants_load(struct vctx *v, const cJSON *j, profile_grants *g);
+void cm_grants_free(profile_grants *g);
 
 #endif

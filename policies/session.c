@@ -242,6 +242,26 @@ int cm_policy_store_peer_profile(cm_policy_store *s, const struct ucred *peer, c
     return 0;
 }
 
+int cm_policy_store_acquire(cm_policy_store *s, const struct ucred *peer, cm_policy **policy,
+                            const cm_policy_profile **profile, cm_error *err)
+{
+    char name[256];
+    if (cm_policy_store_peer_profile(s, peer, name, sizeof name, err) < 0)
+        return -1;
+    *policy = current_policy(s);
+    *profile = cm_policy_find_profile(*policy, name);
+    if (*profile)
+        return 0;
+    cm_policy_unref(*policy); /* check_mapping makes this unreachable; stay safe */
+    *policy = NULL;
+    return cm_error_set(err, CM_ERR_POLICY_DENIED, "policy has no profile '%s'", name);
+}
+
+int cm_policy_store_audit_fd(const cm_policy_store *s)
+{
+    return s ? s->audit_fd : -1;
+}
+
 /* ---- chain sessions -------------------------------------------------------- */
 
 static void make_chain_id(char *id, size_t size)
@@ -286,13 +306,8 @@ static void audit(const cm_policy_chain *pc, cJSON *line)
 static int attach_profile(cm_policy_chain *pc, cm_policy_store *s, const struct ucred *peer,
                           cm_error *err)
 {
-    char name[256];
-    if (cm_policy_store_peer_profile(s, peer, name, sizeof name, err) < 0)
+    if (cm_policy_store_acquire(s, peer, &pc->policy, &pc->profile, err) < 0)
         return -1;
-    pc->policy = current_policy(s);
-    pc->profile = cm_policy_find_profile(pc->policy, name);
-    if (!pc->profile) /* check_mapping makes this unreachable; stay safe */
-        return cm_error_set(err, CM_ERR_POLICY_DENIED, "policy has no profile '%s'", name);
     pc->calls.nrules = cm_profile_rule_count(pc->profile);
     pc->calls.per_rule = cm_xcalloc(pc->calls.nrules ? pc->calls.nrules : 1, sizeof(int));
     return 0;
@@ -361,7 +376,7 @@ static cJSON *call_line(const cm_policy_chain *pc, const char *tool, const cJSON
 }
 
 static void decide_locked(cm_policy_chain *pc, const char *tool, const char *manual,
-                          const cJSON *tmpl, const cJSON *args, cm_decision *d)
+                          const char *owner, const cJSON *tmpl, const cJSON *args, cm_decision *d)
 {
     cm_policy_decide(pc->policy, pc->profile, &pc->calls, tool, args, d, NULL);
     if (!d->allow || !manual)
@@ -370,7 +385,7 @@ static void decide_locked(cm_policy_chain *pc, const char *tool, const char *man
     cm_autojson cJSON *names = cJSON_CreateArray();
     cm_vars_required(tmpl, names);
     cm_decision v;
-    cm_policy_check_variables(pc->policy, manual, names, &v);
+    cm_policy_check_variables(pc->policy, manual, owner, names, &v);
     if (!v.allow) {
         *d = v;
         d->audit_args = audit_args;
@@ -378,7 +393,8 @@ static void decide_locked(cm_policy_chain *pc, const char *tool, const char *man
 }
 
 int cm_policy_chain_authorize(cm_policy_chain *pc, const char *tool, const char *manual,
-                              const cJSON *tmpl, const cJSON *args, cm_decision *d, cm_error *err)
+                              const char *owner, const cJSON *tmpl, const cJSON *args,
+                              cm_decision *d, cm_error *err)
 {
     if (!pc->policy) {
         memset(d, 0, sizeof *d);
@@ -388,7 +404,7 @@ int cm_policy_chain_authorize(cm_policy_chain *pc, const char *tool, const char 
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     pthread_mutex_lock(&pc->lock);
-    decide_locked(pc, tool, manual, tmpl, args, d);
+    decide_locked(pc, tool, manual, owner, tmpl, args, d);
     if (!d->allow)
         pc->denials++;
     pthread_mutex_unlock(&pc->lock);

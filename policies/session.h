@@ -27,6 +27,12 @@ int cm_policy_store_reload(cm_policy_store *s, cm_error *err);
  * mapping matches and there is no default profile.  s NULL → "" (no policy). */
 int cm_policy_store_peer_profile(cm_policy_store *s, const struct ucred *peer, char *name,
                                  size_t size, cm_error *err);
+/* The policy in force (referenced: cm_policy_unref it) and the peer's
+ * profile in it; errors as cm_policy_store_peer_profile.  s must be set. */
+int cm_policy_store_acquire(cm_policy_store *s, const struct ucred *peer, cm_policy **policy,
+                            const cm_policy_profile **profile, cm_error *err);
+/* The audit log's fd, -1 for none (s may be NULL). */
+int cm_policy_store_audit_fd(const cm_policy_store *s);
 
 /* Starts a chain's session: profile for the peer, effective limits (base:
  * the engine's limits; request: call_tool_chain's `limits` object plus its
@@ -43,11 +49,13 @@ const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc);
 /* For the runner's `allowed_imports`: NULL (default list), "all" or array. */
 const cJSON *cm_policy_chain_imports(const cm_policy_chain *pc);
 /* Checks one tool call before its provider runs (thread-safe): the tool
- * rules, then the manual's variables (names used by the tool's template).
+ * rules, then the manual's variables (names used by the tool's template;
+ * owner: who registered the manual, NULL for a config manual).
  * Denied: -1, err kind policy_denied "policy denied <tool> by rule 'R': why",
  * the denial counted and audited.  Allowed: 0; audit with ..._audit_call. */
 int cm_policy_chain_authorize(cm_policy_chain *pc, const char *tool, const char *manual,
-                              const cJSON *tmpl, const cJSON *args, cm_decision *d, cm_error *err);
+                              const char *owner, const cJSON *tmpl, const cJSON *args,
+                              cm_decision *d, cm_error *err);
 /* The audit line of an allowed call, written once the provider returned. */
 void cm_policy_chain_audit_call(cm_policy_chain *pc, const char *tool, const cJSON *args,
                                 const cm_decision *d, int64_t call_us, size_t bytes_in,

@@ -15,8 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cm_registry_new(&r, &err) == 0) {
         cJSON *tmpl = cJSON_Parse("{\"name\":\"fz\",\"call_template_type\":\"text\"}");
         cJSON *report = NULL;
-        if (cm_registry_add(r, tmpl, manual, &report, &err) == 0) {
-            cJSON_Delete(cm_registry_chain_tools(r));
+        if (cm_registry_add(r, tmpl, manual, NULL, &report, &err) == 0) {
+            cJSON_Delete(cm_registry_chain_tools(r, NULL));
             cJSON_Delete(cm_registry_search(r, "a", 5));
         }
         cJSON_Delete(report);

@@ -49,6 +49,7 @@ profiles:
       - name: deny-rest
         match: "t.*"
         allow: false
+    grants: {reload: true}
 """
 
 # the same policy with a syntax error on line 7 (a token YAML cannot start with)

@@ -157,13 +157,13 @@ static void test_variables(void **state)
     cm_policy *p = load(POLICY);
     cm_decision d;
     cJSON *names = cJSON_Parse("[\"TOKEN\"]");
-    cm_policy_check_variables(p, "gh", names, &d);
+    cm_policy_check_variables(p, "gh", NULL, names, &d);
     assert_true(d.allow);
     cJSON_AddItemToArray(names, cJSON_CreateString("OTHER"));
-    cm_policy_check_variables(p, "gh", names, &d);
+    cm_policy_check_variables(p, "gh", NULL, names, &d);
     assert_false(d.allow);
     assert_string_equal(d.rule, "manuals.gh.variables");
-    cm_policy_check_variables(p, "unlisted", names, &d);
+    cm_policy_check_variables(p, "unlisted", NULL, names, &d);
     assert_false(d.allow);
     cJSON_Delete(names);
     cm_policy_unref(p);

@@ -40,7 +40,7 @@ static int add_manual(cm_registry *r, const char *name, const char *tools_json, 
     cm_autojson cJSON *manual = cJSON_CreateObject();
     cJSON_AddStringToObject(manual, "utcp_version", "1.0.1");
     cJSON_AddItemToObject(manual, "tools", parse(tools_json));
-    return cm_registry_add(r, ct, manual, report, err);
+    return cm_registry_add(r, ct, manual, NULL, report, err);
 }
 
 #define HTTP_T "\"tool_call_template\": {\"call_template_type\": \"http\"}"
@@ -75,12 +75,13 @@ static void test_add_and_qualify(void **state)
     assert_string_equal(cJSON_GetArrayItem(tools, 1)->valuestring, "github.get_user");
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(report, "renamed")), 0);
     cJSON_Delete(report);
-    assert_true(cm_registry_has(r, "github"));
-    assert_false(cm_registry_has(r, "gitlab"));
+    assert_true(cm_registry_owner(r, "github", NULL));
+    assert_false(cm_registry_owner(r, "gitlab", NULL));
 
     cJSON *tool = NULL;
     char *manual = NULL;
-    assert_int_equal(cm_registry_lookup(r, "github.list_repos", &tool, &manual, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "github.list_repos", &tool, &manual, NULL, &err),
+                     0);
     assert_string_equal(manual, "github");
     assert_string_equal(cm_json_str(tool, "description"), "");
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(tool, "inputs")));
@@ -106,7 +107,7 @@ static void test_access_names(void **state)
                                 " {\"name\": \"m.server.tool\", " HTTP_T "}]",
                                 &report, &err),
                      0);
-    cJSON *names = cm_registry_access_names(r);
+    cJSON *names = cm_registry_access_names(r, NULL);
     char *printed = cm_json_print(names);
     assert_string_equal(printed, "[\"m._2fa\",\"m.b_c\",\"m.b_c_2\",\"m.class_\",\"m.get_pr\","
                                  "\"m.server_tool\"]");
@@ -127,7 +128,7 @@ static void test_access_names(void **state)
     cJSON_Delete(report);
 
     /* chain view */
-    cJSON *chain = cm_registry_chain_tools(r);
+    cJSON *chain = cm_registry_chain_tools(r, NULL);
     assert_int_equal(cJSON_GetArraySize(chain), 6);
     const cJSON *first = cJSON_GetArrayItem(chain, 0);
     assert_string_equal(cm_json_str(first, "name"), "m.get-pr");
@@ -183,12 +184,12 @@ static void test_reserved_manual_and_manual_collision(void **state)
 
     cJSON *tool = NULL;
     char *manual = NULL;
-    assert_int_equal(cm_registry_lookup(r, "json_.dump", &tool, &manual, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "json_.dump", &tool, &manual, NULL, &err), 0);
     assert_string_equal(manual, "json");
     assert_string_equal(cm_json_str(tool, "name"), "json.dump");
     cJSON_Delete(tool);
     free(manual);
-    assert_int_equal(cm_registry_lookup(r, "json__2.x", &tool, &manual, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "json__2.x", &tool, &manual, NULL, &err), 0);
     assert_string_equal(manual, "json_");
     cJSON_Delete(tool);
     free(manual);
@@ -209,8 +210,8 @@ static void test_protocol_not_allowed(void **state)
     assert_int_equal(err.kind, CM_ERR_CONFIG);
     assert_non_null(strstr(err.message, "tools[1].tool_call_template.call_template_type"));
     assert_non_null(strstr(err.message, "'cli'"));
-    assert_false(cm_registry_has(r, "m"));
-    cJSON *names = cm_registry_access_names(r);
+    assert_false(cm_registry_owner(r, "m", NULL));
+    cJSON *names = cm_registry_access_names(r, NULL);
     assert_int_equal(cJSON_GetArraySize(names), 0);
     cJSON_Delete(names);
 
@@ -219,7 +220,7 @@ static void test_protocol_not_allowed(void **state)
                                   "\"allowed_communication_protocols\": [\"http\", \"cli\"]}");
     cm_autojson cJSON *manual = parse("{\"tools\": [{\"name\": \"c\", \"tool_call_template\": "
                                       "{\"call_template_type\": \"cli\"}}]}");
-    assert_int_equal(cm_registry_add(r, ct, manual, NULL, &err), 0);
+    assert_int_equal(cm_registry_add(r, ct, manual, NULL, NULL, &err), 0);
     cm_registry_free(r);
 }
 
@@ -252,10 +253,10 @@ static void test_validation_paths(void **state)
 
     cm_autojson cJSON *ct = parse("{\"name\": \"x\", \"call_template_type\": \"http\"}");
     cm_autojson cJSON *no_tools = parse("{\"utcp_version\": \"1.0\"}");
-    assert_int_equal(cm_registry_add(r, ct, no_tools, NULL, &err), -1);
+    assert_int_equal(cm_registry_add(r, ct, no_tools, NULL, NULL, &err), -1);
     assert_non_null(strstr(err.message, "tools: missing"));
-    assert_false(cm_registry_has(r, "m"));
-    assert_false(cm_registry_has(r, "x"));
+    assert_false(cm_registry_owner(r, "m", NULL));
+    assert_false(cm_registry_owner(r, "x", NULL));
     cm_registry_free(r);
 }
 
@@ -269,17 +270,17 @@ static void test_duplicate_and_remove(void **state)
     assert_int_equal(err.kind, CM_ERR_CONFIG);
     assert_non_null(strstr(err.message, "already registered"));
     cJSON *tool = NULL;
-    assert_int_equal(cm_registry_lookup(r, "m.b", &tool, NULL, &err), -1);
+    assert_int_equal(cm_registry_lookup(r, NULL, "m.b", &tool, NULL, NULL, &err), -1);
     assert_int_equal(err.kind, CM_ERR_NOT_FOUND);
 
-    assert_int_equal(cm_registry_remove(r, "m", &err), 0);
-    assert_false(cm_registry_has(r, "m"));
-    assert_int_equal(cm_registry_lookup(r, "m.a", &tool, NULL, &err), -1);
-    assert_int_equal(cm_registry_remove(r, "m", &err), -1);
+    assert_int_equal(cm_registry_remove(r, NULL, "m", &err), 0);
+    assert_false(cm_registry_owner(r, "m", NULL));
+    assert_int_equal(cm_registry_lookup(r, NULL, "m.a", &tool, NULL, NULL, &err), -1);
+    assert_int_equal(cm_registry_remove(r, NULL, "m", &err), -1);
     assert_int_equal(err.kind, CM_ERR_NOT_FOUND);
     /* the name is free again */
     assert_int_equal(add_manual(r, "m", "[{\"name\": \"b\", " HTTP_T "}]", NULL, &err), 0);
-    assert_int_equal(cm_registry_lookup(r, "m.b", &tool, NULL, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "m.b", &tool, NULL, NULL, &err), 0);
     cJSON_Delete(tool);
     cm_registry_free(r);
 }
@@ -292,15 +293,15 @@ static void test_lookup_by_both_names(void **state)
     assert_int_equal(add_manual(r, "github", "[{\"name\": \"get-pr\", " HTTP_T "}]", NULL, &err),
                      0);
     cJSON *a = NULL, *b = NULL;
-    assert_int_equal(cm_registry_lookup(r, "github.get-pr", &a, NULL, &err), 0);
-    assert_int_equal(cm_registry_lookup(r, "github.get_pr", &b, NULL, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "github.get-pr", &a, NULL, NULL, &err), 0);
+    assert_int_equal(cm_registry_lookup(r, NULL, "github.get_pr", &b, NULL, NULL, &err), 0);
     assert_true(cJSON_Compare(a, b, 1));
     assert_string_equal(cm_json_str(a, "access_name"), "github.get_pr");
     assert_true(cJSON_IsObject(cJSON_GetObjectItem(a, "tool_call_template")));
     cJSON_Delete(a);
     cJSON_Delete(b);
-    assert_int_equal(cm_registry_lookup(r, "github.nope", &a, NULL, &err), -1);
-    assert_int_equal(cm_registry_lookup(r, "github", &a, NULL, &err), -1);
+    assert_int_equal(cm_registry_lookup(r, NULL, "github.nope", &a, NULL, NULL, &err), -1);
+    assert_int_equal(cm_registry_lookup(r, NULL, "github", &a, NULL, NULL, &err), -1);
     cm_registry_free(r);
 }
 
@@ -406,12 +407,12 @@ static void *thread_main(void *p)
             a->failures++;
         snprintf(tool, sizeof tool, "%s.x", name);
         cJSON *def = NULL;
-        if (cm_registry_lookup(a->r, tool, &def, NULL, &err) < 0)
+        if (cm_registry_lookup(a->r, NULL, tool, &def, NULL, NULL, &err) < 0)
             a->failures++;
         cJSON_Delete(def);
         cJSON *s = cm_registry_search(a->r, "x", 5);
         cJSON_Delete(s);
-        if (i % 2 && cm_registry_remove(a->r, name, &err) < 0)
+        if (i % 2 && cm_registry_remove(a->r, NULL, name, &err) < 0)
             a->failures++;
     }
     return NULL;
@@ -431,7 +432,7 @@ static void test_thread_safety(void **state)
         pthread_join(th[i], NULL);
         assert_int_equal(args[i].failures, 0);
     }
-    cJSON *names = cm_registry_access_names(r);
+    cJSON *names = cm_registry_access_names(r, NULL);
     assert_int_equal(cJSON_GetArraySize(names), 4 * 25);
     cJSON_Delete(names);
     cm_registry_free(r);
