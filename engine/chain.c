@@ -109,18 +109,19 @@ static bool known_runner_kind(const char *kind)
     return false;
 }
 
-static void take_done(chain *ch, const cJSON *msg)
+static void take_done(chain *ch, cJSON *msg)
 {
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
     if (cJSON_IsTrue(ok)) {
-        const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         cm_autofree char *text = result ? cm_json_print(result) : NULL;
         if (text && strlen(text) > (size_t)ch->lim->max_result_bytes) {
             cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %ld",
                             strlen(text), ch->lim->max_result_bytes);
             return;
         }
-        ch->result = result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull();
+        /* taken from the frame, not copied */
+        ch->result = result ? cJSON_DetachItemViaPointer(msg, result) : cJSON_CreateNull();
         ch->finished = true;
         return;
     }
