@@ -1,7 +1,7 @@
 /* chain.c — the life of one tool chain: start a sandbox running the rootfs
- * runner, send it the code, serve its tool calls (http ones on the providers'
- * curl multi loop, others each on its own thread, so asyncio.gather overlaps
- * them), collect logs and the result, enforce the
+ * runner, send it the code, serve its tool calls (chain_calls.c: http ones
+ * on the providers' curl multi loop, others each on its own thread, so
+ * asyncio.gather overlaps them), collect logs and the result, enforce the
  * timeout and output bounds, then kill and reap the sandbox.  The sandbox is
  * untrusted: every frame is validated and any violation ends the chain, never
  * the engine. */
@@ -18,12 +18,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "chain_int.h"
 #include "pool.h"
-#include "frame.h"
-#include "provider.h"
-#include "redact.h"
-#include "sandbox.h"
-#include "session.h"
 #include "tools.h"
 
 #define DIAG_MAX 65536
@@ -31,57 +27,6 @@
 
 static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_error",
                                                  "policy_denied", "result_not_serializable"};
-
-typedef struct chain chain;
-
-typedef struct tool_call {
-    chain *ch;
-    double id;
-    char *tool;
-    char *manual; /* set once the tool resolved */
-    cJSON *args;
-    pthread_t thread;
-    struct tool_call *next;
-    /* calls on the providers' I/O loop (http): no thread; see start_async_call */
-    bool async;
-    char *qualified;
-    cm_call_ctx ctx;
-    cm_decision d;
-    int64_t t0;
-    cm_redactor *redact; /* the call's substituted values, out of its result frame */
-} tool_call;
-
-struct chain {
-    cm_engine *eng;
-    cm_conn *conn;
-    int ctl_fd, out_fd, wake_fd;
-    cm_sandbox sb;
-    bool spawned;
-    bool pool_hit;      /* the sandbox came from the warm pool */
-    double pool_cpu_ms; /* its cgroup's CPU time when taken (the build's) */
-    cm_frame_reader reader;
-    cm_buf to_sandbox; /* chain thread only */
-    cm_buf diag;       /* runner's stdout/stderr, capped */
-    pthread_mutex_t lock;
-    cm_buf finished_calls;     /* encoded result frames from tool threads (under lock) */
-    int inflight;              /* under lock */
-    pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
-    atomic_bool cancel;
-    tool_call *calls;
-    int ncalls;
-    cJSON *logs;
-    size_t log_bytes;
-    cJSON *result;
-    cJSON *error;
-    bool finished;
-    int64_t start_us, deadline_ms, ready_us;
-    double timeout_s;
-    cm_policy_chain *pc;         /* policy session (policies/session.h) */
-    const cm_chain_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
-    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
-    cm_limits limits;            /* isolation: this chain's cgroup limits */
-    cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
-};
 
 /* ---- results --------------------------------------------------------- */
 
@@ -97,9 +42,7 @@ static void set_error(chain *ch, cm_errkind kind, const char *message, const cha
     ch->finished = true;
 }
 
-static void set_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
+void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -109,271 +52,12 @@ static void set_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
     set_error(ch, kind, msg, NULL);
 }
 
-/* ---- tool calls (worker threads) -------------------------------------- */
-
-static cJSON *result_frame(double id, cJSON *value, const cm_error *err)
-{
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "t", "result");
-    cJSON_AddNumberToObject(f, "id", id);
-    cJSON_AddBoolToObject(f, "ok", err == NULL);
-    if (err) {
-        cJSON *e = cJSON_AddObjectToObject(f, "error");
-        cJSON_AddStringToObject(e, "kind", cm_errkind_name(err->kind));
-        cJSON_AddStringToObject(e, "message", err->message);
-    } else {
-        cJSON_AddItemToObject(f, "value", value ? value : cJSON_CreateNull());
-    }
-    return f;
-}
-
-/* The one way a tool call's answer goes back to the sandbox: redacted. */
-static cJSON *call_result_frame(const tool_call *tc, cJSON *value, const cm_error *err)
-{
-    return cm_redact_frame(tc->redact, result_frame(tc->id, value, err));
-}
-
-static void post_result(chain *ch, cJSON *frame)
-{
-    cm_error err;
-    pthread_mutex_lock(&ch->lock);
-    if (cm_frame_encode(frame, &ch->finished_calls, &err) < 0)
-        cm_log("error", "chain: cannot encode tool result: %s", err.message);
-    ch->inflight--;
-    pthread_mutex_unlock(&ch->lock);
-    cJSON_Delete(frame);
-    uint64_t one = 1;
-    (void)!write(ch->wake_fd, &one, sizeof one);
-}
-
-/* The call's audit line; arguments and result are printed (to measure
- * them) only when the policy keeps an audit log, not on every call. */
-static void audit_call(chain *ch, const char *qualified, const cJSON *args, const cm_decision *d,
-                       int64_t t0_us, const cJSON *value, const cm_error *e)
-{
-    if (!cm_policy_chain_audits(ch->pc))
-        return;
-    cm_autofree char *in = cm_json_print(args);
-    cm_autofree char *out = value ? cm_json_print(value) : NULL;
-    cm_policy_chain_audit_call(ch->pc, qualified, args, d, cm_now_us() - t0_us, strlen(in),
-                               out ? strlen(out) : 0, e);
-}
-
-/* What a provider call of this chain may use: variables, deadline, cancel
- * flag, output cap, the profile's egress rules. */
-static cm_call_ctx call_ctx(chain *ch, const char *manual)
-{
-    return (cm_call_ctx){
-        .vars = ch->eng->vars,
-        .manual_name = manual,
-        .base_dir = ch->eng->cfg.base_dir,
-        .deadline_ms = ch->deadline_ms,
-        .cancel = &ch->cancel,
-        .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
-        .providers = ch->eng->providers,
-        .egress = cm_policy_chain_profile(ch->pc),
-    };
-}
-
-static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
-{
-    cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL, *owner = NULL;
-    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
-                        err) < 0)
-        return -1;
-    tc->manual = cm_xstrdup(manual);
-    cm_call_ctx ctx = call_ctx(ch, manual);
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
-    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
-    const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
-    cm_decision d;
-    if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
-        return -1;
-    int64_t t0 = cm_now_us();
-    int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
-    audit_call(ch, qualified, tc->args, &d, t0, rc == 0 ? *value : NULL, rc < 0 ? err : NULL);
-    if (rc < 0)
-        return cm_error_prefix(err, "%s", tc->tool);
-    return 0;
-}
-
-static void *tool_call_main(void *arg)
-{
-    tool_call *tc = arg;
-    cm_error err;
-    cJSON *value = NULL;
-    int rc = run_provider(tc->ch, tc, &value, &err);
-    const char *decision = rc == 0 ? "ok" : err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error";
-    cm_metrics_tool_call(tc->ch->eng->metrics, tc->manual, decision);
-    if (rc < 0)
-        post_result(tc->ch, call_result_frame(tc, NULL, &err));
-    else
-        post_result(tc->ch, call_result_frame(tc, value, NULL));
-    return NULL;
-}
-
-/* ---- tool calls on the providers' I/O loop (http: curl multi) --------- */
-
-/* Like post_result, but the eventfd write happens under the lock: once
- * inflight reaches 0 the chain may close, and the loop thread must not
- * touch it after unlocking. */
-static void post_async_result(chain *ch, cJSON *frame)
-{
-    cm_error err;
-    pthread_mutex_lock(&ch->lock);
-    if (cm_frame_encode(frame, &ch->finished_calls, &err) < 0)
-        cm_log("error", "chain: cannot encode tool result: %s", err.message);
-    cJSON_Delete(frame);
-    uint64_t one = 1;
-    (void)!write(ch->wake_fd, &one, sizeof one);
-    ch->inflight--;
-    pthread_cond_broadcast(&ch->calls_done);
-    pthread_mutex_unlock(&ch->lock);
-}
-
-/* Runs on the loop thread: audit, metrics and the result frame, as
- * tool_call_main does for threaded calls. */
-static void async_call_done(void *arg, cJSON *value, const cm_error *e)
-{
-    tool_call *tc = arg;
-    chain *ch = tc->ch;
-    audit_call(ch, tc->qualified, tc->args, &tc->d, tc->t0, e ? NULL : value, e);
-    cm_metrics_tool_call(ch->eng->metrics, tc->manual,
-                         !e                                ? "ok"
-                         : e->kind == CM_ERR_POLICY_DENIED ? "denied"
-                                                           : "error");
-    if (!e) {
-        post_async_result(ch, call_result_frame(tc, value, NULL));
-        return;
-    }
-    cm_error err = *e;
-    cm_error_prefix(&err, "%s", tc->tool);
-    post_async_result(ch, call_result_frame(tc, NULL, &err));
-}
-
-/* Starts the call without a thread when its provider can (http); false
- * when it must take the thread path. */
-static bool start_async_call(chain *ch, tool_call *tc)
-{
-    cm_autojson cJSON *def = NULL;
-    cm_autofree char *manual = NULL, *owner = NULL;
-    cm_error err;
-    if (cm_agent_lookup(ch->eng, cm_policy_chain_profile(ch->pc), tc->tool, &def, &manual, &owner,
-                        &err) < 0)
-        return false; /* the thread path reports it */
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
-    if (!cm_provider_async_capable(tmpl))
-        return false;
-    tc->async = true;
-    tc->manual = cm_xstrdup(manual);
-    tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
-    tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
-    tc->ctx = call_ctx(ch, tc->manual);
-    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
-                                  &err) < 0) {
-        cm_metrics_tool_call(ch->eng->metrics, tc->manual,
-                             err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");
-        post_async_result(ch, call_result_frame(tc, NULL, &err));
-        return true;
-    }
-    tc->t0 = cm_now_us();
-    cm_provider_call_async(tmpl, tc->args, &tc->ctx, async_call_done, tc);
-    return true;
-}
-
-static void queue_to_sandbox(chain *ch, cJSON *frame)
+void cm_chain_queue(chain *ch, cJSON *frame)
 {
     cm_error err;
     if (cm_frame_encode(frame, &ch->to_sandbox, &err) < 0)
-        set_errorf(ch, CM_ERR_INTERNAL, "cannot encode control frame: %s", err.message);
+        cm_chain_errorf(ch, CM_ERR_INTERNAL, "cannot encode control frame: %s", err.message);
     cJSON_Delete(frame);
-}
-
-static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, ...)
-{
-    cm_error err = {.kind = kind};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err.message, sizeof err.message, fmt, ap);
-    va_end(ap);
-    queue_to_sandbox(ch, result_frame(id, NULL, &err));
-}
-
-static void start_call(chain *ch, const cJSON *msg)
-{
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const char *tool = cm_json_str(msg, "tool");
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
-    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                   "protocol violation: call frame needs numeric id, tool and object args");
-        return;
-    }
-    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
-    if (++ch->ncalls > ch->lim->max_tool_calls) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
-        return;
-    }
-    pthread_mutex_lock(&ch->lock);
-    bool full = ch->inflight >= ch->eng->cfg.max_inflight_calls;
-    if (!full)
-        ch->inflight++;
-    pthread_mutex_unlock(&ch->lock);
-    if (full) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "too many concurrent tool calls (max %d)", ch->eng->cfg.max_inflight_calls);
-        return;
-    }
-    tool_call *tc = cm_xcalloc(1, sizeof *tc);
-    tc->ch = ch;
-    tc->id = id->valuedouble;
-    tc->tool = cm_xstrdup(tool);
-    tc->args = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
-    if (start_async_call(ch, tc)) {
-        tc->next = ch->calls;
-        ch->calls = tc;
-        return;
-    }
-    int rc = pthread_create(&tc->thread, NULL, tool_call_main, tc);
-    if (rc != 0) {
-        pthread_mutex_lock(&ch->lock);
-        ch->inflight--;
-        pthread_mutex_unlock(&ch->lock);
-        refuse_call(ch, tc->id, CM_ERR_TOOL_ERROR, "cannot start tool call: %s", strerror(rc));
-        free(tc->tool);
-        cJSON_Delete(tc->args);
-        free(tc);
-        return;
-    }
-    tc->next = ch->calls;
-    ch->calls = tc;
-}
-
-static void join_calls(chain *ch)
-{
-    atomic_store(&ch->cancel, true);
-    cm_providers_wakeup(ch->eng->providers); /* async calls see the cancel now */
-    for (tool_call *tc = ch->calls; tc; tc = tc->next)
-        if (!tc->async)
-            pthread_join(tc->thread, NULL);
-    pthread_mutex_lock(&ch->lock);
-    while (ch->inflight > 0)
-        pthread_cond_wait(&ch->calls_done, &ch->lock);
-    pthread_mutex_unlock(&ch->lock);
-    while (ch->calls) {
-        tool_call *tc = ch->calls;
-        ch->calls = tc->next;
-        cm_redactor_free(tc->redact);
-        free(tc->qualified);
-        free(tc->manual);
-        free(tc->tool);
-        cJSON_Delete(tc->args);
-        free(tc);
-    }
 }
 
 /* ---- frames from the runner ------------------------------------------- */
@@ -382,13 +66,13 @@ static void take_log(chain *ch, const cJSON *msg)
 {
     const char *line = cm_json_str(msg, "line");
     if (!line) {
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: log frame without line");
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: log frame without line");
         return;
     }
     size_t len = strlen(line) + 1;
     if (ch->log_bytes + len > (size_t)ch->lim->max_output_bytes) {
-        set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "printed output exceeded %ld bytes; chain stopped",
-                   ch->lim->max_output_bytes);
+        cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT, "printed output exceeded %ld bytes; chain stopped",
+                        ch->lim->max_output_bytes);
         return;
     }
     ch->log_bytes += len;
@@ -404,17 +88,17 @@ static void take_search(chain *ch, const cJSON *msg)
     const char *query = cm_json_str(msg, "query");
     const cJSON *limit = cJSON_GetObjectItemCaseSensitive(msg, "limit");
     if (!cJSON_IsNumber(id) || !query) {
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                   "protocol violation: search frame needs numeric id and string query");
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: search frame needs numeric id and string query");
         return;
     }
     int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
                 ? limit->valueint
                 : 10;
-    queue_to_sandbox(
-        ch,
-        result_frame(id->valuedouble,
-                     cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
+    cm_chain_queue(ch,
+                   cm_chain_result_frame(
+                       id->valuedouble,
+                       cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
 }
 
 static bool known_runner_kind(const char *kind)
@@ -425,18 +109,19 @@ static bool known_runner_kind(const char *kind)
     return false;
 }
 
-static void take_done(chain *ch, const cJSON *msg)
+static void take_done(chain *ch, cJSON *msg)
 {
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
     if (cJSON_IsTrue(ok)) {
-        const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+        cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
         cm_autofree char *text = result ? cm_json_print(result) : NULL;
         if (text && strlen(text) > (size_t)ch->lim->max_result_bytes) {
-            set_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %ld",
-                       strlen(text), ch->lim->max_result_bytes);
+            cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %ld",
+                            strlen(text), ch->lim->max_result_bytes);
             return;
         }
-        ch->result = result ? cJSON_Duplicate(result, 1) : cJSON_CreateNull();
+        /* taken from the frame, not copied */
+        ch->result = result ? cJSON_DetachItemViaPointer(msg, result) : cJSON_CreateNull();
         ch->finished = true;
         return;
     }
@@ -444,7 +129,7 @@ static void take_done(chain *ch, const cJSON *msg)
     const char *kind = cm_json_str(e, "kind");
     const char *message = cm_json_str(e, "message");
     if (!kind || !message) {
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
         return;
     }
     /* Any other kind is a failed tool call's (timeout, io...) re-raised by
@@ -454,15 +139,15 @@ static void take_done(chain *ch, const cJSON *msg)
               cm_json_str(e, "traceback"));
 }
 
-static void take_frame(chain *ch, const cJSON *msg)
+static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
 {
     const char *t = cm_json_str(msg, "t");
     if (!t)
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: frame without type");
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: frame without type");
     else if (strcmp(t, "log") == 0)
         take_log(ch, msg);
     else if (strcmp(t, "call") == 0)
-        start_call(ch, msg);
+        cm_chain_start_call(ch, msg, frame_len);
     else if (strcmp(t, "done") == 0)
         take_done(ch, msg);
     else if (strcmp(t, "ready") == 0) {
@@ -471,7 +156,8 @@ static void take_frame(chain *ch, const cJSON *msg)
     } else if (strcmp(t, "search") == 0)
         take_search(ch, msg);
     else
-        set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: unknown frame type '%.40s'", t);
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: unknown frame type '%.40s'", t);
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
@@ -488,17 +174,21 @@ static int read_control(chain *ch)
             return (errno == EAGAIN || errno == EINTR) ? 1 : 0;
         cm_error err;
         if (cm_frame_feed(&ch->reader, buf, (size_t)n, &err) < 0) {
-            set_errorf(ch, CM_ERR_INTERNAL, "%s", err.message);
+            cm_chain_errorf(ch, CM_ERR_INTERNAL, "%s", err.message);
             return 1;
         }
         cJSON *msg;
         int rc;
         while (!ch->finished && (rc = cm_frame_next(&ch->reader, &msg, &err)) != 0) {
             if (rc < 0) {
-                set_errorf(ch, err.kind, "protocol violation: %s", err.message);
+                cm_chain_errorf(ch, err.kind, "protocol violation: %s", err.message);
                 break;
             }
-            take_frame(ch, msg);
+            if (rc == 2) { /* too big to read: dropped */
+                cm_chain_oversized_frame(ch, ch->reader.head, ch->reader.last_len);
+                continue;
+            }
+            take_frame(ch, msg, ch->reader.last_len);
             cJSON_Delete(msg);
         }
         if (ch->finished)
@@ -529,24 +219,13 @@ static void write_control(chain *ch)
             send(ch->ctl_fd, ch->to_sandbox.data, ch->to_sandbox.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             cm_buf_consume(&ch->to_sandbox, (size_t)n);
+            cm_chain_sent(ch, (size_t)n);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         return; /* peer gone: the EOF path reports it */
     }
-}
-
-static void collect_finished_calls(chain *ch)
-{
-    uint64_t v;
-    (void)!read(ch->wake_fd, &v, sizeof v);
-    cm_error err;
-    pthread_mutex_lock(&ch->lock);
-    if (ch->finished_calls.len)
-        cm_buf_append(&ch->to_sandbox, ch->finished_calls.data, ch->finished_calls.len, &err);
-    cm_buf_consume(&ch->finished_calls, ch->finished_calls.len);
-    pthread_mutex_unlock(&ch->lock);
 }
 
 static void runner_died(chain *ch)
@@ -559,8 +238,8 @@ static void runner_died(chain *ch)
     while (ch->out_fd >= 0)
         read_diag(ch);
     const char *tail = ch->diag.len > 2000 ? ch->diag.data + ch->diag.len - 2000 : ch->diag.data;
-    set_errorf(ch, CM_ERR_SANDBOX_FAILURE, "the sandbox runner exited without a result%s%s",
-               ch->diag.len ? ": " : "", ch->diag.len ? tail : "");
+    cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "the sandbox runner exited without a result%s%s",
+                    ch->diag.len ? ": " : "", ch->diag.len ? tail : "");
 }
 
 static void serve(chain *ch)
@@ -568,12 +247,12 @@ static void serve(chain *ch)
     while (!ch->finished) {
         int64_t now = cm_now_ms();
         if (now >= ch->deadline_ms) {
-            set_errorf(ch, CM_ERR_TIMEOUT, "chain exceeded its timeout of %gs and was killed",
-                       ch->timeout_s);
+            cm_chain_errorf(ch, CM_ERR_TIMEOUT, "chain exceeded its timeout of %gs and was killed",
+                            ch->timeout_s);
             return;
         }
         if (ch->conn && atomic_load(&ch->conn->closed)) {
-            set_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
+            cm_chain_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
             return;
         }
         struct pollfd p[4] = {
@@ -585,13 +264,13 @@ static void serve(chain *ch)
         int64_t wait = ch->deadline_ms - now;
         int n = poll(p, ch->out_fd >= 0 ? 4 : 3, wait < POLL_SLICE_MS ? (int)wait : POLL_SLICE_MS);
         if (n < 0 && errno != EINTR) {
-            set_errorf(ch, CM_ERR_INTERNAL, "poll: %s", strerror(errno));
+            cm_chain_errorf(ch, CM_ERR_INTERNAL, "poll: %s", strerror(errno));
             return;
         }
         if (n <= 0)
             continue;
         if (p[2].revents & POLLIN)
-            collect_finished_calls(ch);
+            cm_chain_collect_calls(ch);
         if (p[3].revents)
             read_diag(ch);
         if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -713,7 +392,7 @@ static void send_run(chain *ch, const char *code)
         cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
     else if (ch->eng->cfg.imports_all)
         cJSON_AddStringToObject(f, "allowed_imports", "all");
-    queue_to_sandbox(ch, f);
+    cm_chain_queue(ch, f);
     write_control(ch);
 }
 
@@ -752,6 +431,7 @@ static void chain_close(chain *ch)
     cJSON_Delete(ch->logs);
     cJSON_Delete(ch->result);
     cJSON_Delete(ch->error);
+    cm_budget_end(ch->eng, &ch->budget); /* last: it may give memory back */
 }
 
 /* Isolation: the kernel's OOM counter decides memory_limit (the runner was
@@ -763,9 +443,9 @@ static void apply_cgroup_usage(chain *ch, const cm_cgroup_usage *u)
     if (u->oom_kills > 0 && (!kind || strcmp(kind, "timeout") != 0)) {
         cJSON_Delete(ch->error);
         ch->error = NULL;
-        set_errorf(ch, CM_ERR_MEMORY_LIMIT,
-                   "the chain exceeded its memory limit of %llu MiB and was killed",
-                   (unsigned long long)(ch->limits.memory_bytes >> 20));
+        cm_chain_errorf(ch, CM_ERR_MEMORY_LIMIT,
+                        "the chain exceeded its memory limit of %llu MiB and was killed",
+                        (unsigned long long)(ch->limits.memory_bytes >> 20));
     }
 }
 
@@ -860,8 +540,13 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     }
     pthread_mutex_init(&ch.lock, NULL);
     pthread_cond_init(&ch.calls_done, NULL);
+    /* a done frame holds the result and maybe logs; a call frame its args
+     * (a bigger one is read, then refused by the call's budget) */
     ch.reader.max_frame =
         (size_t)ch.lim->max_result_bytes + (size_t)ch.lim->max_output_bytes + 65536;
+    if (ch.reader.max_frame < eng->cfg.max_call_bytes + 65536)
+        ch.reader.max_frame = eng->cfg.max_call_bytes + 65536;
+    ch.reader.drop_oversized = true;
     ch.logs = cJSON_CreateArray();
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
@@ -891,7 +576,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     bool dispose_late = reply_id && ch.finished && !ch.error;
     if (!dispose_late)
         dispose_sandbox(&ch);
-    join_calls(&ch);
+    cm_chain_join_calls(&ch);
     if (ch.error)
         atomic_fetch_add(&eng->stats.chains_failed, 1);
     else

@@ -44,6 +44,10 @@ static const engine_key ENGINE_KEYS[] = {
     {"max_tool_calls", EK_INT, offsetof(cm_config, max_tool_calls), 1, 1000000},
     {"max_inflight_calls", EK_INT, offsetof(cm_config, max_inflight_calls), 1, 1024},
     {"max_tool_output_bytes", EK_SIZE, offsetof(cm_config, max_tool_output_bytes), 1024, 1 << 30},
+    {"chain_inflight_mb", EK_SIZE_MB, offsetof(cm_config, chain_inflight_bytes), 1, 65536},
+    {"inflight_mb", EK_SIZE_MB, offsetof(cm_config, inflight_bytes), 1, 1 << 20},
+    {"max_call_mb", EK_SIZE_MB, offsetof(cm_config, max_call_bytes), 1, 4096},
+    {"max_call_result_mb", EK_SIZE_MB, offsetof(cm_config, max_call_result_bytes), 1, 4096},
     {"metrics_port", EK_INT, offsetof(cm_config, metrics_port), 0, 65535},
     {"memory_mb", EK_SIZE_MB, offsetof(cm_config, memory_bytes), 16, 1 << 20},
     {"cpu_quota_pct", EK_INT, offsetof(cm_config, cpu_quota_pct), 1, 100000},
@@ -70,6 +74,10 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->max_tool_calls = 1000;
     cfg->max_inflight_calls = 16;
     cfg->max_tool_output_bytes = 1u << 20;
+    cfg->chain_inflight_bytes = 32u << 20;
+    cfg->inflight_bytes = 96u << 20;
+    cfg->max_call_bytes = 8u << 20;
+    cfg->max_call_result_bytes = 4u << 20;
     cfg->memory_bytes = 256u << 20;
     cfg->cpu_quota_pct = 100;
     cfg->pids_max = 64;

@@ -55,6 +55,12 @@ typedef struct cm_config {
     int max_tool_calls;       /* engine.max_tool_calls per chain (1000) */
     int max_inflight_calls;   /* engine.max_inflight_calls per chain (16) */
     size_t max_tool_output_bytes; /* engine.max_tool_output_bytes (1 MiB) */
+    /* in-flight tool-call data (issue 14): arguments of running calls and
+       results not yet sent to the sandbox, counted as their JSON size */
+    size_t chain_inflight_bytes;  /* engine.chain_inflight_mb: per chain (32 MiB) */
+    size_t inflight_bytes;        /* engine.inflight_mb: all chains together (96 MiB) */
+    size_t max_call_bytes;        /* engine.max_call_mb: one tool-call frame (8 MiB) */
+    size_t max_call_result_bytes; /* engine.max_call_result_mb: one tool result (4 MiB) */
     char *metrics_file;           /* engine.metrics_file: Prometheus text, rewritten every 5 s */
     int metrics_port;             /* engine.metrics_port: serve /metrics on 127.0.0.1 (0 = off) */
     const cJSON *policy;          /* engine.policy (borrowed; validated by policies/session.c) */

@@ -79,6 +79,10 @@ struct cm_engine {
     struct cm_providers *providers; /* provider connections and MCP sessions */
     cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
     struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
+    /* tool-call data in flight for all chains, and its high-water mark since
+       the last malloc_trim (engine/chain_budget.h) */
+    atomic_size_t inflight_bytes;
+    atomic_size_t inflight_peak;
 };
 
 /* Runs `return 1` in a real sandbox and records the outcome in

@@ -128,9 +128,15 @@ static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
     return 0;
 }
 
-/* A process-wide allocator setting, made once before any thread starts. */
-static void limit_malloc_arenas(void)
+/* The process-wide allocator settings, made once before any thread starts
+ * (issue 14: memory a big chain or registration used must go back). */
+static void tune_malloc(void)
 {
+    /* Allocations from 256 KiB on are mmap'd and unmapped when freed (fixed:
+     * glibc's dynamic threshold would rise to 32 MiB after the first big
+     * free and keep tool-call arguments and results in the arenas). */
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
     /* Few malloc arenas: a registration (a parsed 13 MB description is ~100
      * MB of cJSON, freed again) runs on whichever worker thread is free, and
      * with glibc's default of 8 arenas per core each arena keeps its own
@@ -145,7 +151,7 @@ static void limit_malloc_arenas(void)
 
 static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
-    limit_malloc_arenas();
+    tune_malloc();
     cm_autofree char *dir = cm_exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;

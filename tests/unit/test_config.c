@@ -128,6 +128,11 @@ static void test_defaults_without_file(void **state)
     assert_int_equal(cfg.workers, 8);
     assert_int_equal(cfg.queue_max, 256);
     assert_int_equal(cfg.max_request_bytes, 4u << 20);
+    /* in-flight tool-call memory (issue 14): bounded by default */
+    assert_int_equal(cfg.chain_inflight_bytes, 32u << 20);
+    assert_int_equal(cfg.inflight_bytes, 96u << 20);
+    assert_int_equal(cfg.max_call_bytes, 8u << 20);
+    assert_int_equal(cfg.max_call_result_bytes, 4u << 20);
     assert_null(cfg.manual_call_templates);
     cm_config_free(&cfg);
 }
@@ -213,6 +218,10 @@ static void test_bad_engine_values(void **state)
                         "engine.registration.max_bytes: 10 out of range");
     expect_engine_error(f, "  registration: {timeout_s: 1.5}\n",
                         "engine.registration.timeout_s: must be an integer");
+    expect_engine_error(f, "  chain_inflight_mb: 0\n", "engine.chain_inflight_mb");
+    expect_engine_error(f, "  inflight_mb: 0\n", "engine.inflight_mb");
+    expect_engine_error(f, "  max_call_mb: 4097\n", "engine.max_call_mb");
+    expect_engine_error(f, "  max_call_result_mb: 0\n", "engine.max_call_result_mb");
 }
 
 static void test_registration_limits(void **state)

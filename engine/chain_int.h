@@ -1,0 +1,93 @@
+/* chain_int.h — what chain.c (sandbox, control frames, limits) and
+ * chain_calls.c (the chain's tool calls and their memory budget) share: the
+ * chain's state.  Private to those two files. */
+#ifndef CM_CHAIN_INT_H
+#define CM_CHAIN_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "chain_budget.h"
+#include "engine.h"
+#include "frame.h"
+#include "isolation.h"
+#include "provider.h"
+#include "redact.h"
+#include "sandbox.h"
+#include "session.h"
+
+typedef struct chain chain;
+
+typedef struct tool_call {
+    chain *ch;
+    double id;
+    char *tool;
+    char *manual;     /* set once the tool resolved */
+    cJSON *args;      /* NULL once the provider has its own copy (and no audit needs it) */
+    size_t arg_bytes; /* the call frame's size, counted in the chain's budget */
+    pthread_t thread;
+    struct tool_call *next;
+    /* calls on the providers' I/O loop (http): no thread; see start_async_call */
+    bool async;
+    char *qualified;
+    cm_call_ctx ctx;
+    cm_decision d;
+    int64_t t0;
+    cm_redactor *redact; /* the call's substituted values, out of its result frame */
+} tool_call;
+
+struct chain {
+    cm_engine *eng;
+    cm_conn *conn;
+    int ctl_fd, out_fd, wake_fd;
+    cm_sandbox sb;
+    bool spawned;
+    bool pool_hit;      /* the sandbox came from the warm pool */
+    double pool_cpu_ms; /* its cgroup's CPU time when taken (the build's) */
+    cm_frame_reader reader;
+    cm_buf to_sandbox; /* chain thread only */
+    cm_buf diag;       /* runner's stdout/stderr, capped */
+    pthread_mutex_t lock;
+    cm_buf finished_calls;     /* encoded result frames from tool threads (under lock) */
+    int inflight;              /* under lock */
+    cm_chain_budget budget;    /* in-flight tool-call bytes (under lock) */
+    size_t results_queued;     /* of them: result frames not yet sent (under lock) */
+    pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
+    atomic_bool cancel;
+    tool_call *calls;
+    int ncalls;
+    cJSON *logs;
+    size_t log_bytes;
+    cJSON *result;
+    cJSON *error;
+    bool finished;
+    int64_t start_us, deadline_ms, ready_us;
+    double timeout_s;
+    cm_policy_chain *pc;         /* policy session (policies/session.h) */
+    const cm_chain_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
+    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
+    cm_limits limits;            /* isolation: this chain's cgroup limits */
+    cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
+};
+
+/* chain.c */
+void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Encodes frame (taken) onto the bytes waiting for the sandbox. */
+void cm_chain_queue(chain *ch, cJSON *frame);
+
+/* chain_calls.c */
+cJSON *cm_chain_result_frame(double id, cJSON *value, const cm_error *err);
+/* A `call` frame of frame_len bytes (msg's args are taken from it). */
+void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len);
+/* A frame of frame_len bytes, over the reader's limit, was dropped unread:
+ * a tool call (its head says so) is refused, anything else ends the chain. */
+void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len);
+/* Moves finished calls' result frames onto the bytes for the sandbox. */
+void cm_chain_collect_calls(chain *ch);
+/* n bytes went to the sandbox: the results among them leave the budget. */
+void cm_chain_sent(chain *ch, size_t n);
+/* Cancels and waits for every call of the chain, then frees them. */
+void cm_chain_join_calls(chain *ch);
+
+#endif
