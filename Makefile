@@ -6,14 +6,14 @@ CC      ?= gcc
 PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-INCLUDES := -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
+INCLUDES := -Icore -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP
 LDLIBS  := $(PKG_LIBS) -lpthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRCS     := $(filter-out %.bpf.c isolate/zygote_ext.c,$(sort $(wildcard engine/*.c isolate/*.c providers/*.c policies/*.c)))
+SRCS     := $(filter-out %.bpf.c isolate/zygote_ext.c,$(sort $(wildcard core/*.c engine/*.c isolate/*.c providers/*.c policies/*.c)))
 LIB_SRCS := $(filter-out engine/main.c,$(SRCS))
 OBJS     := $(SRCS:%.c=build/obj/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
@@ -181,7 +181,7 @@ deploy-check:
 	$(PYTHON) deploy/check_manifests.py deploy/kubernetes
 
 format:
-	clang-format -i $(SRCS) $(wildcard engine/*.h isolate/*.h providers/*.h policies/*.h tests/unit/*.c)
+	clang-format -i $(SRCS) $(wildcard core/*.h engine/*.h isolate/*.h providers/*.h policies/*.h tests/unit/*.c)
 
 clean:
 	rm -rf build

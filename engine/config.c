@@ -90,20 +90,6 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->registration = cm_reg_limits_or_default(NULL);
 }
 
-cm_reg_limits cm_reg_limits_or_default(const cm_reg_limits *lim)
-{
-    cm_reg_limits l = lim ? *lim : (cm_reg_limits){0};
-    if (l.timeout_s <= 0)
-        l.timeout_s = CM_REG_DEFAULT_TIMEOUT_S;
-    if (!l.max_bytes)
-        l.max_bytes = CM_REG_DEFAULT_MAX_BYTES;
-    if (l.max_tools <= 0)
-        l.max_tools = CM_REG_DEFAULT_MAX_TOOLS;
-    if (!l.max_schema_bytes)
-        l.max_schema_bytes = CM_REG_DEFAULT_MAX_SCHEMA_BYTES;
-    return l;
-}
-
 static bool is_integral(const cJSON *v);
 
 /* engine.registration: {timeout_s, max_bytes, max_tools, max_schema_bytes}. */

@@ -11,23 +11,9 @@
 #include <sys/types.h>
 
 #include "error.h"
+#include "cm_limits.h"
+#include "yamljson.h"
 
-/* engine.registration: what one manual registration (discovery) may cost.
- * Providers read it through cm_call_ctx.reg (providers/provider.h). */
-typedef struct cm_reg_limits {
-    int timeout_s;           /* timeout_s: whole registration, download included (30) */
-    size_t max_bytes;        /* max_bytes: a downloaded or read manual/OpenAPI document (32 MiB) */
-    int max_tools;           /* max_tools: tools one manual may have (2000) */
-    size_t max_schema_bytes; /* max_schema_bytes: a manual's tool schemas, all tools (64 MiB) */
-} cm_reg_limits;
-
-#define CM_REG_DEFAULT_TIMEOUT_S 30
-#define CM_REG_DEFAULT_MAX_BYTES ((size_t)32 << 20)
-#define CM_REG_DEFAULT_MAX_TOOLS 2000
-#define CM_REG_DEFAULT_MAX_SCHEMA_BYTES ((size_t)64 << 20)
-
-/* The limits with every unset (0) field at its default; lim may be NULL. */
-cm_reg_limits cm_reg_limits_or_default(const cm_reg_limits *lim);
 
 typedef struct cm_config {
     char *path;     /* config file path, NULL when running on defaults */
@@ -88,11 +74,5 @@ typedef struct cm_config {
 int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err);
 void cm_config_free(cm_config *cfg);
 
-/* Parses a YAML (or JSON) document into cJSON.  Quoted scalars stay strings;
- * plain scalars become null/bool/number when they look like one. */
-int cm_yaml_to_json(const char *text, size_t len, cJSON **out, cm_error *err);
-/* JSON when the text parses as JSON, else YAML. */
-int cm_parse_json_or_yaml(const char *text, size_t len, const char *what, cJSON **out,
-                          cm_error *err);
 
 #endif

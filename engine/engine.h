@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "error.h"
 #include "isolation.h"
+#include "log.h"
 #include "registry.h"
 #include "util.h"
 #include "vars.h"
@@ -109,7 +110,5 @@ void cm_conn_unref(cm_conn *c);
  * Takes ownership of msg. Dropped silently when the client is gone. */
 void cm_conn_send(cm_conn *c, cJSON *msg);
 
-/* Structured log line on stderr: {"level","msg",...}. */
-void cm_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

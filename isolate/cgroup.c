@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "isolation.h"
-#include "engine.h"
+#include "log.h"
 #include "util.h"
 
 #ifndef CGROUP2_SUPER_MAGIC

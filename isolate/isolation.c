@@ -15,7 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "log.h"
 #include "ucounts.h"
 #include "util.h"
 

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include "log.h"
 #include "util.h"
 
 int cm_audit_open(const char *path, int *fd, cm_error *err)

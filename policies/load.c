@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "yamljson.h"
 #include "load_int.h"
 #include "policy_int.h"
 #include "util.h"

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "config.h"
+#include "yamljson.h"
 #include "policy.h"
 #include "util.h"
 

@@ -14,7 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "cm_limits.h"
+#include "yamljson.h"
 #include "http_client.h"
 #include "http_loop.h"
 #include "openapi.h"

@@ -12,7 +12,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "config.h"
+#include "cm_limits.h"
 #include "http_client.h"
 #include "openapi_refs.h"
 #include "util.h"

@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "cm_limits.h"
+#include "yamljson.h"
 #include "openapi.h"
 #include "util.h"
 

@@ -3,7 +3,7 @@
  * is the one place that knows YAML.  It loads the document with libyaml's
  * document API and converts it with YAML 1.2 core-schema scalar rules,
  * expanding aliases by copy under a node cap (billion-laughs) and a depth cap. */
-#include "config.h"
+#include "yamljson.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "engine.h"
+#include "log.h"
+#include "util.h"
 
 void cm_log(const char *level, const char *fmt, ...)
 {
