@@ -332,7 +332,7 @@ static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
     ch->pool_hit = true;
     int rc = cm_pool_apply_limits(s, &ch->limits, err);
     free(s);
-    double cpu_ms = cm_cgroup_read_cpu_ms(ch->jail.iso, &ch->jail.cg);
+    double cpu_ms = cm_cgroup_read_cpu_ms(&ch->jail.cg);
     ch->pool_cpu_ms = cpu_ms > 0 ? cpu_ms : 0;
     ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->wake_fd < 0)
@@ -372,7 +372,8 @@ static int start_sandbox(chain *ch, cm_error *err)
     };
     const char *rootfs = spec.rootfs;
     bool full = rootfs != ch->eng->cfg.rootfs && rootfs == ch->eng->cfg.rootfs_full;
-    if (cm_pool_spawn(ch->eng, full, &ch->limits, ch->ctl_fd, &spec, &ch->sb, &ch->jail, err) < 0)
+    if (cm_pool_spawn(ch->eng->pool, &ch->eng->iso, full, &ch->limits, ch->ctl_fd, &spec, &ch->sb,
+                      &ch->jail, err) < 0)
         return -1;
     ch->spawned = true;
     return 0;
@@ -557,7 +558,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         /* while the sandbox runs: the usage files are opened now, read after */
         usage_ahead = ch.jail.iso != NULL;
         if (usage_ahead)
-            cm_cgroup_usage_open(ch.jail.iso, &ch.jail.cg, &usage_fds);
+            cm_cgroup_usage_open(&ch.jail.cg, &usage_fds);
         serve(&ch);
     }
     /* stats from the cgroup before the kill; kill, reap and cgroup removal
@@ -566,7 +567,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         cm_cgroup_usage_read(&usage_fds, &usage);
         cm_cgroup_usage_close(&usage_fds);
     } else if (ch.jail.iso) {
-        cm_cgroup_read_usage(ch.jail.iso, &ch.jail.cg, &usage);
+        cm_cgroup_read_usage(&ch.jail.cg, &usage);
     }
     if (usage.cpu_ms >= ch.pool_cpu_ms)
         usage.cpu_ms -= ch.pool_cpu_ms; /* this chain's CPU, not the warm-up's */

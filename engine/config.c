@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "isolation.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -572,4 +573,26 @@ void cm_config_free(cm_config *cfg)
     free(cfg->rootfs_full);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);
+}
+
+void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
+{
+    *out = (cm_iso_config){
+        .rootfs = cfg->rootfs,
+        .rootfs_full = cfg->rootfs_full,
+        .sandbox_uid = cfg->sandbox_uid,
+        .sandbox_gid = cfg->sandbox_gid,
+        .sandbox_uid_range = (unsigned)cfg->sandbox_uid_range,
+        .tmp_size_bytes = cfg->tmp_size_bytes,
+        .limits = {.memory_bytes = cfg->memory_bytes,
+                   .cpu_quota_pct = cfg->cpu_quota_pct,
+                   .pids_max = cfg->pids_max},
+        .test_mode = cfg->test_mode,
+        .require_layers = cfg->require_layers,
+        .zygote = cfg->zygote,
+        .workers = cfg->workers,
+        .pool_size = cfg->pool_size,
+        .pool_full_size = cfg->pool_full_size,
+        .pool_refill_concurrency = cfg->pool_refill_concurrency,
+    };
 }

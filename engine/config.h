@@ -74,5 +74,9 @@ typedef struct cm_config {
 int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err);
 void cm_config_free(cm_config *cfg);
 
+struct cm_iso_config;
+/* The isolation settings (isolate/isolation.h) of cfg; strings borrowed. */
+void cm_config_iso(const cm_config *cfg, struct cm_iso_config *out);
+
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_doctor.h"
 #include "engine.h"
 #include "jobs.h"
 #include "rootfs.h"
@@ -149,6 +150,19 @@ static void tune_malloc(void)
         mallopt(M_ARENA_MAX, 2);
 }
 
+/* The pool's counters, in the engine's metrics (isolate/pool.h). */
+static void pool_refill_metric(void *ctx, double build_ms)
+{
+    cm_engine *eng = ctx;
+    cm_metrics_pool_refill(eng->metrics, build_ms);
+}
+
+static void pool_miss_metric(void *ctx)
+{
+    cm_engine *eng = ctx;
+    cm_metrics_pool_miss(eng->metrics);
+}
+
 static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
     tune_malloc();
@@ -160,7 +174,9 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (verify_rootfs_at_start(&eng->cfg, err) < 0)
         return -1;
-    if (cm_isolation_start(&eng->iso, &eng->cfg, err) < 0)
+    cm_iso_config iso_cfg;
+    cm_config_iso(&eng->cfg, &iso_cfg);
+    if (cm_isolation_start(&eng->iso, &iso_cfg, err) < 0)
         return -1;
     if (cm_vars_new(&eng->vars, eng->cfg.variables, eng->cfg.load_variables_from, eng->cfg.base_dir,
                     err) < 0)
@@ -174,7 +190,9 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
-    if (cm_pool_start(eng, &eng->pool, err) < 0)
+    const cm_pool_metrics pool_metrics = {
+        .ctx = eng, .refill = pool_refill_metric, .miss = pool_miss_metric};
+    if (cm_pool_start(&iso_cfg, &eng->iso, &pool_metrics, &eng->pool, err) < 0)
         return -1;
     cm_engine_self_check(eng);
     /* wait for a warm sandbox, unless none can be built here at all (the

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "isolation.h"
+#include "cgroup.h"
 #include "log.h"
 #include "util.h"
 
@@ -193,38 +193,38 @@ static void reap_dead_under(const char *root, bool v2, pid_t self)
     closedir(d);
 }
 
-void cm_cgroup_reap_dead_instances(cm_isolation *iso)
+void cm_cgroup_reap_dead_instances(cm_cgroup_root *root)
 {
     pid_t self = getpid();
-    if (iso->cgroup_mode == CM_CGROUP_V1)
+    if (root->mode == CM_CGROUP_V1)
         for (int i = 0; i < 4; i++)
-            if (iso->v1_roots[i][0])
-                reap_dead_under(iso->v1_roots[i], false, self);
-    if (iso->v2_root[0])
-        reap_dead_under(iso->v2_root, true, self);
+            if (root->v1_roots[i][0])
+                reap_dead_under(root->v1_roots[i], false, self);
+    if (root->v2_root[0])
+        reap_dead_under(root->v2_root, true, self);
 }
 
-static int setup_v2_root(cm_isolation *iso, const char *mount, bool controllers, cm_error *err)
+static int setup_v2_root(cm_cgroup_root *root, const char *mount, bool controllers, cm_error *err)
 {
-    snprintf(iso->v2_root, sizeof iso->v2_root, "%s/%s", mount, CG_DIRNAME);
-    if (make_dir(iso->v2_root, err) < 0)
+    snprintf(root->v2_root, sizeof root->v2_root, "%s/%s", mount, CG_DIRNAME);
+    if (make_dir(root->v2_root, err) < 0)
         return -1;
-    snprintf(iso->unified_instance, sizeof iso->unified_instance, "%s/%s", iso->v2_root,
-             iso->instance);
-    if (make_dir(iso->unified_instance, err) < 0)
+    snprintf(root->unified_instance, sizeof root->unified_instance, "%s/%s", root->v2_root,
+             root->instance);
+    if (make_dir(root->unified_instance, err) < 0)
         return -1;
     if (controllers) {
         if (write_text(mount, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
-            write_text(iso->v2_root, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
-            write_text(iso->unified_instance, "cgroup.subtree_control", "+memory +pids +cpu", err) <
-                0)
+            write_text(root->v2_root, "cgroup.subtree_control", "+memory +pids +cpu", err) < 0 ||
+            write_text(root->unified_instance, "cgroup.subtree_control", "+memory +pids +cpu",
+                       err) < 0)
             return -1;
     }
-    iso->have_unified = true;
+    root->have_unified = true;
     return 0;
 }
 
-static int setup_v1_roots(cm_isolation *iso, cm_error *err)
+static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
 {
     for (int i = 0; i < 4; i++) {
         char ctrl[128];
@@ -235,54 +235,54 @@ static int setup_v1_roots(cm_isolation *iso, cm_error *err)
             return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "cgroup v1 controller %s not mounted",
                                 v1_ctrls[i]);
         }
-        snprintf(iso->v1_roots[i], sizeof iso->v1_roots[i], "%s/%s", ctrl, CG_DIRNAME);
-        if (make_dir(iso->v1_roots[i], err) < 0)
+        snprintf(root->v1_roots[i], sizeof root->v1_roots[i], "%s/%s", ctrl, CG_DIRNAME);
+        if (make_dir(root->v1_roots[i], err) < 0)
             return -1;
         char inst[512];
-        snprintf(inst, sizeof inst, "%s/%s", iso->v1_roots[i], iso->instance);
+        snprintf(inst, sizeof inst, "%s/%s", root->v1_roots[i], root->instance);
         if (make_dir(inst, err) < 0)
             return -1;
     }
     char probe[600];
-    snprintf(probe, sizeof probe, "%s/%s/memory.memsw.limit_in_bytes", iso->v1_roots[0],
-             iso->instance);
-    iso->have_memsw = access(probe, F_OK) == 0;
+    snprintf(probe, sizeof probe, "%s/%s/memory.memsw.limit_in_bytes", root->v1_roots[0],
+             root->instance);
+    root->have_memsw = access(probe, F_OK) == 0;
     return 0;
 }
 
-int cm_cgroup_setup(cm_isolation *iso, cm_error *err)
+int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err)
 {
-    snprintf(iso->instance, sizeof iso->instance, "e%d", (int)getpid());
+    snprintf(root->instance, sizeof root->instance, "e%d", (int)getpid());
     if (v2_has_controllers()) {
-        iso->cgroup_mode = CM_CGROUP_V2;
-        if (setup_v2_root(iso, CG_MOUNT, true, err) < 0)
+        root->mode = CM_CGROUP_V2;
+        if (setup_v2_root(root, CG_MOUNT, true, err) < 0)
             return -1;
-        cm_cgroup_reap_dead_instances(iso);
+        cm_cgroup_reap_dead_instances(root);
         return 0;
     }
-    iso->cgroup_mode = CM_CGROUP_V1;
+    root->mode = CM_CGROUP_V1;
     if (is_cgroup2(CG_UNIFIED) &&
-        setup_v2_root(iso, CG_UNIFIED, false, err) < 0) /* guard + cgroup.kill only */
+        setup_v2_root(root, CG_UNIFIED, false, err) < 0) /* guard + cgroup.kill only */
         return -1;
-    if (setup_v1_roots(iso, err) < 0) {
-        iso->cgroup_mode = CM_CGROUP_NONE;
+    if (setup_v1_roots(root, err) < 0) {
+        root->mode = CM_CGROUP_NONE;
         return -1;
     }
-    cm_cgroup_reap_dead_instances(iso);
+    cm_cgroup_reap_dead_instances(root);
     return 0;
 }
 
-void cm_cgroup_teardown(cm_isolation *iso)
+void cm_cgroup_teardown(cm_cgroup_root *root)
 {
     for (int i = 0; i < 4; i++) {
-        if (!iso->v1_roots[i][0])
+        if (!root->v1_roots[i][0])
             continue;
         char inst[512];
-        snprintf(inst, sizeof inst, "%s/%s", iso->v1_roots[i], iso->instance);
+        snprintf(inst, sizeof inst, "%s/%s", root->v1_roots[i], root->instance);
         remove_instance(inst, false);
     }
-    if (iso->unified_instance[0])
-        remove_instance(iso->unified_instance, true);
+    if (root->unified_instance[0])
+        remove_instance(root->unified_instance, true);
 }
 
 static int add_path(cm_cgroup *cg, const char *root, const char *instance, unsigned long seq,
@@ -297,15 +297,14 @@ static int add_path(cm_cgroup *cg, const char *root, const char *instance, unsig
     return i;
 }
 
-static int set_v1_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *lim,
-                         cm_error *err)
+static int set_v1_limits(const cm_cgroup *cg, const cm_limits *lim, cm_error *err)
 {
     char v[64];
     const char *mem = cg->paths[cg->mem_idx];
     snprintf(v, sizeof v, "%llu", (unsigned long long)lim->memory_bytes);
     if (write_text(mem, "memory.limit_in_bytes", v, err) < 0)
         return -1;
-    if (iso->have_memsw && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+    if (cg->memsw && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
         return -1;
     cm_error ignored; /* swappiness is best effort: memsw above already forbids swap */
     write_text(mem, "memory.swappiness", "0", &ignored);
@@ -336,38 +335,40 @@ static int set_v2_limits(const cm_cgroup *cg, const cm_limits *lim, cm_error *er
     return write_text(dir, "pids.max", v, err);
 }
 
-int cm_cgroup_create(cm_isolation *iso, const cm_limits *lim, cm_cgroup *cg, cm_error *err)
+int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
+                     cm_error *err)
 {
     memset(cg, 0, sizeof *cg);
     cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = -1;
-    unsigned long seq = atomic_fetch_add(&iso->seq, 1);
-    bool limits = cm_isolation_active(iso, CM_LAYER_CGROUP);
+    cg->v2 = root->mode == CM_CGROUP_V2;
+    cg->memsw = root->have_memsw;
+    unsigned long seq = atomic_fetch_add(&root->seq, 1);
     int rc = 0;
-    if (limits && iso->cgroup_mode == CM_CGROUP_V2) {
-        rc = add_path(cg, iso->v2_root, iso->instance, seq, err);
+    if (limits && root->mode == CM_CGROUP_V2) {
+        rc = add_path(cg, root->v2_root, root->instance, seq, err);
         cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = rc;
         if (rc >= 0)
             rc = set_v2_limits(cg, lim, err);
     } else {
-        if (limits && iso->cgroup_mode == CM_CGROUP_V1) {
+        if (limits && root->mode == CM_CGROUP_V1) {
             for (int i = 0; i < 4 && rc >= 0; i++)
-                if (iso->v1_roots[i][0])
-                    rc = add_path(cg, iso->v1_roots[i], iso->instance, seq, err);
+                if (root->v1_roots[i][0])
+                    rc = add_path(cg, root->v1_roots[i], root->instance, seq, err);
             if (rc >= 0) {
                 cg->mem_idx = 0;
                 cg->cpu_idx = 1;
-                cg->acct_idx = iso->v1_roots[3][0] ? 3 : -1;
-                rc = set_v1_limits(iso, cg, lim, err);
+                cg->acct_idx = root->v1_roots[3][0] ? 3 : -1;
+                rc = set_v1_limits(cg, lim, err);
             }
         }
-        if (rc >= 0 && iso->have_unified) {
-            rc = add_path(cg, iso->v2_root, iso->instance, seq, err);
+        if (rc >= 0 && root->have_unified) {
+            rc = add_path(cg, root->v2_root, root->instance, seq, err);
             cg->unified_idx = rc;
         }
     }
     cg->created = true;
     if (rc < 0) {
-        cm_cgroup_destroy(iso, cg);
+        cm_cgroup_destroy(cg);
         return -1;
     }
     return 0;
@@ -383,9 +384,8 @@ int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)
     return 0;
 }
 
-void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg)
+void cm_cgroup_destroy(cm_cgroup *cg)
 {
-    (void)iso;
     if (!cg->created)
         return;
     /* the cgroup2 directory first: cgroup.kill takes everything down at once */
@@ -401,22 +401,22 @@ void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg)
 /* Changes the limits of a live sandbox's cgroups (a warm-pool sandbox taken
  * by a chain whose limits are lower than the pool's defaults).  v1 needs
  * memsw >= memory at every step: lower memory first, raise memsw first. */
-int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *from,
-                            const cm_limits *to, cm_error *err)
+int cm_cgroup_update_limits(const cm_cgroup *cg, const cm_limits *from, const cm_limits *to,
+                            cm_error *err)
 {
     if (cg->mem_idx < 0)
         return 0;
-    if (iso->cgroup_mode == CM_CGROUP_V2)
+    if (cg->v2)
         return set_v2_limits(cg, to, err);
     char v[64];
     const char *mem = cg->paths[cg->mem_idx];
     snprintf(v, sizeof v, "%llu", (unsigned long long)to->memory_bytes);
     bool lower = to->memory_bytes < from->memory_bytes;
-    if (iso->have_memsw && !lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+    if (cg->memsw && !lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
         return -1;
     if (write_text(mem, "memory.limit_in_bytes", v, err) < 0)
         return -1;
-    if (iso->have_memsw && lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+    if (cg->memsw && lower && write_text(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
         return -1;
     snprintf(v, sizeof v, "%d", to->cpu_quota_pct * (CPU_PERIOD_US / 100));
     if (write_text(cg->paths[cg->cpu_idx], "cpu.cfs_quota_us", v, err) < 0)
@@ -425,10 +425,10 @@ int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const 
     return write_text(cg->paths[2], "pids.max", v, err);
 }
 
-double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg)
+double cm_cgroup_read_cpu_ms(const cm_cgroup *cg)
 {
     char buf[128];
-    if (iso->cgroup_mode == CM_CGROUP_V2 && cg->mem_idx >= 0) {
+    if (cg->v2 && cg->mem_idx >= 0) {
         long usec = read_keyed(cg->paths[cg->mem_idx], "cpu.stat", "usage_usec");
         return usec >= 0 ? (double)usec / 1000.0 : -1;
     }

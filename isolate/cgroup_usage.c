@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "isolation.h"
+#include "cgroup.h"
 #include "util.h"
 
 #define NOT_KEPT (-2)
@@ -48,11 +48,11 @@ static long keyed_value(const char *text, const char *key)
     return -1;
 }
 
-void cm_cgroup_usage_open(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage_fds *f)
+void cm_cgroup_usage_open(const cm_cgroup *cg, cm_cgroup_usage_fds *f)
 {
     /* NOT_KEPT: this hierarchy has no such file (reads as 0, not unknown) */
     *f = (cm_cgroup_usage_fds){.oom = NOT_KEPT, .peak = -1, .cpu_stat = NOT_KEPT, .cpu = -1};
-    if (iso->cgroup_mode == CM_CGROUP_V2 && cg->mem_idx >= 0) {
+    if (cg->v2 && cg->mem_idx >= 0) {
         const char *dir = cg->paths[cg->mem_idx];
         f->v2 = true;
         f->oom = open_in(dir, "memory.events");
@@ -100,10 +100,10 @@ void cm_cgroup_usage_close(cm_cgroup_usage_fds *f)
     }
 }
 
-void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u)
+void cm_cgroup_read_usage(const cm_cgroup *cg, cm_cgroup_usage *u)
 {
     cm_cgroup_usage_fds f;
-    cm_cgroup_usage_open(iso, cg, &f);
+    cm_cgroup_usage_open(cg, &f);
     cm_cgroup_usage_read(&f, u);
     cm_cgroup_usage_close(&f);
 }

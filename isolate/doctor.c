@@ -6,15 +6,17 @@
  * no_new_privs, uid map) to confirm the layers really took.  It prints one
  * line per layer, active/unavailable/disabled with the reason, and exits 1
  * when a layer the config requires (engine.require_layers; default: all) is
- * not active, 2 on usage or config errors. */
-#include <getopt.h>
+ * not active, 2 on usage or config errors.  The command line and the
+ * config file are the engine's (engine/cmd_doctor.c): this file gets the
+ * isolation settings only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include <cjson/cJSON.h>
+
 #include "isolation.h"
 #include "util.h"
 
@@ -51,9 +53,9 @@ static bool required_layers_active(const cm_isolation *iso, const cJSON *require
 
 /* The engine's start: prepare the layers, report them, refuse to serve when
  * the config explicitly requires a layer that is not active. */
-int cm_isolation_start(cm_isolation *iso, const cm_config *cfg, cm_error *err)
+int cm_isolation_start(cm_isolation *iso, const cm_iso_config *cfg, cm_error *err)
 {
-    if (cm_isolation_init(iso, cfg->sandbox_uid, cfg->sandbox_gid, (unsigned)cfg->sandbox_uid_range,
+    if (cm_isolation_init(iso, cfg->sandbox_uid, cfg->sandbox_gid, cfg->sandbox_uid_range,
                           cfg->test_mode, err) < 0)
         return -1;
     cm_isolation_log(iso);
@@ -83,7 +85,7 @@ static bool status_field_is(const char *status, const char *key, const char *wan
 }
 
 /* Starts one hardened sandbox and checks its pid 1 from the host. */
-static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, size_t cap)
+static int live_check(cm_isolation *iso, const cm_iso_config *cfg, char *report, size_t cap)
 {
     static const char *const argv[] = {"/usr/bin/python3.11",         "-I", "-S", "-c",
                                        "import time; time.sleep(10)", NULL};
@@ -94,7 +96,7 @@ static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, siz
                             .control_fd = -1,
                             .output_fd = -1,
                             .tmp_size_bytes = cfg->tmp_size_bytes};
-    cm_limits lim = {cfg->memory_bytes, cfg->cpu_quota_pct, cfg->pids_max};
+    cm_limits lim = cfg->limits;
     cm_jail jail;
     cm_error err;
     cm_sandbox sb;
@@ -132,68 +134,32 @@ static int live_check(cm_isolation *iso, const cm_config *cfg, char *report, siz
     return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;
 }
 
-static int doctor_config(int argc, char **argv, const char *exe_dir, cm_config *cfg)
+int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *err)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *config = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (c == 'c') {
-            config = optarg;
-        } else {
-            fprintf(c == 'h' ? stdout : stderr, "usage: codemode doctor [--config FILE]\n");
-            return c == 'h' ? 1 : 2;
-        }
-    }
-    cm_error err;
-    if (cm_config_load(config, exe_dir, cfg, &err) < 0) {
-        fprintf(stderr, "codemode doctor: %s\n", err.message);
-        return 2;
-    }
-    char *real = realpath(cfg->rootfs, NULL);
-    if (real) {
-        free(cfg->rootfs);
-        cfg->rootfs = real;
-    }
-    return 0;
-}
-
-int cm_cmd_doctor(int argc, char **argv, const char *exe_dir)
-{
-    cm_config cfg;
-    int rc = doctor_config(argc, argv, exe_dir, &cfg);
-    if (rc)
-        return rc == 1 ? 0 : rc;
     cm_isolation iso;
-    cm_error err;
-    if (cm_isolation_init(&iso, cfg.sandbox_uid, cfg.sandbox_gid, (unsigned)cfg.sandbox_uid_range,
-                          cfg.test_mode, &err) < 0) {
-        fprintf(stderr, "codemode doctor: %s\n", err.message);
-        cm_config_free(&cfg);
-        return 2;
-    }
-    printf("codemode %s isolation report (rootfs %s)\n", CM_VERSION, cfg.rootfs);
-    printf("cgroup mode: %s\n", iso.cgroup_mode == CM_CGROUP_V2   ? "v2"
-                                : iso.cgroup_mode == CM_CGROUP_V1 ? "v1 (fallback)"
-                                                                  : "none");
+    if (cm_isolation_init(&iso, cfg->sandbox_uid, cfg->sandbox_gid, cfg->sandbox_uid_range,
+                          cfg->test_mode, err) < 0)
+        return -1;
+    printf("codemode %s isolation report (rootfs %s)\n", version, cfg->rootfs);
+    printf("cgroup mode: %s\n", iso.cgroups.mode == CM_CGROUP_V2   ? "v2"
+                                : iso.cgroups.mode == CM_CGROUP_V1 ? "v1 (fallback)"
+                                                                   : "none");
     for (int l = 0; l < CM_LAYER_COUNT; l++)
         printf("%-13s %-12s %s\n", cm_layer_name((cm_layer)l),
                cm_layer_state_name(iso.layers[l].state), iso.layers[l].detail);
     char report[1200], missing[256];
-    int live = live_check(&iso, &cfg, report, sizeof report);
+    int live = live_check(&iso, cfg, report, sizeof report);
     printf("live check    %-12s %s\n", live == 0 ? "ok" : "FAILED", report);
     bool bad;
-    bool ok = required_layers_active(&iso, cfg.require_layers, missing, sizeof missing, &err, &bad);
+    cm_error lerr;
+    bool ok =
+        required_layers_active(&iso, cfg->require_layers, missing, sizeof missing, &lerr, &bad);
     if (bad)
-        printf("config error: %s\n", err.message);
+        printf("config error: %s\n", lerr.message);
     else if (!ok)
         printf("required layers missing: %s\n", missing);
     else
         printf("all required layers active\n");
     cm_isolation_free(&iso);
-    cm_config_free(&cfg);
     return ok && live == 0 ? 0 : 1;
 }

@@ -40,13 +40,13 @@ static int attach_prog(struct cm_guard *g, struct bpf_program *prog, enum bpf_at
 
 int cm_guard_attach(cm_isolation *iso, cm_error *err)
 {
-    if (!iso->have_unified)
+    if (!iso->cgroups.have_unified)
         return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "no cgroup2 hierarchy mounted");
     libbpf_set_print(quiet_libbpf);
     struct cm_guard *g = cm_xcalloc(1, sizeof *g);
-    g->cgroup_fd = open(iso->unified_instance, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    g->cgroup_fd = open(iso->cgroups.unified_instance, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (g->cgroup_fd < 0) {
-        cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "open %s", iso->unified_instance);
+        cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "open %s", iso->cgroups.unified_instance);
         free(g);
         return -1;
     }

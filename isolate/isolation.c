@@ -94,20 +94,20 @@ static void probe_namespaces(cm_isolation *iso)
 static void probe_cgroup(cm_isolation *iso)
 {
     cm_error err;
-    if (cm_cgroup_setup(iso, &err) < 0) {
+    if (cm_cgroup_setup(&iso->cgroups, &err) < 0) {
         set_layer(iso, CM_LAYER_CGROUP, CM_LAYER_UNAVAILABLE, "%s", err.message);
         return;
     }
-    if (iso->cgroup_mode == CM_CGROUP_V2)
+    if (iso->cgroups.mode == CM_CGROUP_V2)
         set_layer(iso, CM_LAYER_CGROUP, CM_LAYER_ACTIVE,
                   "cgroup v2 (memory.max, memory.swap.max=0, cpu.max, pids.max) under %s",
-                  iso->v2_root);
+                  iso->cgroups.v2_root);
     else
         set_layer(iso, CM_LAYER_CGROUP, CM_LAYER_ACTIVE,
                   "cgroup v1 fallback (memory%s, cpu cfs quota, pids%s) under "
                   "/sys/fs/cgroup/<ctrl>/codemode",
-                  iso->have_memsw ? " + memsw (no swap)" : ", swappiness 0",
-                  iso->v1_roots[3][0] ? ", cpuacct" : "");
+                  iso->cgroups.have_memsw ? " + memsw (no swap)" : ", swappiness 0",
+                  iso->cgroups.v1_roots[3][0] ? ", cpuacct" : "");
 }
 
 static void probe_seccomp(cm_isolation *iso)
@@ -172,7 +172,7 @@ static void probe_bpf(cm_isolation *iso)
     set_layer(iso, CM_LAYER_BPF, CM_LAYER_ACTIVE,
               "cgroup/sock_create (no IPv4/IPv6 sockets) + cgroup/dev (null, zero, urandom "
               "only) on %s",
-              iso->unified_instance);
+              iso->cgroups.unified_instance);
 }
 
 int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigned uid_count,
@@ -203,8 +203,8 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
 void cm_isolation_free(cm_isolation *iso)
 {
     cm_guard_detach(iso);
-    if (iso->cgroup_mode != CM_CGROUP_NONE || iso->have_unified)
-        cm_cgroup_teardown(iso);
+    if (iso->cgroups.mode != CM_CGROUP_NONE || iso->cgroups.have_unified)
+        cm_cgroup_teardown(&iso->cgroups);
     free(iso->seccomp_insns);
     free(iso->uid_used);
     pthread_mutex_destroy(&iso->uid_lock);
@@ -264,7 +264,8 @@ int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sand
     j->have_ids = true;
     spec->host_uid = j->uid;
     spec->host_gid = j->gid;
-    if (cm_cgroup_create(iso, lim, &j->cg, err) < 0) {
+    if (cm_cgroup_create(&iso->cgroups, cm_isolation_active(iso, CM_LAYER_CGROUP), lim, &j->cg,
+                         err) < 0) {
         cm_jail_finish(j, NULL);
         return cm_error_prefix(err, "sandbox cgroup");
     }
@@ -297,8 +298,8 @@ void cm_jail_finish(cm_jail *j, cm_cgroup_usage *u)
     if (!j->iso)
         return;
     if (u)
-        cm_cgroup_read_usage(j->iso, &j->cg, u);
-    cm_cgroup_destroy(j->iso, &j->cg);
+        cm_cgroup_read_usage(&j->cg, u);
+    cm_cgroup_destroy(&j->cg);
     if (j->have_ids)
         cm_isolation_release_ids(j->iso, j->uid);
     j->have_ids = false;

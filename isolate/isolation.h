@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "error.h"
 #include "sandbox.h"
 
@@ -40,36 +41,33 @@ typedef enum {
 
 typedef enum { CM_LAYER_ACTIVE, CM_LAYER_UNAVAILABLE, CM_LAYER_DISABLED } cm_layer_state;
 
-typedef enum { CM_CGROUP_NONE, CM_CGROUP_V1, CM_CGROUP_V2 } cm_cgroup_mode;
-
 typedef struct cm_layer_status {
     cm_layer_state state;
     char detail[256]; /* what is active, or why not */
 } cm_layer_status;
 
-/* Per-chain resource limits (config defaults, lowered per request). */
-typedef struct cm_limits {
-    uint64_t memory_bytes;
-    int cpu_quota_pct; /* of one CPU */
-    int pids_max;
-} cm_limits;
-
-/* The cgroups of one sandbox (one directory per hierarchy used). */
-typedef struct cm_cgroup {
-    char paths[5][512]; /* v1: memory, cpu, pids, cpuacct, unified; v2: one dir */
-    int mem_idx, cpu_idx, acct_idx, unified_idx; /* index into paths, -1 if none */
-    int npaths;
-    bool created;
-} cm_cgroup;
-
-typedef struct cm_cgroup_usage {
-    double cpu_ms;
-    double peak_memory_bytes;
-    long oom_kills;
-    long throttled_periods;
-} cm_cgroup_usage;
-
 struct cm_guard;
+struct cJSON;
+
+/* What isolate needs of the engine's configuration (`engine:` keys; the
+ * engine fills it, engine/config.c cm_config_iso).  Strings are borrowed:
+ * they must outlive whatever was started with them. */
+typedef struct cm_iso_config {
+    const char *rootfs;         /* engine.rootfs, absolute */
+    const char *rootfs_full;    /* engine.rootfs_full (may be NULL or the same as rootfs) */
+    uid_t sandbox_uid;          /* engine.sandbox_uid */
+    gid_t sandbox_gid;          /* engine.sandbox_gid */
+    unsigned sandbox_uid_range; /* engine.sandbox_uid_range */
+    size_t tmp_size_bytes;      /* engine.tmp_size_mb: a sandbox's /tmp */
+    cm_limits limits;           /* engine.memory_mb, cpu_quota_pct, pids_max: the defaults */
+    bool test_mode;             /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
+    const struct cJSON *require_layers; /* engine.require_layers (borrowed array, or NULL) */
+    bool zygote;                        /* engine.zygote: fork sandboxes from a zygote */
+    int workers;                        /* engine.workers: chains running at once (zygote's room) */
+    int pool_size;                      /* engine.pool_size: warm minimal-rootfs sandboxes */
+    int pool_full_size;                 /* engine.pool_full_size: warm full-rootfs sandboxes */
+    int pool_refill_concurrency;        /* engine.pool_refill_concurrency */
+} cm_iso_config;
 
 typedef struct cm_isolation {
     cm_layer_status layers[CM_LAYER_COUNT];
@@ -77,16 +75,8 @@ typedef struct cm_isolation {
     /* seccomp: compiled once, installed raw in each child */
     struct sock_filter *seccomp_insns;
     unsigned short seccomp_len;
-    int last_cap; /* highest capability number the kernel knows */
-    /* cgroups */
-    cm_cgroup_mode cgroup_mode;
-    char v2_root[256];          /* v2: <mount>/codemode ; v1: unified/codemode (guard) */
-    char v1_roots[4][256];      /* v1: memory, cpu, pids, cpuacct: <ctrl>/codemode */
-    char instance[32];          /* "e<pid>-<starttime>" */
-    char unified_instance[400]; /* cgroup2 dir of this engine (guard attach point) */
-    bool have_unified;
-    bool have_memsw;
-    atomic_ulong seq;
+    int last_cap;           /* highest capability number the kernel knows */
+    cm_cgroup_root cgroups; /* the cgroup layer's hierarchy (cgroup.h) */
     /* uid allocation: a bitmap over [uid_base, uid_base + uid_count) */
     pthread_mutex_t uid_lock;
     uid_t uid_base;
@@ -133,34 +123,6 @@ int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sand
  * removes the cgroups, releases the ids.  Idempotent. */
 void cm_jail_finish(cm_jail *j, cm_cgroup_usage *u);
 
-/* ---- cgroup.c ---- */
-int cm_cgroup_setup(cm_isolation *iso, cm_error *err);
-void cm_cgroup_teardown(cm_isolation *iso);
-int cm_cgroup_create(cm_isolation *iso, const cm_limits *lim, cm_cgroup *cg, cm_error *err);
-int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err);
-/* Kills anything left, removes the directories.  Idempotent. */
-void cm_cgroup_destroy(cm_isolation *iso, cm_cgroup *cg);
-/* Rewrites a live cgroup's limits from `from` to `to` (warm pool take). */
-int cm_cgroup_update_limits(const cm_isolation *iso, const cm_cgroup *cg, const cm_limits *from,
-                            const cm_limits *to, cm_error *err);
-/* Removes cgroups of engine instances whose process is gone. */
-void cm_cgroup_reap_dead_instances(cm_isolation *iso);
-/* CPU time used so far in ms (one file read: a chain's baseline), or -1. */
-double cm_cgroup_read_cpu_ms(const cm_isolation *iso, const cm_cgroup *cg);
-
-/* ---- cgroup_usage.c: usage with the files opened ahead (and cm_cgroup_read_usage) ---- */
-typedef struct cm_cgroup_usage_fds {
-    int oom, peak, cpu_stat, cpu;
-    bool v2;
-} cm_cgroup_usage_fds;
-/* Opens the usage files (any that fail read as "unknown"). */
-void cm_cgroup_usage_open(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage_fds *f);
-/* Reads the current values (cm_cgroup_read_usage = open + read + close). */
-void cm_cgroup_usage_read(const cm_cgroup_usage_fds *f, cm_cgroup_usage *u);
-void cm_cgroup_usage_close(cm_cgroup_usage_fds *f);
-/* Usage now: open, read, close. */
-void cm_cgroup_read_usage(const cm_isolation *iso, const cm_cgroup *cg, cm_cgroup_usage *u);
-
 /* ---- seccomp.c ---- */
 int cm_seccomp_compile(cm_isolation *iso, cm_error *err);
 
@@ -169,12 +131,13 @@ int cm_guard_attach(cm_isolation *iso, cm_error *err);
 void cm_guard_detach(cm_isolation *iso);
 
 /* ---- doctor.c ---- */
-struct cm_config;
-/* Engine start: init from the config, log every layer, fail only when the
- * config's engine.require_layers names a layer that is not active. */
-int cm_isolation_start(cm_isolation *iso, const struct cm_config *cfg, cm_error *err);
-/* `codemode doctor [--config FILE]`: exit 0 all required layers active.
- * exe_dir: the codemode binary's directory (default rootfs). */
-int cm_cmd_doctor(int argc, char **argv, const char *exe_dir);
+/* Engine start: init from the settings, log every layer, fail only when
+ * cfg->require_layers names a layer that is not active. */
+int cm_isolation_start(cm_isolation *iso, const cm_iso_config *cfg, cm_error *err);
+/* `codemode doctor`'s report on stdout for the settings (the engine loads
+ * the config, engine/cmd_doctor.c): 0 when every required layer is active
+ * and the live check passed, 1 when not, -1 when the layers cannot even be
+ * prepared (err set). */
+int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *err);
 
 #endif

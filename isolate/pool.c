@@ -17,13 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "frame.h"
+#include "log.h"
+#include "util.h"
 #include "zygote.h"
-
-const char *const cm_runner_argv[] = {
-    "/usr/bin/python3.11", "-I", "-S", "-B", "-c", "import _codemode_runner as r; r.main(3)", NULL};
-const char *const cm_runner_envp[] = {"LANG=C.UTF-8", NULL};
 
 typedef struct dispose_item {
     cm_sandbox sb;
@@ -32,7 +28,9 @@ typedef struct dispose_item {
 } dispose_item;
 
 struct cm_pool {
-    cm_engine *eng;
+    cm_iso_config cfg; /* a copy (borrowed strings) */
+    cm_isolation *iso;
+    cm_pool_metrics metrics;
     pthread_mutex_t lock;
     pthread_cond_t refill_cv; /* refill threads: room in the pool, or stopping */
     pthread_cond_t warm_cv;   /* a sandbox was added */
@@ -50,13 +48,6 @@ struct cm_pool {
     cm_zygote zygote[2]; /* [0] minimal, [1] full rootfs */
 };
 
-static cm_limits pool_limits(const cm_config *cfg)
-{
-    return (cm_limits){.memory_bytes = cfg->memory_bytes,
-                       .cpu_quota_pct = cfg->cpu_quota_pct,
-                       .pids_max = cfg->pids_max};
-}
-
 /* ---- building ----------------------------------------------------------- */
 
 static void destroy_now(cm_sandbox *sb, cm_jail *jail)
@@ -68,61 +59,16 @@ static void destroy_now(cm_sandbox *sb, cm_jail *jail)
     cm_jail_finish(jail, NULL);
 }
 
-/* Waits for the runner's first frame; it must be {"t":"ready"}. */
-static int wait_ready(int fd, int64_t deadline_ms, cm_error *err)
-{
-    cm_frame_reader r = {.max_frame = 4096};
-    int rc = -1;
-    for (;;) {
-        int64_t left = deadline_ms - cm_now_ms();
-        if (left <= 0) {
-            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "the runner did not report ready in time");
-            break;
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
-            cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "poll");
-            break;
-        }
-        char buf[4096];
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
-        if (n <= 0) {
-            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "the runner exited before ready");
-            break;
-        }
-        if (cm_frame_feed(&r, buf, (size_t)n, err) < 0)
-            break;
-        cJSON *msg = NULL;
-        int got = cm_frame_next(&r, &msg, err);
-        if (got < 0)
-            break;
-        if (got == 0)
-            continue;
-        const char *t = cm_json_str(msg, "t");
-        rc = t && !strcmp(t, "ready") ? 0
-                                      : cm_error_set(err, CM_ERR_SANDBOX_FAILURE,
-                                                     "the runner's first frame was not ready");
-        cJSON_Delete(msg);
-        if (rc == 0 && r.buf.len)
-            rc = cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "unexpected bytes after ready");
-        break;
-    }
-    cm_frame_reader_free(&r);
-    return rc;
-}
-
-int cm_pool_spawn(cm_engine *eng, bool full, const cm_limits *lim, int engine_ctl,
+int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim, int engine_ctl,
                   cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err)
 {
-    if (eng->pool) {
-        int rc = cm_zygote_spawn(eng, &eng->pool->zygote[full ? 1 : 0], lim, engine_ctl,
-                                 spec->control_fd, spec->output_fd, sb, jail, err);
+    if (p) {
+        int rc = cm_zygote_spawn(&p->zygote[full ? 1 : 0], lim, engine_ctl, spec->control_fd,
+                                 spec->output_fd, sb, jail, err);
         if (rc <= 0)
             return rc;
     }
-    if (cm_jail_prepare(&eng->iso, lim, jail, spec, err) < 0)
+    if (cm_jail_prepare(iso, lim, jail, spec, err) < 0)
         return -1;
     if (cm_sandbox_spawn(spec, sb, err) < 0) {
         cm_jail_finish(jail, NULL);
@@ -131,7 +77,7 @@ int cm_pool_spawn(cm_engine *eng, bool full, const cm_limits *lim, int engine_ct
     return 0;
 }
 
-int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
+int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -149,18 +95,18 @@ int cm_pool_build(cm_engine *eng, bool full, const cm_limits *lim, int64_t deadl
     if (cm_set_nonblock(ctl, true, err) < 0 || cm_set_nonblock(outfd, true, err) < 0)
         return -1;
     cm_sandbox_spec spec = {
-        .rootfs = full ? eng->cfg.rootfs_full : eng->cfg.rootfs,
+        .rootfs = full ? p->cfg.rootfs_full : p->cfg.rootfs,
         .argv = cm_runner_argv,
         .envp = cm_runner_envp,
         .control_fd = child_ctl,
         .output_fd = child_out,
-        .tmp_size_bytes = eng->cfg.tmp_size_bytes,
+        .tmp_size_bytes = p->cfg.tmp_size_bytes,
     };
-    if (cm_pool_spawn(eng, full, lim, ctl, &spec, &out->sb, &out->jail, err) < 0)
+    if (cm_pool_spawn(p, p->iso, full, lim, ctl, &spec, &out->sb, &out->jail, err) < 0)
         return -1;
     cm_cleanup_fd(&child_ctl);
     cm_cleanup_fd(&child_out);
-    if (wait_ready(ctl, deadline_ms, err) < 0) {
+    if (cm_runner_wait_ready(ctl, deadline_ms, err) < 0) {
         cm_error_prefix_output(err, outfd); /* a zygote child's set-up error, a traceback */
         destroy_now(&out->sb, &out->jail);
         return -1;
@@ -177,7 +123,7 @@ int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err
 {
     if (!memcmp(&s->limits, lim, sizeof *lim))
         return 0;
-    if (cm_cgroup_update_limits(s->jail.iso, &s->jail.cg, &s->limits, lim, err) < 0)
+    if (cm_cgroup_update_limits(&s->jail.cg, &s->limits, lim, err) < 0)
         return cm_error_prefix(err, "applying the chain's limits to a warm sandbox");
     s->limits = *lim;
     return 0;
@@ -240,7 +186,7 @@ static void *refill_main(void *arg)
 {
     cm_pool *p = arg;
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), REFILL_NICE);
-    cm_limits lim = pool_limits(&p->eng->cfg);
+    cm_limits lim = p->cfg.limits;
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
         int f = wanted_flavour(p);
@@ -252,9 +198,9 @@ static void *refill_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         cm_pool_sandbox *s = cm_xcalloc(1, sizeof *s);
         cm_error err;
-        int rc = cm_pool_build(p->eng, f == 1, &lim, cm_now_ms() + 30000, s, &err);
-        if (rc == 0)
-            cm_metrics_pool_refill(p->eng->metrics, s->build_ms);
+        int rc = cm_pool_build(p, f == 1, &lim, cm_now_ms() + 30000, s, &err);
+        if (rc == 0 && p->metrics.refill)
+            p->metrics.refill(p->metrics.ctx, s->build_ms);
         pthread_mutex_lock(&p->lock);
         p->building[f]--;
         if (rc < 0) {
@@ -374,10 +320,10 @@ cm_pool_sandbox *cm_pool_take(cm_pool *p, bool full)
         p->misses++;
     pthread_cond_signal(&p->refill_cv);
     pthread_mutex_unlock(&p->lock);
-    if (!s)
-        cm_metrics_pool_miss(p->eng->metrics);
-    else
+    if (s)
         restore_priority(s);
+    else if (p->metrics.miss)
+        p->metrics.miss(p->metrics.ctx);
     return s;
 }
 
@@ -412,18 +358,22 @@ void cm_pool_get_stats(cm_pool *p, cm_pool_stats *s)
 
 /* ---- life ---------------------------------------------------------------- */
 
-int cm_pool_start(cm_engine *eng, cm_pool **out, cm_error *err)
+int cm_pool_start(const cm_iso_config *cfg, cm_isolation *iso, const cm_pool_metrics *metrics,
+                  cm_pool **out, cm_error *err)
 {
     cm_pool *p = cm_xcalloc(1, sizeof *p);
-    p->eng = eng;
+    p->cfg = *cfg;
+    p->iso = iso;
+    if (metrics)
+        p->metrics = *metrics;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->refill_cv, NULL);
     pthread_cond_init(&p->warm_cv, NULL);
     pthread_cond_init(&p->reap_cv, NULL);
-    p->target[0] = eng->cfg.pool_size;
-    p->target[1] = eng->cfg.rootfs_full ? eng->cfg.pool_full_size : 0;
-    cm_zygote_init(&p->zygote[0], false);
-    cm_zygote_init(&p->zygote[1], true);
+    p->target[0] = p->cfg.pool_size;
+    p->target[1] = p->cfg.rootfs_full ? p->cfg.pool_full_size : 0;
+    cm_zygote_init(&p->zygote[0], false, &p->cfg, iso);
+    cm_zygote_init(&p->zygote[1], true, &p->cfg, iso);
     *out = p;
     int rc = pthread_create(&p->reaper, NULL, reaper_main, p);
     if (rc != 0)
@@ -431,8 +381,8 @@ int cm_pool_start(cm_engine *eng, cm_pool **out, cm_error *err)
     p->reaper_started = true;
     if (p->target[0] + p->target[1] == 0)
         return 0;
-    p->refill = cm_xcalloc((size_t)eng->cfg.pool_refill_concurrency, sizeof *p->refill);
-    for (int i = 0; i < eng->cfg.pool_refill_concurrency; i++) {
+    p->refill = cm_xcalloc((size_t)p->cfg.pool_refill_concurrency, sizeof *p->refill);
+    for (int i = 0; i < p->cfg.pool_refill_concurrency; i++) {
         rc = pthread_create(&p->refill[i], NULL, refill_main, p);
         if (rc != 0)
             return cm_error_set(err, CM_ERR_INTERNAL, "pool refill thread: %s", strerror(rc));

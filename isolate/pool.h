@@ -5,7 +5,9 @@
  * and hands it to the pool's reaper, which kills, reaps and removes its
  * cgroups off the request path.  Refills run on long-lived threads (the
  * sandbox's parent-death signal is tied to the spawning thread), at most
- * engine.pool_refill_concurrency at once.  Owned by the engine context. */
+ * engine.pool_refill_concurrency at once.  Owned by the engine context, which
+ * hands it the isolation settings, the isolation context and its metrics
+ * callbacks (it never sees the engine itself). */
 #ifndef CM_POOL_H
 #define CM_POOL_H
 
@@ -14,9 +16,16 @@
 
 #include "error.h"
 #include "isolation.h"
+#include "runner_proto.h"
 
-struct cm_engine;
 typedef struct cm_pool cm_pool;
+
+/* The engine's counters the pool reports to (either may be NULL). */
+typedef struct cm_pool_metrics {
+    void *ctx;
+    void (*refill)(void *ctx, double build_ms); /* a refill built one sandbox */
+    void (*miss)(void *ctx);                    /* a take found no idle sandbox */
+} cm_pool_metrics;
 
 /* One built sandbox: the runner waits on ctl_fd for its `run` frame. */
 typedef struct cm_pool_sandbox {
@@ -30,12 +39,11 @@ typedef struct cm_pool_sandbox {
     struct cm_pool_sandbox *next;
 } cm_pool_sandbox;
 
-/* The runner command every sandbox runs (fd 3 = control socket). */
-extern const char *const cm_runner_argv[];
-extern const char *const cm_runner_envp[];
-
-/* Starts the reaper and the refill threads (sizes from eng->cfg). */
-int cm_pool_start(struct cm_engine *eng, cm_pool **out, cm_error *err);
+/* Starts the reaper and the refill threads (sizes from cfg, which is
+ * copied; its strings and iso must outlive the pool).  *out is set even on
+ * failure (cm_pool_stop it). */
+int cm_pool_start(const cm_iso_config *cfg, cm_isolation *iso, const cm_pool_metrics *metrics,
+                  cm_pool **out, cm_error *err);
 /* Stops refilling, destroys the idle sandboxes, drains the reaper. */
 void cm_pool_stop(cm_pool *p);
 
@@ -50,13 +58,14 @@ int cm_pool_wait_warm(cm_pool *p, int timeout_ms);
 
 /* Builds one sandbox and waits (until deadline_ms, CLOCK_MONOTONIC ms) for
  * the runner's `ready`.  Nothing is left behind on failure. */
-int cm_pool_build(struct cm_engine *eng, bool full, const cm_limits *lim, int64_t deadline_ms,
+int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err);
 /* Starts one sandbox for spec (its control_fd/output_fd are the sandbox's
  * ends; engine_ctl is the engine's end of the control socket): forked from
- * the flavour's zygote when it is available, else cloned directly.  Fills
- * *sb and *jail; nothing is left behind on failure. */
-int cm_pool_spawn(struct cm_engine *eng, bool full, const cm_limits *lim, int engine_ctl,
+ * the flavour's zygote when p is not NULL and its zygote is available, else
+ * cloned directly with iso's layers.  Fills *sb and *jail; nothing is left
+ * behind on failure. */
+int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim, int engine_ctl,
                   cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err);
 /* Applies lim to a live sandbox's cgroups when it differs from what it was
  * built with (a request lowered them). */

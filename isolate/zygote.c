@@ -32,8 +32,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "engine.h"
-#include "pool.h"
+#include "log.h"
+#include "runner_proto.h"
 #include "util.h"
 
 #define ZYGOTE_START_TIMEOUT_MS 20000
@@ -44,18 +44,12 @@
 #define ZYGOTE_NS_CHILDREN(cfg)                                                                    \
     (4u * (unsigned)((cfg)->workers + (cfg)->pool_size + (cfg)->pool_full_size) + 64u)
 
-static const char *const zygote_argv[] = {"/usr/bin/python3.11",
-                                          "-I",
-                                          "-S",
-                                          "-B",
-                                          "-c",
-                                          "import _codemode_runner as r; r.zygote_main(3)",
-                                          NULL};
-
-void cm_zygote_init(cm_zygote *z, bool full)
+void cm_zygote_init(cm_zygote *z, bool full, const cm_iso_config *cfg, cm_isolation *iso)
 {
     memset(z, 0, sizeof *z);
     pthread_mutex_init(&z->mu, NULL);
+    z->cfg = cfg;
+    z->iso = iso;
     z->full = full;
     z->fd = z->out_fd = -1;
     z->sb.pid = z->sb.pidfd = -1;
@@ -175,8 +169,9 @@ static char *config_json(const cm_sandbox_spec *spec)
     return s;
 }
 
-static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
+static int start_locked(cm_zygote *z, cm_error *err)
 {
+    const cm_iso_config *c = z->cfg;
     z->starts++;
     int sv[2], pipefd[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -188,17 +183,18 @@ static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
     z->out_fd = pipefd[0];
     cm_autofd int child_out = pipefd[1];
     cm_sandbox_spec spec = {
-        .rootfs = z->full ? eng->cfg.rootfs_full : eng->cfg.rootfs,
-        .argv = zygote_argv,
+        .rootfs = z->full ? c->rootfs_full : c->rootfs,
+        .argv = cm_zygote_argv,
         .envp = cm_runner_envp,
         .control_fd = child_fd,
         .output_fd = child_out,
-        .tmp_size_bytes = eng->cfg.tmp_size_bytes, /* the chains' /tmp (and rlimit_fsize) */
+        .tmp_size_bytes = c->tmp_size_bytes, /* the chains' /tmp (and rlimit_fsize) */
     };
-    cm_limits zlim = {.memory_bytes = eng->cfg.memory_bytes,
-                      .cpu_quota_pct = eng->cfg.cpu_quota_pct > 100 ? eng->cfg.cpu_quota_pct : 100,
+    cm_limits zlim = {.memory_bytes = c->limits.memory_bytes,
+                      .cpu_quota_pct =
+                          c->limits.cpu_quota_pct > 100 ? c->limits.cpu_quota_pct : 100,
                       .pids_max = ZYGOTE_PIDS_MAX};
-    if (cm_jail_prepare(&eng->iso, &zlim, &z->jail, &spec, err) < 0)
+    if (cm_jail_prepare(z->iso, &zlim, &z->jail, &spec, err) < 0)
         return -1;
     cm_autofree char *cfg = config_json(&spec);
     /* the zygote itself keeps its capabilities (inside its own user
@@ -216,7 +212,7 @@ static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
     /* it creates every chain's pid/mnt/net/ipc/uts/cgroup namespaces in its
      * user namespace: room for all live chains, and for net namespaces whose
      * release the kernel finishes asynchronously */
-    spec.ns_children = ZYGOTE_NS_CHILDREN(&eng->cfg);
+    spec.ns_children = ZYGOTE_NS_CHILDREN(c);
     if (cm_sandbox_spawn(&spec, &z->sb, err) < 0)
         return cm_error_prefix(err, "zygote");
     cm_cleanup_fd(&child_fd);
@@ -235,13 +231,13 @@ static int start_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
     return 0;
 }
 
-static int ensure_up_locked(cm_engine *eng, cm_zygote *z, cm_error *err)
+static int ensure_up_locked(cm_zygote *z, cm_error *err)
 {
     if (z->up)
         return 0;
     if (cm_now_ms() < z->retry_after_ms)
         return 1;
-    if (start_locked(eng, z, err) == 0) {
+    if (start_locked(z, err) == 0) {
         cm_log("info", "zygote (%s rootfs) started, pid %d", z->full ? "full" : "minimal",
                (int)z->sb.pid);
         return 0;
@@ -330,19 +326,19 @@ static int send_go(int engine_ctl, cm_error *err)
     return 0;
 }
 
-int cm_zygote_spawn(cm_engine *eng, cm_zygote *z, const cm_limits *lim, int engine_ctl,
-                    int child_ctl, int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int child_ctl,
+                    int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err)
 {
-    if (!eng->cfg.zygote || !cm_isolation_active(&eng->iso, CM_LAYER_CGROUP))
+    if (!z->cfg->zygote || !cm_isolation_active(z->iso, CM_LAYER_CGROUP))
         return 1;
-    cm_sandbox_spec unused = {.tmp_size_bytes = eng->cfg.tmp_size_bytes};
-    if (cm_jail_prepare(&eng->iso, lim, jail, &unused, err) < 0)
+    cm_sandbox_spec unused = {.tmp_size_bytes = z->cfg->tmp_size_bytes};
+    if (cm_jail_prepare(z->iso, lim, jail, &unused, err) < 0)
         return -1;
     pthread_mutex_lock(&z->mu);
     int rc, pidfd = -1;
     /* a zygote that died since the last request is replaced once, here */
     for (int attempt = 0; attempt < 2 && pidfd < 0; attempt++) {
-        rc = ensure_up_locked(eng, z, err);
+        rc = ensure_up_locked(z, err);
         pidfd = rc == 0 ? ask_zygote(z, child_ctl, child_out, err) : -1;
         if (pidfd != -2)
             break;

@@ -2,8 +2,8 @@
  * sandbox per rootfs flavour whose runner has started CPython and imported
  * everything, and which forks a freshly namespaced, hardened sandbox per
  * request (rootfs/runner.py `zygote_main`, isolate/zygote_ext.c).  Owned by
- * the warm pool; started lazily by whichever thread needs it first (it has
- * no parent-death signal: it exits when its control socket reads
+ * the warm pool (which lends it the isolation settings and context); started lazily by whichever
+ * thread needs it first (it has no parent-death signal: it exits when its control socket reads
  * end-of-file, i.e. when the engine is gone), restarted after a failure at
  * most once per second.  Used only when the cgroup layer is active: chains of one
  * zygote share its user namespace, so their per-chain task and memory caps
@@ -19,10 +19,10 @@
 #include "error.h"
 #include "isolation.h"
 
-struct cm_engine;
-
 typedef struct cm_zygote {
     pthread_mutex_t mu;
+    const cm_iso_config *cfg; /* borrowed from the pool */
+    cm_isolation *iso;
     bool full;      /* rootfs flavour */
     atomic_bool up; /* running and configured (read without the lock by stats) */
     cm_sandbox sb;
@@ -34,7 +34,8 @@ typedef struct cm_zygote {
     atomic_long spawns, starts;
 } cm_zygote;
 
-void cm_zygote_init(cm_zygote *z, bool full);
+/* cfg and iso are borrowed and must outlive the zygote. */
+void cm_zygote_init(cm_zygote *z, bool full, const cm_iso_config *cfg, cm_isolation *iso);
 /* Kills and reaps the zygote (its children die with it). */
 void cm_zygote_stop(cm_zygote *z);
 
@@ -45,7 +46,7 @@ void cm_zygote_stop(cm_zygote *z);
  * filled (sb->foreign: reap by pidfd), 1 when the zygote is not available
  * (disabled, not startable right now: the caller spawns directly), -1 on a
  * failure with nothing left behind. */
-int cm_zygote_spawn(struct cm_engine *eng, cm_zygote *z, const cm_limits *lim, int engine_ctl,
-                    int child_ctl, int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err);
+int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int child_ctl,
+                    int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err);
 
 #endif
