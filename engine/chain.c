@@ -492,6 +492,8 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
     struct cm_policy_store *store = ch->conn ? ch->eng->policy : NULL;
     if (cm_policy_chain_begin(store, peer, &base, requested, &ch->pc, err) < 0)
         return -1;
+    if (cm_policy_chain_profile(ch->pc))
+        ch->egress = cm_policy_egress(cm_policy_chain_profile(ch->pc));
     cm_chain_limits *lim = cm_policy_chain_limits(ch->pc);
     if (!timeout_requested && ch->timeout_s < lim->timeout_s)
         lim->timeout_s = ch->timeout_s;

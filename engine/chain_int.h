@@ -64,6 +64,7 @@ struct chain {
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
     cm_policy_chain *pc;         /* policy session (policies/session.h) */
+    cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
     const cm_chain_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
     cm_limits limits;            /* isolation: this chain's cgroup limits */
