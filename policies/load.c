@@ -15,7 +15,6 @@
 
 #define POLICY_MAX_BYTES (4u << 20)
 
-
 /* ---- limits -------------------------------------------------------------- */
 
 static int get_long(vctx *v, const cJSON *j, long min, long max, long *out)
@@ -95,7 +94,6 @@ static int load_limits(vctx *v, const cJSON *j, cm_chain_limits *l)
 
 /* ---- imports ------------------------------------------------------------- */
 
-
 static int load_imports(vctx *v, const cJSON *j, cJSON **out)
 {
     if (!(cJSON_IsString(j) && !strcmp(j->valuestring, "all")) &&
@@ -137,7 +135,6 @@ static int load_pattern(vctx *v, const cJSON *j, arg_rule *a)
     a->pattern = cm_xstrdup(j->valuestring);
     return 0;
 }
-
 
 static int load_number(vctx *v, const cJSON *j, bool *has, double *out)
 {
