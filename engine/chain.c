@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "chain_int.h"
 #include "pool.h"
+#include "jsonrpc.h"
 #include "tools.h"
 
 #define DIAG_MAX 65536
@@ -95,6 +96,16 @@ static void take_search(chain *ch, const cJSON *msg)
     int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
                 ? limit->valueint
                 : 10;
+    size_t qlen = strlen(query);
+    if (qlen > CM_SEARCH_MAX_QUERY) {
+        cm_error err;
+        cm_error_set(&err, CM_ERR_TOOL_ERROR,
+                     "search_tools: the query is %zu bytes, over the limit of %d; describe the "
+                     "task in fewer words",
+                     qlen, CM_SEARCH_MAX_QUERY);
+        cm_chain_queue(ch, cm_chain_result_frame(id->valuedouble, NULL, &err));
+        return;
+    }
     cm_chain_queue(ch,
                    cm_chain_result_frame(
                        id->valuedouble,
@@ -592,7 +603,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     cm_policy_chain_end(ch.pc, response);
     if (reply_id) {
         bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
-        cm_rpc_reply(conn, reply_id, cm_tool_result(response, failed));
+        cm_conn_answer(conn, reply_id, cm_tool_result(response, failed));
         response = NULL;
     }
     if (dispose_late)
@@ -658,27 +669,23 @@ static int request_isolation_limits(const cJSON *args, cJSON *requested, char *m
     return 0;
 }
 
-void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+cJSON *cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
     const char *code = cm_json_str(args, "code");
     const cJSON *timeout = cJSON_GetObjectItemCaseSensitive(args, "timeout");
     char msg[256];
     if (!code) {
-        cm_rpc_reply(conn, id,
-                     cm_tool_result(invalid_chain_request("call_tool_chain: code must be a "
-                                                          "string"),
-                                    true));
-        return;
+        return cm_tool_result(invalid_chain_request("call_tool_chain: code must be a "
+                                                    "string"),
+                              true);
     }
     double t = eng->cfg.default_timeout_s;
     if (timeout && !cJSON_IsNull(timeout)) {
         if (!cJSON_IsNumber(timeout) || !(timeout->valuedouble > 0)) {
-            cm_rpc_reply(conn, id,
-                         cm_tool_result(invalid_chain_request("call_tool_chain: timeout must be "
-                                                              "a positive number of seconds"),
-                                        true));
-            return;
+            return cm_tool_result(invalid_chain_request("call_tool_chain: timeout must be "
+                                                        "a positive number of seconds"),
+                                  true);
         }
         t = timeout->valuedouble;
     }
@@ -692,15 +699,12 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     cm_autojson cJSON *requested =
         cJSON_IsObject(limits) ? cJSON_Duplicate(limits, 1) : cJSON_CreateObject();
     if (limits && !cJSON_IsObject(limits) && !cJSON_IsNull(limits)) {
-        cm_rpc_reply(conn, id,
-                     cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
-                                                          "object"),
-                                    true));
-        return;
+        return cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
+                                                    "object"),
+                              true);
     }
     if (request_isolation_limits(args, requested, msg, sizeof msg) < 0) {
-        cm_rpc_reply(conn, id, cm_tool_result(invalid_chain_request(msg), true));
-        return;
+        return cm_tool_result(invalid_chain_request(msg), true);
     }
     bool timeout_requested = timeout && !cJSON_IsNull(timeout);
     if (timeout_requested && !cJSON_GetObjectItemCaseSensitive(requested, "timeout_s"))
@@ -709,8 +713,9 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     if (!id) { /* a notification: run it, nobody gets an answer */
         cJSON_Delete(chain_run(eng, conn, code, t, requested, timeout_requested,
                                cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), NULL));
-        return;
+        return NULL;
     }
-    chain_run(eng, conn, code, t, requested, timeout_requested,
-              cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), id);
+    /* answered as soon as complete, before the sandbox is torn down */
+    return chain_run(eng, conn, code, t, requested, timeout_requested,
+                     cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), id);
 }

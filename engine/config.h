@@ -14,7 +14,6 @@
 #include "cm_limits.h"
 #include "yamljson.h"
 
-
 typedef struct cm_config {
     char *path;     /* config file path, NULL when running on defaults */
     char *base_dir; /* directory of the config file (or cwd): relative paths resolve here */
@@ -73,6 +72,5 @@ typedef struct cm_config {
  * (for the default rootfs path). */
 int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err);
 void cm_config_free(cm_config *cfg);
-
 
 #endif

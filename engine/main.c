@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "jobs.h"
 #include "rootfs.h"
+#include "rpc.h"
 #include "pctx.h"
 #include "server.h"
 #include "tools.h"
@@ -152,6 +153,7 @@ static void tune_malloc(void)
 static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
     tune_malloc();
+    eng->on_line = cm_rpc_handle_line;
     cm_autofree char *dir = cm_exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;

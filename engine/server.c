@@ -7,6 +7,8 @@
  * grows its own (bounded) buffer and is dropped past the bound. */
 #include "server.h"
 
+#include "jsonrpc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -63,6 +65,15 @@ static size_t send_direct(cm_conn *c, const char *data, size_t len)
             break; /* EAGAIN: the loop writes the rest; an error: it closes */
     }
     return sent;
+}
+
+void cm_conn_answer(cm_conn *c, const cJSON *id, cJSON *result)
+{
+    if (!id) {
+        cJSON_Delete(result);
+        return;
+    }
+    cm_conn_send(c, cm_rpc_result(id, result));
 }
 
 void cm_conn_send(cm_conn *c, cJSON *msg)
@@ -286,7 +297,7 @@ static void process_input(cm_engine *eng, cm_conn *c)
         if (c->discarding)
             c->discarding = false;
         else if (len > 0)
-            cm_rpc_handle_line(eng, c, c->in.data + start, len);
+            eng->on_line(eng, c, c->in.data + start, len);
         start += len + 1;
     }
     cm_buf_consume(&c->in, start);
