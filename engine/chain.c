@@ -31,36 +31,6 @@ static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_er
 
 /* ---- results --------------------------------------------------------- */
 
-static void set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback)
-{
-    if (ch->error)
-        return;
-    ch->error = cJSON_CreateObject();
-    cJSON_AddStringToObject(ch->error, "kind", cm_errkind_name(kind));
-    cJSON_AddStringToObject(ch->error, "message", message);
-    if (traceback)
-        cJSON_AddStringToObject(ch->error, "traceback", traceback);
-    ch->finished = true;
-}
-
-void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    set_error(ch, kind, msg, NULL);
-}
-
-void cm_chain_queue(chain *ch, cJSON *frame)
-{
-    cm_error err;
-    if (cm_frame_encode(frame, &ch->to_sandbox, &err) < 0)
-        cm_chain_errorf(ch, CM_ERR_INTERNAL, "cannot encode control frame: %s", err.message);
-    cJSON_Delete(frame);
-}
-
 /* ---- frames from the runner ------------------------------------------- */
 
 static void take_log(chain *ch, const cJSON *msg)
@@ -146,8 +116,8 @@ static void take_done(chain *ch, cJSON *msg)
     /* Any other kind is a failed tool call's (timeout, io...) re-raised by
      * an uncaught ToolError (the bridge admits only those): a chain cannot
      * claim them, but a tool did fail, so the chain ends with tool_error. */
-    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR, message,
-              cm_json_str(e, "traceback"));
+    cm_chain_set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR,
+                       message, cm_json_str(e, "traceback"));
 }
 
 static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
@@ -564,7 +534,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
     if (start_sandbox(&ch, &err) < 0) {
-        set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
+        cm_chain_set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
         /* while the sandbox runs: the usage files are opened now, read after */

@@ -71,7 +71,8 @@ struct chain {
     cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
 };
 
-/* chain.c */
+/* chain_state.c: the chain's error (first one wins; ends the chain) */
+void cm_chain_set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback);
 void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Encodes frame (taken) onto the bytes waiting for the sandbox. */

@@ -67,6 +67,10 @@ struct cm_engine {
     /* the request layer: called with each complete line a client sent
      * (set by main to cm_rpc_handle_line; the transport knows no more) */
     void (*on_line)(struct cm_engine *eng, cm_conn *conn, const char *line, size_t len);
+    /* true while requests are queued or running (the worker pool's count) */
+    bool (*requests_busy)(struct cm_engine *eng);
+    /* the loop's periodic work (metrics file every 5 s; final: at stop) */
+    void (*tick)(struct cm_engine *eng, bool final);
     cm_conn *conns;   /* event loop only */
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */

@@ -21,14 +21,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "jobs.h"
-#include "tools.h"
 #include "reload.h"
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
 #define DRAIN_LIMIT_MS 60000
-#define METRICS_FILE_MS 5000
 
 /* epoll tags: pointers for connections, small ints for the rest */
 #define TAG_LISTEN ((void *)1)
@@ -441,7 +438,7 @@ static void begin_stop(cm_engine *eng)
 
 static bool drained(cm_engine *eng)
 {
-    if (cm_jobs_queued(eng->jobs) + cm_jobs_running(eng->jobs) > 0)
+    if (eng->requests_busy(eng))
         return false;
     for (cm_conn *c = eng->conns; c; c = c->next) {
         pthread_mutex_lock(&c->lock);
@@ -497,12 +494,9 @@ int cm_server_run(cm_engine *eng, cm_error *err)
         if (wake)
             flush_all(eng);
         sweep_half_closed(eng);
-        if (eng->cfg.metrics_file && cm_now_ms() - eng->metrics_written_ms >= METRICS_FILE_MS) {
-            cm_engine_write_metrics_file(eng);
-            eng->metrics_written_ms = cm_now_ms();
-        }
+        eng->tick(eng, false);
     }
-    cm_engine_write_metrics_file(eng);
+    eng->tick(eng, true);
     cm_log("info", "stopped");
     return 0;
 }

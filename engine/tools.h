@@ -25,7 +25,8 @@ cJSON *cm_tools_list(void);
 cJSON *cm_engine_stats_json(cm_engine *eng);
 cJSON *cm_engine_health_json(cm_engine *eng);
 int cm_engine_metrics_text(cm_engine *eng, cm_buf *out, cm_error *err);
-void cm_engine_write_metrics_file(cm_engine *eng);
+/* the loop's periodic work: the metrics file every 5 s (final: now) */
+void cm_engine_tick(cm_engine *eng, bool final);
 /* metrics_http.c: GET /metrics on 127.0.0.1:engine.metrics_port (0 = off) */
 int cm_metrics_http_start(cm_engine *eng, cm_error *err);
 void cm_metrics_http_stop(cm_engine *eng);
