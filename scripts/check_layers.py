@@ -12,7 +12,7 @@ finds the file it names (core/ first, then the including folder, then the
 others, as the compiler's include path would) and fails on an include that
 runs up a layer or sideways between two middle folders.  Also fails on any C
 or Python source file of the repository over 1,000 lines (the project's
-file-size rule).  Prints the layer picture with the include counts between
+file-size rule), and on a file of a source folder its README does not list.  Prints the layer picture with the include counts between
 folders.  Exit 0 when clean, 1 otherwise.  Stdlib only.
 
 Usage: scripts/check_layers.py [REPO_DIR]
@@ -93,6 +93,36 @@ def check_sizes(root, files):
     return errors
 
 
+README_FOLDERS = ["core", "engine", "isolate", "policies", "providers", "rootfs", "scripts"]
+
+
+def listed(readme, name):
+    stem, ext = os.path.splitext(name)
+    forms = [name]
+    if ext in (".c", ".h"):
+        forms += [stem + ".[ch]", stem + ".c/.h"]
+    return any(f in readme for f in forms)
+
+
+def check_readmes(root, files):
+    """Every file of a source folder appears in that folder's README."""
+    errors = []
+    for folder in README_FOLDERS:
+        path = os.path.join(root, folder, "README.md")
+        if not os.path.isfile(path):
+            errors.append("%s/README.md: missing (a folder's README lists its files)" % folder)
+            continue
+        with open(path) as f:
+            readme = f.read()
+        for fpath in files:
+            parts = fpath.split("/")
+            if len(parts) != 2 or parts[0] != folder or parts[1] == "README.md":
+                continue
+            if not listed(readme, parts[1]):
+                errors.append("%s/README.md: does not list %s" % (folder, parts[1]))
+    return errors
+
+
 def picture(edges):
     rows = []
     for level in sorted(set(LAYERS.values()), reverse=True):
@@ -110,12 +140,12 @@ def main():
                            os.path.join(os.path.dirname(__file__), ".."))
     files = tracked_files(root)
     inc_errors, edges = check_includes(root, files)
-    size_errors = check_sizes(root, files)
+    size_errors = check_sizes(root, files) + check_readmes(root, files)
     print("layers (bottom: core):\n" + picture(edges))
     for e in inc_errors + size_errors:
         print("ERROR " + e)
     if inc_errors or size_errors:
-        print("check_layers: %d include(s) against the layering, %d file(s) too long"
+        print("check_layers: %d include(s) against the layering, %d size or README problem(s)"
               % (len(inc_errors), len(size_errors)))
         return 1
     print("check_layers: ok (%d files)" % len(files))
