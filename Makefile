@@ -7,9 +7,19 @@ PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 INCLUDES := -Icore -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
+# Each folder compiles with only the include paths its layer may use
+# (docs/architecture.md), so an include that runs up a layer fails the build;
+# scripts/check_layers.py (make check-layers) says which and why.
+INC_core      := -Icore
+INC_isolate   := $(INCLUDES)
+INC_policies  := -Icore -Ipolicies
+INC_providers := -Icore -Iproviders
+INC_engine    := $(INCLUDES)
+inc_of = $(or $(INC_$(firstword $(subst /, ,$(1)))),$(INCLUDES))
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP
+BASE_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS := $(BASE_CFLAGS) $(INCLUDES)
 LDLIBS  := $(PKG_LIBS) -lpthread
 SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -32,7 +42,7 @@ $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt 
 # `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
 SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py $(ZYGOTE_EXT)
 
-.PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb \
+.PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb check-layers \
 	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
@@ -45,7 +55,7 @@ build/codemode: $(OBJS)
 
 build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(BASE_CFLAGS) $(call inc_of,$<) -c -o $@ $<
 
 asan: build/asan/codemode
 build/asan/codemode: $(SAN_OBJS)
@@ -53,7 +63,7 @@ build/asan/codemode: $(SAN_OBJS)
 
 build/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c17 -D_GNU_SOURCE $(WARN) $(SAN_FLAGS) $(INCLUDES) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) -std=c17 -D_GNU_SOURCE $(WARN) $(SAN_FLAGS) $(call inc_of,$<) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
 build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -138,6 +148,11 @@ test: deps
 	@$(MAKE) --no-print-directory security
 	@$(MAKE) --no-print-directory conformance
 	@$(MAKE) --no-print-directory reliability
+
+# The layering rule (core < isolate/policies/providers < engine) and the
+# 1,000-line rule, read from the sources' includes (scripts/check_layers.py).
+check-layers:
+	@$(PYTHON) scripts/check_layers.py
 
 # Security regression suite (escape probes, per-layer runs, clean-up); root only.
 security: all rootfs npm-deps

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pyiface.h"
+#include "jsonrpc.h"
 #include "tools.h"
 
 const char CM_AGENT_PROMPT[] =
@@ -124,15 +125,13 @@ static const cJSON *args_of(const cJSON *params)
 }
 
 /* Interfaces as the requesting caller sees them; when the caller cannot be
- * resolved the error is answered and *refused set. */
-static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const char *only,
-                               bool *refused)
+ * resolved, NULL with *refused set to the answer. */
+static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const char *only, cJSON **refused)
 {
     cm_caller c;
     cm_error err;
     if (cm_caller_begin(eng->policy, &conn->peer, &c, &err) < 0) {
-        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
-        *refused = true;
+        *refused = cm_tool_result_error(err.kind, err.message);
         return NULL;
     }
     char *text = cm_agent_interfaces(eng, c.profile, only);
@@ -140,50 +139,51 @@ static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, c
     return text;
 }
 
-void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+cJSON *cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
+    (void)id;
     (void)params;
-    bool refused = false;
-    cm_autofree char *text = caller_interfaces(eng, conn, id, NULL, &refused);
+    cJSON *refused = NULL;
+    cm_autofree char *text = caller_interfaces(eng, conn, NULL, &refused);
     if (refused)
-        return;
+        return refused;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "interfaces", text);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+cJSON *cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                  const cJSON *params)
 {
+    (void)id;
     const char *name = cm_json_str(args_of(params), "tool_name");
-    if (!name) {
-        cm_rpc_reply(conn, id,
-                     cm_tool_result_error(CM_ERR_INVALID_REQUEST,
-                                          "get_tool_interface: tool_name must be a string"));
-        return;
-    }
-    bool refused = false;
-    cm_autofree char *text = caller_interfaces(eng, conn, id, name, &refused);
+    if (!name)
+        return cm_tool_result_error(CM_ERR_INVALID_REQUEST,
+                                    "get_tool_interface: tool_name must be a string");
+    cJSON *refused = NULL;
+    cm_autofree char *text = caller_interfaces(eng, conn, name, &refused);
     if (refused)
-        return;
+        return refused;
     if (!text) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown tool '%.200s'", name);
-        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_NOT_FOUND, msg));
-        return;
+        return cm_tool_result_error(CM_ERR_NOT_FOUND, msg);
     }
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "tool_name", name);
     cJSON_AddStringToObject(s, "interface", text);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-void cm_tool_agent_prompt(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+cJSON *cm_tool_agent_prompt(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     (void)eng;
+    (void)conn;
+    (void)id;
     (void)params;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "prompt", CM_AGENT_PROMPT);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
 static const char *const LOG_LEVELS[] = {"debug", "info",     "notice", "warning",

@@ -48,9 +48,9 @@ void cm_agent_stream_log(cm_conn *conn, const cJSON *progress_token, int count, 
 extern const char CM_AGENT_PROMPT[];
 
 /* Engine tools (tools.c tool_defs). */
-void cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
-void cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                                const cJSON *params);
-void cm_tool_agent_prompt(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
+cJSON *cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
+cJSON *cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                  const cJSON *params);
+cJSON *cm_tool_agent_prompt(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
 
 #endif

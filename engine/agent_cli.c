@@ -1,10 +1,8 @@
 /* agent_cli.c — the agent-facing subcommands: `codemode prompt`,
- * `codemode tools interfaces|interface NAME|search QUERY` and the streaming
- * form of `codemode run --follow`.  All talk to a running engine over its
- * socket (client.c), except `prompt`, which needs no engine. */
-#include <errno.h>
+ * `codemode tools interfaces|interface NAME|search QUERY`.  All talk to a
+ * running engine over its socket (client.c), except `prompt`, which needs no
+ * engine. */
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,8 +10,6 @@
 #include "agent.h"
 #include "client.h"
 #include "util.h"
-
-#define MAX_LINE (256u << 20)
 
 int cm_cmd_prompt(int argc, char **argv)
 {
@@ -138,107 +134,3 @@ int cm_cmd_tools(int argc, char **argv)
 }
 
 /* ---- codemode run --follow ------------------------------------------------ */
-
-static int send_line(int fd, cJSON *msg, cm_error *err)
-{
-    cm_autofree char *text = cm_json_print(msg);
-    cJSON_Delete(msg);
-    if (cm_write_all(fd, text, strlen(text), err) < 0 || cm_write_all(fd, "\n", 1, err) < 0)
-        return -1;
-    return 0;
-}
-
-static cJSON *request(int id, const char *method)
-{
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
-    cJSON_AddNumberToObject(r, "id", id);
-    cJSON_AddStringToObject(r, "method", method);
-    return r;
-}
-
-/* Handles one line from the engine: 1 when it was the chain's response
- * (printed; *rc set), 0 otherwise. */
-static int follow_line(const char *line, int *rc)
-{
-    cm_autojson cJSON *msg = cJSON_Parse(line);
-    const char *method = cm_json_str(msg, "method");
-    if (method && !strcmp(method, "notifications/message")) {
-        const char *data = cm_json_str(cJSON_GetObjectItemCaseSensitive(msg, "params"), "data");
-        if (data) {
-            printf("%s\n", data);
-            fflush(stdout);
-        }
-        return 0;
-    }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    if (!cJSON_IsNumber(id) || id->valueint != 2)
-        return 0;
-    const cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
-    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(result, "structuredContent");
-    cm_autofree char *text = cJSON_Print(sc ? sc : msg);
-    if (!sc) {
-        fprintf(stderr, "codemode run: engine error: %s\n", text);
-        *rc = 2;
-        return 1;
-    }
-    printf("%s\n", text);
-    *rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(result, "isError")) ? 1 : 0;
-    return 1;
-}
-
-int cm_run_follow(const char *socket_path, const char *code, double timeout)
-{
-    cm_error err;
-    cm_autofd int fd = cm_client_connect(socket_path, &err);
-    if (fd < 0) {
-        fprintf(stderr, "codemode run: %s\n", err.message);
-        return 2;
-    }
-    cJSON *lvl = request(1, "logging/setLevel");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(lvl, "params"), "level", "info");
-    cJSON *call = request(2, "tools/call");
-    cJSON *params = cJSON_AddObjectToObject(call, "params");
-    cJSON_AddStringToObject(params, "name", "call_tool_chain");
-    cJSON *args = cJSON_AddObjectToObject(params, "arguments");
-    cJSON_AddStringToObject(args, "code", code);
-    cJSON_AddNumberToObject(args, "timeout", timeout);
-    if (send_line(fd, lvl, &err) < 0 || send_line(fd, call, &err) < 0) {
-        fprintf(stderr, "codemode run: sending request: %s\n", err.message);
-        return 2;
-    }
-    cm_buf in = {0};
-    int64_t deadline = cm_now_ms() + (int64_t)(timeout * 1000) + 30000;
-    int rc = 2;
-    char chunk[65536];
-    for (;;) {
-        char *nl;
-        while (in.len && (nl = memchr(in.data, '\n', in.len))) {
-            *nl = '\0';
-            size_t used = (size_t)(nl - in.data) + 1;
-            int done = follow_line(in.data, &rc);
-            cm_buf_consume(&in, used);
-            if (done) {
-                cm_buf_free(&in);
-                return rc;
-            }
-        }
-        int64_t left = deadline - cm_now_ms();
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR)) {
-            fprintf(stderr, "codemode run: no answer from the engine\n");
-            break;
-        }
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0 || in.len + (size_t)n > MAX_LINE) {
-            fprintf(stderr, "codemode run: engine closed the connection\n");
-            break;
-        }
-        if (cm_buf_append(&in, chunk, (size_t)n, &err) < 0)
-            break;
-    }
-    cm_buf_free(&in);
-    return 2;
-}

@@ -20,6 +20,7 @@
 #include "agent.h"
 #include "chain_int.h"
 #include "pool.h"
+#include "jsonrpc.h"
 #include "tools.h"
 
 #define DIAG_MAX 65536
@@ -29,36 +30,6 @@ static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_er
                                                  "policy_denied", "result_not_serializable"};
 
 /* ---- results --------------------------------------------------------- */
-
-static void set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback)
-{
-    if (ch->error)
-        return;
-    ch->error = cJSON_CreateObject();
-    cJSON_AddStringToObject(ch->error, "kind", cm_errkind_name(kind));
-    cJSON_AddStringToObject(ch->error, "message", message);
-    if (traceback)
-        cJSON_AddStringToObject(ch->error, "traceback", traceback);
-    ch->finished = true;
-}
-
-void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    set_error(ch, kind, msg, NULL);
-}
-
-void cm_chain_queue(chain *ch, cJSON *frame)
-{
-    cm_error err;
-    if (cm_frame_encode(frame, &ch->to_sandbox, &err) < 0)
-        cm_chain_errorf(ch, CM_ERR_INTERNAL, "cannot encode control frame: %s", err.message);
-    cJSON_Delete(frame);
-}
 
 /* ---- frames from the runner ------------------------------------------- */
 
@@ -95,6 +66,16 @@ static void take_search(chain *ch, const cJSON *msg)
     int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
                 ? limit->valueint
                 : 10;
+    size_t qlen = strlen(query);
+    if (qlen > CM_SEARCH_MAX_QUERY) {
+        cm_error err;
+        cm_error_set(&err, CM_ERR_TOOL_ERROR,
+                     "search_tools: the query is %zu bytes, over the limit of %d; describe the "
+                     "task in fewer words",
+                     qlen, CM_SEARCH_MAX_QUERY);
+        cm_chain_queue(ch, cm_chain_result_frame(id->valuedouble, NULL, &err));
+        return;
+    }
     cm_chain_queue(ch,
                    cm_chain_result_frame(
                        id->valuedouble,
@@ -135,8 +116,8 @@ static void take_done(chain *ch, cJSON *msg)
     /* Any other kind is a failed tool call's (timeout, io...) re-raised by
      * an uncaught ToolError (the bridge admits only those): a chain cannot
      * claim them, but a tool did fail, so the chain ends with tool_error. */
-    set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR, message,
-              cm_json_str(e, "traceback"));
+    cm_chain_set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR,
+                       message, cm_json_str(e, "traceback"));
 }
 
 static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
@@ -493,6 +474,8 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
     struct cm_policy_store *store = ch->conn ? ch->eng->policy : NULL;
     if (cm_policy_chain_begin(store, peer, &base, requested, &ch->pc, err) < 0)
         return -1;
+    if (cm_policy_chain_profile(ch->pc))
+        ch->egress = cm_policy_egress(cm_policy_chain_profile(ch->pc));
     cm_chain_limits *lim = cm_policy_chain_limits(ch->pc);
     if (!timeout_requested && ch->timeout_s < lim->timeout_s)
         lim->timeout_s = ch->timeout_s;
@@ -552,7 +535,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
     if (start_sandbox(&ch, &err) < 0) {
-        set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
+        cm_chain_set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
         /* while the sandbox runs: the usage files are opened now, read after */
@@ -591,7 +574,7 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     cm_policy_chain_end(ch.pc, response);
     if (reply_id) {
         bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
-        cm_rpc_reply(conn, reply_id, cm_tool_result(response, failed));
+        cm_conn_answer(conn, reply_id, cm_tool_result(response, failed));
         response = NULL;
     }
     if (dispose_late)
@@ -657,27 +640,23 @@ static int request_isolation_limits(const cJSON *args, cJSON *requested, char *m
     return 0;
 }
 
-void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+cJSON *cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
     const char *code = cm_json_str(args, "code");
     const cJSON *timeout = cJSON_GetObjectItemCaseSensitive(args, "timeout");
     char msg[256];
     if (!code) {
-        cm_rpc_reply(conn, id,
-                     cm_tool_result(invalid_chain_request("call_tool_chain: code must be a "
-                                                          "string"),
-                                    true));
-        return;
+        return cm_tool_result(invalid_chain_request("call_tool_chain: code must be a "
+                                                    "string"),
+                              true);
     }
     double t = eng->cfg.default_timeout_s;
     if (timeout && !cJSON_IsNull(timeout)) {
         if (!cJSON_IsNumber(timeout) || !(timeout->valuedouble > 0)) {
-            cm_rpc_reply(conn, id,
-                         cm_tool_result(invalid_chain_request("call_tool_chain: timeout must be "
-                                                              "a positive number of seconds"),
-                                        true));
-            return;
+            return cm_tool_result(invalid_chain_request("call_tool_chain: timeout must be "
+                                                        "a positive number of seconds"),
+                                  true);
         }
         t = timeout->valuedouble;
     }
@@ -691,15 +670,12 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     cm_autojson cJSON *requested =
         cJSON_IsObject(limits) ? cJSON_Duplicate(limits, 1) : cJSON_CreateObject();
     if (limits && !cJSON_IsObject(limits) && !cJSON_IsNull(limits)) {
-        cm_rpc_reply(conn, id,
-                     cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
-                                                          "object"),
-                                    true));
-        return;
+        return cm_tool_result(invalid_chain_request("call_tool_chain: limits must be an "
+                                                    "object"),
+                              true);
     }
     if (request_isolation_limits(args, requested, msg, sizeof msg) < 0) {
-        cm_rpc_reply(conn, id, cm_tool_result(invalid_chain_request(msg), true));
-        return;
+        return cm_tool_result(invalid_chain_request(msg), true);
     }
     bool timeout_requested = timeout && !cJSON_IsNull(timeout);
     if (timeout_requested && !cJSON_GetObjectItemCaseSensitive(requested, "timeout_s"))
@@ -708,8 +684,9 @@ void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, con
     if (!id) { /* a notification: run it, nobody gets an answer */
         cJSON_Delete(chain_run(eng, conn, code, t, requested, timeout_requested,
                                cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), NULL));
-        return;
+        return NULL;
     }
-    chain_run(eng, conn, code, t, requested, timeout_requested,
-              cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), id);
+    /* answered as soon as complete, before the sandbox is torn down */
+    return chain_run(eng, conn, code, t, requested, timeout_requested,
+                     cJSON_GetObjectItemCaseSensitive(meta, "progressToken"), id);
 }

@@ -118,7 +118,7 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
         .cancel = &ch->cancel,
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
         .providers = ch->eng->providers,
-        .egress = cm_policy_chain_profile(ch->pc),
+        .egress = ch->egress.rules ? &ch->egress : NULL,
     };
 }
 

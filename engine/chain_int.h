@@ -64,13 +64,15 @@ struct chain {
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
     cm_policy_chain *pc;         /* policy session (policies/session.h) */
+    cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
     const cm_chain_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
     cm_limits limits;            /* isolation: this chain's cgroup limits */
     cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
 };
 
-/* chain.c */
+/* chain_state.c: the chain's error (first one wins; ends the chain) */
+void cm_chain_set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback);
 void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Encodes frame (taken) onto the bytes waiting for the sandbox. */

@@ -14,7 +14,6 @@
 #include "cm_limits.h"
 #include "yamljson.h"
 
-
 typedef struct cm_config {
     char *path;     /* config file path, NULL when running on defaults */
     char *base_dir; /* directory of the config file (or cwd): relative paths resolve here */
@@ -77,6 +76,5 @@ void cm_config_free(cm_config *cfg);
 struct cm_iso_config;
 /* The isolation settings (isolate/isolation.h) of cfg; strings borrowed. */
 void cm_config_iso(const cm_config *cfg, struct cm_iso_config *out);
-
 
 #endif

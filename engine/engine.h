@@ -64,6 +64,13 @@ struct cm_engine {
     int wake_fd;   /* eventfd: workers → event loop (output pending) */
     int signal_fd; /* SIGTERM/SIGINT */
     atomic_bool stopping;
+    /* the request layer: called with each complete line a client sent
+     * (set by main to cm_rpc_handle_line; the transport knows no more) */
+    void (*on_line)(struct cm_engine *eng, cm_conn *conn, const char *line, size_t len);
+    /* true while requests are queued or running (the worker pool's count) */
+    bool (*requests_busy)(struct cm_engine *eng);
+    /* the loop's periodic work (metrics file every 5 s; final: at stop) */
+    void (*tick)(struct cm_engine *eng, bool final);
     cm_conn *conns;   /* event loop only */
     int nconns;       /* event loop only */
     int nhalf_closed; /* event loop only */
@@ -109,6 +116,8 @@ void cm_conn_unref(cm_conn *c);
 /* Queues one JSON-RPC message (plus '\n') for the client and wakes the loop.
  * Takes ownership of msg. Dropped silently when the client is gone. */
 void cm_conn_send(cm_conn *c, cJSON *msg);
-
+/* The answer to request `id`: {"jsonrpc","id","result"} sent on c; for a
+ * notification (id NULL) result is only freed.  Takes ownership. */
+void cm_conn_answer(cm_conn *c, const cJSON *id, cJSON *result);
 
 #endif

@@ -105,10 +105,15 @@ int cm_engine_metrics_text(cm_engine *eng, cm_buf *out, cm_error *err)
     return cm_metrics_render(eng->metrics, g, out, err);
 }
 
-void cm_engine_write_metrics_file(cm_engine *eng)
+#define METRICS_FILE_MS 5000
+
+void cm_engine_tick(cm_engine *eng, bool final)
 {
     if (!eng->cfg.metrics_file)
         return;
+    if (!final && cm_now_ms() - eng->metrics_written_ms < METRICS_FILE_MS)
+        return;
+    eng->metrics_written_ms = cm_now_ms();
     cm_autojson cJSON *g = gauges(eng);
     cm_error err;
     if (cm_metrics_write_file(eng->metrics, g, eng->cfg.metrics_file, &err) < 0)

@@ -57,7 +57,9 @@ static void *worker_main(void *arg)
     cm_jobs *j = arg;
     job *jb;
     while ((jb = take_job(j)) != NULL) {
-        jb->fn(j->eng, jb->conn, jb->id, jb->params);
+        cJSON *result = jb->fn(j->eng, jb->conn, jb->id, jb->params);
+        if (result)
+            cm_conn_answer(jb->conn, jb->id, result);
         finish_job(j, jb);
     }
     return NULL;

@@ -8,9 +8,12 @@
 
 #include "engine.h"
 
-/* A job: run(eng, conn, id, params) must send exactly one response on conn
- * (for requests; id NULL means a notification). */
-typedef void (*cm_job_fn)(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
+/* A job (and every tool handler): run(eng, conn, id, params) returns the
+ * result the worker answers id with, or NULL when it answered itself (a
+ * chain answers before its sandbox is torn down).  id NULL: a
+ * notification, whose result is dropped.  Handlers send only streamed
+ * notifications (log lines, progress) on conn. */
+typedef cJSON *(*cm_job_fn)(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
 
 int cm_jobs_start(cm_engine *eng, int workers, int queue_max, cm_jobs **out, cm_error *err);
 /* Queues a job; takes references on conn and copies id/params.  Returns -1

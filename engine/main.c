@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "jobs.h"
 #include "rootfs.h"
+#include "rpc.h"
 #include "pctx.h"
 #include "server.h"
 #include "tools.h"
@@ -129,6 +130,11 @@ static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
     return 0;
 }
 
+static bool requests_busy(cm_engine *eng)
+{
+    return cm_jobs_queued(eng->jobs) + cm_jobs_running(eng->jobs) > 0;
+}
+
 /* The process-wide allocator settings, made once before any thread starts
  * (issue 14: memory a big chain or registration used must go back). */
 static void tune_malloc(void)
@@ -166,6 +172,9 @@ static void pool_miss_metric(void *ctx)
 static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
 {
     tune_malloc();
+    eng->on_line = cm_rpc_handle_line;
+    eng->requests_busy = requests_busy;
+    eng->tick = cm_engine_tick;
     cm_autofree char *dir = cm_exe_dir();
     if (cm_config_load(config, dir, &eng->cfg, err) < 0)
         return -1;

@@ -90,6 +90,8 @@ static int check_discovered(const cm_caller *caller, const char *manual, const c
 static int discover(cm_engine *eng, const cJSON *tmpl, const char *name, const cm_caller *caller,
                     cJSON **manual, cm_error *err)
 {
+    cm_egress egress =
+        caller && caller->profile ? cm_policy_egress(caller->profile) : (cm_egress){0};
     cm_call_ctx ctx = {
         .vars = eng->vars,
         .manual_name = name,
@@ -97,7 +99,7 @@ static int discover(cm_engine *eng, const cJSON *tmpl, const char *name, const c
         .deadline_ms = cm_now_ms() + (int64_t)eng->cfg.registration.timeout_s * 1000,
         .max_output_bytes = eng->cfg.registration.max_bytes,
         .providers = eng->providers,
-        .egress = caller ? caller->profile : NULL,
+        .egress = egress.rules ? &egress : NULL,
         .reg = &eng->cfg.registration,
     };
     if (cm_provider_discover(tmpl, &ctx, manual, err) < 0)

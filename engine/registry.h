@@ -13,6 +13,10 @@
 
 typedef struct cm_registry cm_registry;
 
+/* The longest task description a search takes (in a chain and over MCP):
+ * ranking reads every term, and no real task needs more. */
+#define CM_SEARCH_MAX_QUERY 4096
+
 /* Who is looking (ownership, issue 14): every manual has an owner — NULL for
  * the engine's own (config) manuals, else the policy profile that registered
  * it over the socket.  A view sees the engine's manuals and those of

@@ -5,6 +5,7 @@
  * The builder is found at $CODEMODE_ROOTFS_BUILDER, else next to the binary in
  * share/codemode/build_rootfs.py or ../share/codemode/build_rootfs.py (the
  * Makefile copies it and runner.py to build/share/codemode/). */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -76,9 +77,14 @@ static int run_builder(const char *builder, const char *out, const char *profile
         fprintf(stderr, "codemode: cannot run %s: %m\n", HOST_PYTHON);
         _exit(127);
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        ;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) { /* ECHILD: not ours to wait for any more */
+            fprintf(stderr, "codemode: rootfs build: waiting for %s: %s\n", builder,
+                    strerror(errno));
+            return -1;
+        }
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "codemode: rootfs build failed (%s exited with status %d)\n", builder,
                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));

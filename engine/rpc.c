@@ -8,7 +8,9 @@
 #include "agent.h"
 #include "authority.h"
 #include "jobs.h"
+#include "jsonrpc.h"
 #include "jsonscan.h"
+#include "rpc.h"
 #include "server.h"
 #include "reload.h"
 #include "session.h"
@@ -16,35 +18,6 @@
 
 static const char *const supported_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26",
                                                  "2024-11-05"};
-
-cJSON *cm_rpc_error(const cJSON *id, int code, const char *message)
-{
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(r, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
-    cJSON *e = cJSON_AddObjectToObject(r, "error");
-    cJSON_AddNumberToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", message);
-    return r;
-}
-
-static cJSON *rpc_result(const cJSON *id, cJSON *result)
-{
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(id, 1));
-    cJSON_AddItemToObject(r, "result", result);
-    return r;
-}
-
-void cm_rpc_reply(cm_conn *conn, const cJSON *id, cJSON *result)
-{
-    if (!id) {
-        cJSON_Delete(result);
-        return;
-    }
-    cm_conn_send(conn, rpc_result(id, result));
-}
 
 static cJSON *initialize_result(const cJSON *params)
 {
@@ -115,7 +88,7 @@ static bool refuse_nul(cm_conn *conn, const char *method, const cJSON *id)
     static const char msg[] = "a string in the request contains a NUL character (\\u0000); "
                               "code and arguments must be text without NUL";
     if (!strcmp(method, "tools/call"))
-        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
+        cm_conn_answer(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
     else if (id)
         cm_conn_send(conn, cm_rpc_error(id, -32602, msg));
     return true;
@@ -138,11 +111,11 @@ static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, co
     if (!def) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown tool '%.200s'", name);
-        cm_rpc_reply(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
+        cm_conn_answer(conn, id, cm_tool_result_error(CM_ERR_INVALID_REQUEST, msg));
         return;
     }
     if (!def->slow) {
-        def->run(eng, conn, id, params);
+        cm_conn_answer(conn, id, def->run(eng, conn, id, params));
         return;
     }
     cm_error err;
@@ -152,12 +125,12 @@ static void handle_tools_call(cm_engine *eng, cm_conn *conn, const cJSON *id, co
                      "client busy: %d requests of this connection already "
                      "queued or running (engine.client_queue_max)",
                      eng->cfg.client_queue_max);
-        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+        cm_conn_answer(conn, id, cm_tool_result_error(err.kind, err.message));
         return;
     }
     if (cm_jobs_submit(eng->jobs, def->run, conn, id, params, &err) < 0) {
         atomic_fetch_add(&eng->stats.busy_rejections, 1);
-        cm_rpc_reply(conn, id, cm_tool_result_error(err.kind, err.message));
+        cm_conn_answer(conn, id, cm_tool_result_error(err.kind, err.message));
     }
 }
 
@@ -174,7 +147,7 @@ static void set_log_level(cm_conn *conn, const cJSON *id, const cJSON *params)
         return;
     }
     atomic_store(&conn->log_level, level + 1);
-    cm_rpc_reply(conn, id, cJSON_CreateObject());
+    cm_conn_answer(conn, id, cJSON_CreateObject());
 }
 
 /* Engine methods past chains and queries need a grant (authority.h):
@@ -195,33 +168,43 @@ static bool method_allowed(cm_engine *eng, cm_conn *conn, const cJSON *id, cm_ac
     return false;
 }
 
+static void reload(cm_engine *eng, cm_conn *conn, const cJSON *id)
+{
+    cm_error err;
+    cJSON *r = cm_policy_reload_result(eng, &err);
+    if (r)
+        cm_conn_answer(conn, id, r);
+    else if (id)
+        cm_conn_send(conn, cm_rpc_error(id, -32002, err.message));
+}
+
 static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJSON *id,
                      const cJSON *params)
 {
     if (strcmp(method, "initialize") == 0) {
-        cm_rpc_reply(conn, id, initialize_result(params));
+        cm_conn_answer(conn, id, initialize_result(params));
     } else if (strcmp(method, "ping") == 0) {
-        cm_rpc_reply(conn, id, cJSON_CreateObject());
+        cm_conn_answer(conn, id, cJSON_CreateObject());
     } else if (strncmp(method, "notifications/", 14) == 0) {
         /* initialized, cancelled, ...: nothing to answer */
     } else if (strcmp(method, "tools/list") == 0) {
-        cm_rpc_reply(conn, id, cm_tools_list());
+        cm_conn_answer(conn, id, cm_tools_list());
     } else if (strcmp(method, "tools/call") == 0) {
         handle_tools_call(eng, conn, id, params);
     } else if (strcmp(method, "logging/setLevel") == 0) {
         set_log_level(conn, id, params);
     } else if (strcmp(method, "codemode/stats") == 0) {
         if (method_allowed(eng, conn, id, CM_ACT_STATS))
-            cm_rpc_reply(conn, id, cm_engine_stats_json(eng));
+            cm_conn_answer(conn, id, cm_engine_stats_json(eng));
     } else if (strcmp(method, "codemode/health") == 0) {
         if (method_allowed(eng, conn, id, CM_ACT_HEALTH))
-            cm_rpc_reply(conn, id, cm_engine_health_json(eng));
+            cm_conn_answer(conn, id, cm_engine_health_json(eng));
     } else if (strcmp(method, "codemode/metrics") == 0) {
         if (method_allowed(eng, conn, id, CM_ACT_METRICS))
-            cm_rpc_reply(conn, id, metrics_result(eng));
+            cm_conn_answer(conn, id, metrics_result(eng));
     } else if (strcmp(method, "codemode/reload") == 0) {
         if (method_allowed(eng, conn, id, CM_ACT_RELOAD))
-            cm_policy_handle_reload(eng, conn, id);
+            reload(eng, conn, id);
     } else if (id) {
         char msg[300];
         snprintf(msg, sizeof msg, "method not found: %.200s", method);

@@ -7,6 +7,8 @@
  * grows its own (bounded) buffer and is dropped past the bound. */
 #include "server.h"
 
+#include "jsonrpc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,14 +21,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "jobs.h"
-#include "tools.h"
 #include "reload.h"
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
 #define DRAIN_LIMIT_MS 60000
-#define METRICS_FILE_MS 5000
 
 /* epoll tags: pointers for connections, small ints for the rest */
 #define TAG_LISTEN ((void *)1)
@@ -63,6 +62,15 @@ static size_t send_direct(cm_conn *c, const char *data, size_t len)
             break; /* EAGAIN: the loop writes the rest; an error: it closes */
     }
     return sent;
+}
+
+void cm_conn_answer(cm_conn *c, const cJSON *id, cJSON *result)
+{
+    if (!id) {
+        cJSON_Delete(result);
+        return;
+    }
+    cm_conn_send(c, cm_rpc_result(id, result));
 }
 
 void cm_conn_send(cm_conn *c, cJSON *msg)
@@ -286,7 +294,7 @@ static void process_input(cm_engine *eng, cm_conn *c)
         if (c->discarding)
             c->discarding = false;
         else if (len > 0)
-            cm_rpc_handle_line(eng, c, c->in.data + start, len);
+            eng->on_line(eng, c, c->in.data + start, len);
         start += len + 1;
     }
     cm_buf_consume(&c->in, start);
@@ -430,7 +438,7 @@ static void begin_stop(cm_engine *eng)
 
 static bool drained(cm_engine *eng)
 {
-    if (cm_jobs_queued(eng->jobs) + cm_jobs_running(eng->jobs) > 0)
+    if (eng->requests_busy(eng))
         return false;
     for (cm_conn *c = eng->conns; c; c = c->next) {
         pthread_mutex_lock(&c->lock);
@@ -486,12 +494,9 @@ int cm_server_run(cm_engine *eng, cm_error *err)
         if (wake)
             flush_all(eng);
         sweep_half_closed(eng);
-        if (eng->cfg.metrics_file && cm_now_ms() - eng->metrics_written_ms >= METRICS_FILE_MS) {
-            cm_engine_write_metrics_file(eng);
-            eng->metrics_written_ms = cm_now_ms();
-        }
+        eng->tick(eng, false);
     }
-    cm_engine_write_metrics_file(eng);
+    eng->tick(eng, true);
     cm_log("info", "stopped");
     return 0;
 }

@@ -20,9 +20,4 @@ int cm_server_listen(cm_engine *eng, const char *path, cm_error *err);
 int cm_server_run(cm_engine *eng, cm_error *err);
 void cm_server_close(cm_engine *eng);
 
-/* rpc.c: handles one complete request line from a client. */
-void cm_rpc_handle_line(cm_engine *eng, cm_conn *conn, const char *line, size_t len);
-/* rpc.c: a JSON-RPC error response for id (may be NULL → null). */
-cJSON *cm_rpc_error(const cJSON *id, int code, const char *message);
-
 #endif

@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "authority.h"
 #include "jobs.h"
+#include "jsonrpc.h"
 #include "pctx.h"
 
 static cJSON *args_of(const cJSON *params)
@@ -15,78 +16,54 @@ static cJSON *args_of(const cJSON *params)
     return cJSON_GetObjectItemCaseSensitive(params, "arguments");
 }
 
-cJSON *cm_tool_result(cJSON *structured, bool is_error)
+static cJSON *error_result(const cm_error *err)
 {
-    cJSON *r = cJSON_CreateObject();
-    cJSON *content = cJSON_AddArrayToObject(r, "content");
-    cJSON *text = cJSON_CreateObject();
-    cJSON_AddStringToObject(text, "type", "text");
-    char *s = cm_json_print(structured);
-    cJSON_AddStringToObject(text, "text", s);
-    free(s);
-    cJSON_AddItemToArray(content, text);
-    cJSON_AddItemToObject(r, "structuredContent", structured);
-    cJSON_AddBoolToObject(r, "isError", is_error);
-    return r;
+    return cm_tool_result_error(err->kind, err->message);
 }
 
-cJSON *cm_tool_result_error(cm_errkind kind, const char *message)
-{
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddBoolToObject(s, "success", 0);
-    cJSON *e = cJSON_AddObjectToObject(s, "error");
-    cJSON_AddStringToObject(e, "kind", cm_errkind_name(kind));
-    cJSON_AddStringToObject(e, "message", message);
-    return cm_tool_result(s, true);
-}
-
-static void reply_error(cm_conn *conn, const cJSON *id, const cm_error *err)
-{
-    cm_rpc_reply(conn, id, cm_tool_result_error(err->kind, err->message));
-}
-
-/* The request's caller (policies/authority.h); on error the reply is sent. */
-static bool begin_caller(cm_engine *eng, cm_conn *conn, const cJSON *id, cm_caller *c)
+/* The request's caller (policies/authority.h); false with *refused set to
+ * the answer when it cannot be resolved. */
+static bool begin_caller(cm_engine *eng, cm_conn *conn, cm_caller *c, cJSON **refused)
 {
     cm_error err;
     if (cm_caller_begin(eng->policy, &conn->peer, c, &err) == 0)
         return true;
-    reply_error(conn, id, &err);
+    *refused = error_result(&err);
     return false;
 }
 
 /* A refused control-plane request is logged as well as audited: without a
  * policy there is no audit log, and an operator should see attempts. */
-static void reply_refusal(cm_conn *conn, const cJSON *id, const cm_error *err)
+static cJSON *refusal_result(const cm_conn *conn, const cm_error *err)
 {
     if (err->kind == CM_ERR_POLICY_DENIED)
         cm_log("warn", "refused uid %ld: %s", (long)conn->peer.uid, err->message);
-    reply_error(conn, id, err);
+    return error_result(err);
 }
 
-static void tool_register_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                                 const cJSON *params)
+static cJSON *tool_register_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                   const cJSON *params)
 {
+    (void)id;
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(args_of(params), "manual_call_template");
     cm_error err;
     if (!cJSON_IsObject(tmpl)) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST,
                      "register_manual: manual_call_template must be an object");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     cJSON *report = NULL;
     int rc = cm_engine_register_manual(eng, tmpl, &c, &report, &err);
     cm_caller_end(&c);
     if (rc < 0) {
-        reply_refusal(conn, id, &err);
-        return;
+        return refusal_result(conn, &err);
     }
     cJSON_AddBoolToObject(report, "success", 1);
-    cm_rpc_reply(conn, id, cm_tool_result(report, false));
+    return cm_tool_result(report, false);
 }
 
 /* Own manuals with the deregister grant; the config's and other tenants'
@@ -104,49 +81,52 @@ static int deregister(cm_engine *eng, const cm_caller *c, const char *name, cm_e
     return cm_registry_remove(eng->registry, &v, name, err);
 }
 
-static void tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
-                                   const cJSON *params)
+static cJSON *tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                     const cJSON *params)
 {
+    (void)id;
     const char *name = cm_json_str(args_of(params), "manual_name");
     cm_error err;
     if (!name) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST,
                      "deregister_manual: manual_name must be a "
                      "string");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     int rc = deregister(eng, &c, name, &err);
     cm_caller_end(&c);
     if (rc < 0) {
-        reply_refusal(conn, id, &err);
-        return;
+        return refusal_result(conn, &err);
     }
     cm_providers_release_manual(eng->providers, name);
     cJSON *s = cJSON_CreateObject();
     cJSON_AddBoolToObject(s, "success", 1);
     cJSON_AddStringToObject(s, "manual_name", name);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-static void tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+static cJSON *tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
+    (void)id;
     (void)params;
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     cJSON *s = cJSON_CreateObject();
     cm_registry_view v = cm_agent_view(c.profile);
     cJSON_AddItemToObject(s, "tools", cm_registry_access_names(eng->registry, &v));
     cm_caller_end(&c);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+static cJSON *tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
+    (void)id;
     const cJSON *args = args_of(params);
     const char *query = cm_json_str(args, "task_description");
     const cJSON *limit = cJSON_GetObjectItemCaseSensitive(args, "limit");
@@ -154,36 +134,42 @@ static void tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, co
     if (!query) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST,
                      "search_tools: task_description must be a string");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
+    }
+    if (strlen(query) > CM_SEARCH_MAX_QUERY) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "search_tools: task_description is %zu bytes, over the limit of %d",
+                     strlen(query), CM_SEARCH_MAX_QUERY);
+        return error_result(&err);
     }
     if (limit && (!cJSON_IsNumber(limit) || limit->valuedouble < 1 || limit->valuedouble > 1000)) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST, "search_tools: limit must be 1..1000");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddItemToObject(s, "tools",
                           cm_agent_search(eng, c.profile, query, limit ? limit->valueint : 10));
     cm_caller_end(&c);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+static cJSON *tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
+    (void)id;
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(args_of(params), "tool_names");
     cm_error err;
     if (!cJSON_IsArray(names)) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST, "tools_info: tool_names must be an array");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     cJSON *s = cJSON_CreateObject();
     cJSON *tools = cJSON_AddArrayToObject(s, "tools");
     cJSON *missing = cJSON_AddArrayToObject(s, "not_found");
@@ -204,29 +190,30 @@ static void tool_tools_info(cm_engine *eng, cm_conn *conn, const cJSON *id, cons
         free(manual);
     }
     cm_caller_end(&c);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
-static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
+static cJSON *tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id,
+                                 const cJSON *params)
 {
+    (void)id;
     const char *name = cm_json_str(args_of(params), "tool_name");
     cm_error err;
     if (!name) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST,
                      "get_required_keys_for_tool: tool_name must be a string");
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cJSON *def = NULL;
     char *manual = NULL;
     cm_caller c;
-    if (!begin_caller(eng, conn, id, &c))
-        return;
+    cJSON *refused = NULL;
+    if (!begin_caller(eng, conn, &c, &refused))
+        return refused;
     int rc = cm_agent_lookup(eng, c.profile, name, &def, &manual, NULL, &err);
     cm_caller_end(&c);
     if (rc < 0) {
-        reply_error(conn, id, &err);
-        return;
+        return error_result(&err);
     }
     cJSON *s = cJSON_CreateObject();
     cJSON_AddBoolToObject(s, "success", 1);
@@ -235,7 +222,7 @@ static void tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id, c
     cm_vars_required(cJSON_GetObjectItemCaseSensitive(def, "tool_call_template"), req);
     cJSON_Delete(def);
     free(manual);
-    cm_rpc_reply(conn, id, cm_tool_result(s, false));
+    return cm_tool_result(s, false);
 }
 
 #define OBJ(props, req) "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" req "]}"

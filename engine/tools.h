@@ -21,20 +21,12 @@ const cm_tool_def *cm_tools_find(const char *name);
 /* {tools:[{name, description, inputSchema, annotations}]} */
 cJSON *cm_tools_list(void);
 
-/* MCP tool result: {content:[{type:"text", text:<json>}], structuredContent, isError}.
- * Takes ownership of structured. */
-cJSON *cm_tool_result(cJSON *structured, bool is_error);
-/* {success:false, error:{kind, message}} as an isError tool result. */
-cJSON *cm_tool_result_error(cm_errkind kind, const char *message);
-
-/* Sends result for id (no-op for notifications); takes ownership. */
-void cm_rpc_reply(cm_conn *conn, const cJSON *id, cJSON *result);
-
 /* health.c */
 cJSON *cm_engine_stats_json(cm_engine *eng);
 cJSON *cm_engine_health_json(cm_engine *eng);
 int cm_engine_metrics_text(cm_engine *eng, cm_buf *out, cm_error *err);
-void cm_engine_write_metrics_file(cm_engine *eng);
+/* the loop's periodic work: the metrics file every 5 s (final: now) */
+void cm_engine_tick(cm_engine *eng, bool final);
 /* metrics_http.c: GET /metrics on 127.0.0.1:engine.metrics_port (0 = off) */
 int cm_metrics_http_start(cm_engine *eng, cm_error *err);
 void cm_metrics_http_stop(cm_engine *eng);
@@ -45,6 +37,6 @@ cJSON *cm_chain_run(cm_engine *eng, cm_conn *conn, const char *code, double time
  * progress token (may be NULL). */
 cJSON *cm_chain_run_progress(cm_engine *eng, cm_conn *conn, const char *code, double timeout_s,
                              const cJSON *progress_token);
-void cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
+cJSON *cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params);
 
 #endif

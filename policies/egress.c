@@ -222,3 +222,18 @@ int cm_policy_check_egress(const cm_policy_profile *prof, const char *url, cm_er
     free_parts(&u);
     return rc;
 }
+
+static int check_url(const void *rules, const char *url, cm_error *err)
+{
+    return cm_policy_check_egress(rules, url, err);
+}
+
+static int check_addr(const void *rules, const struct sockaddr *addr, cm_error *err)
+{
+    return cm_policy_check_egress_addr(rules, addr, err);
+}
+
+cm_egress cm_policy_egress(const cm_policy_profile *prof)
+{
+    return (cm_egress){.rules = prof, .check_url = check_url, .check_addr = check_addr};
+}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "egress.h"
 #include "error.h"
 
 typedef struct cm_policy cm_policy;
@@ -121,6 +122,9 @@ int cm_policy_check_template(const cm_policy_profile *prof, const cJSON *tmpl, c
  * (call it from CURLOPT_OPENSOCKETFUNCTION so DNS cannot smuggle a private
  * address)?  Both return 0 or -1 with kind policy_denied naming the reason. */
 int cm_policy_check_egress(const cm_policy_profile *prof, const char *url, cm_error *err);
+/* The profile's rules as the providers' egress contract (core/egress.h):
+ * rules = prof, the checks above.  prof must outlive every use. */
+cm_egress cm_policy_egress(const cm_policy_profile *prof);
 int cm_policy_check_egress_addr(const cm_policy_profile *prof, const struct sockaddr *addr,
                                 cm_error *err);
 

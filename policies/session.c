@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "audit.h"
-#include "engine.h"
+#include "util.h"
 #include "util.h"
 #include "vars.h"
 

@@ -5,7 +5,6 @@
  * scheme/host checks, hand-followed redirects that shed credentials when the
  * origin changes, size caps, deadlines and cancellation. */
 #include "http_client.h"
-#include "policy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -120,7 +119,7 @@ bool cm_http_is_json_type(const char *ct)
  * new connections (before connect), PREREQ also reused ones (the shared
  * connection cache may hold a connection opened for another profile). */
 typedef struct egress_guard {
-    const struct cm_policy_profile *egress;
+    const cm_egress *egress;
     cm_error err;
     bool denied;
 } egress_guard;
@@ -262,7 +261,7 @@ static int transfer_error(CURLcode rc, const xfer *x, const char *url, cm_error 
 static int check_egress_url(const cm_http_req *req, const char *url, cm_error *err)
 {
     if (req->egress)
-        return cm_policy_check_egress(req->egress, url, err);
+        return req->egress->check_url(req->egress->rules, url, err);
     return cm_http_check_url(url, err);
 }
 
@@ -271,7 +270,7 @@ static curl_socket_t open_checked_socket(void *clientp, curlsocktype purpose,
 {
     egress_guard *g = clientp;
     (void)purpose;
-    if (cm_policy_check_egress_addr(g->egress, &addr->addr, &g->err) < 0) {
+    if (g->egress->check_addr(g->egress->rules, &addr->addr, &g->err) < 0) {
         g->denied = true;
         return CURL_SOCKET_BAD;
     }
@@ -299,7 +298,7 @@ static int prereq_checked(void *clientp, char *primary_ip, char *local_ip, int p
         g->denied = true;
         return CURL_PREREQFUNC_ABORT;
     }
-    if (cm_policy_check_egress_addr(g->egress, (struct sockaddr *)&ss, &g->err) < 0) {
+    if (g->egress->check_addr(g->egress->rules, (struct sockaddr *)&ss, &g->err) < 0) {
         g->denied = true;
         return CURL_PREREQFUNC_ABORT;
     }

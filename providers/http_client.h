@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "egress.h"
 #include "error.h"
 #include "pctx.h"
 #include "util.h"
@@ -26,12 +27,12 @@ typedef struct cm_http_req {
     const struct curl_slist *headers; /* "Name: value" lines (may be NULL) */
     const char *body;                 /* may be NULL */
     size_t body_len;
-    const char *username, *password;        /* basic auth (same origin only) */
-    size_t max_bytes;                       /* response cap (0 = 16 MiB) */
-    int64_t deadline_ms;                    /* absolute cm_now_ms(); 0 = 30 s from now */
-    const atomic_bool *cancel;              /* may be NULL */
-    const char *capture_header;             /* response header to capture (may be NULL) */
-    const struct cm_policy_profile *egress; /* policy egress rules, NULL = built-in rule */
+    const char *username, *password; /* basic auth (same origin only) */
+    size_t max_bytes;                /* response cap (0 = 16 MiB) */
+    int64_t deadline_ms;             /* absolute cm_now_ms(); 0 = 30 s from now */
+    const atomic_bool *cancel;       /* may be NULL */
+    const char *capture_header;      /* response header to capture (may be NULL) */
+    const cm_egress *egress;         /* the caller's egress rules, NULL = built-in rule */
 } cm_http_req;
 
 typedef struct cm_http_resp {

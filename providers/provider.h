@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "egress.h"
 #include "error.h"
 #include "vars.h"
 
@@ -22,9 +23,10 @@ typedef struct cm_call_ctx {
     size_t max_output_bytes;   /* cap on captured tool output */
     struct cm_providers
         *providers; /* shared connections/sessions (providers/pctx.h); may be NULL */
-    /* HTTP egress rules of the caller's policy profile; NULL = no policy,
-     * then the built-in rule applies (https, or http to loopback only) */
-    const struct cm_policy_profile *egress;
+    /* HTTP egress rules of the caller's policy profile (core/egress.h);
+     * NULL = no policy, then the built-in rule applies (https, or http to
+     * loopback only) */
+    const cm_egress *egress;
     /* discovery only: engine.registration limits (engine/config.h); NULL =
      * the defaults */
     const struct cm_reg_limits *reg;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "rpc.h"
 #include "server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

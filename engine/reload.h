@@ -8,8 +8,8 @@
 /* SIGHUP: reload, log the outcome (a broken file is logged with
  * FILE:LINE:COL and the policy in force stays). */
 void cm_policy_reload_logged(cm_engine *eng);
-/* codemode/reload: result {reloaded: true, policy: FILE} or JSON-RPC error
- * -32002 with the reason (the policy in force stays). */
-void cm_policy_handle_reload(cm_engine *eng, cm_conn *conn, const cJSON *id);
+/* codemode/reload: the result {reloaded: true}, or NULL with err set (the
+ * policy in force stays; the RPC layer answers JSON-RPC error -32002). */
+cJSON *cm_policy_reload_result(cm_engine *eng, cm_error *err);
 
 #endif
