@@ -11,7 +11,7 @@ INCLUDES := -Icore -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
 # (docs/architecture.md), so an include that runs up a layer fails the build;
 # scripts/check_layers.py (make check-layers) says which and why.
 INC_core      := -Icore
-INC_isolate   := $(INCLUDES)
+INC_isolate   := -Icore -Iisolate -Ibuild/bpf
 INC_policies  := -Icore -Ipolicies
 INC_providers := -Icore -Iproviders
 INC_engine    := $(INCLUDES)
