@@ -14,3 +14,13 @@ cm_reg_limits cm_reg_limits_or_default(const cm_reg_limits *lim)
         l.max_schema_bytes = CM_REG_DEFAULT_MAX_SCHEMA_BYTES;
     return l;
 }
+
+void cm_limits_apply_floors(cm_limits *l)
+{
+    if (l->memory_bytes < (16u << 20))
+        l->memory_bytes = 16u << 20;
+    if (l->cpu_quota_pct < 1)
+        l->cpu_quota_pct = 1;
+    if (l->pids_max < 8)
+        l->pids_max = 8;
+}

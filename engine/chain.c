@@ -459,15 +459,7 @@ static void dispose_sandbox(chain *ch)
 static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requested, cm_error *err)
 {
     const cm_config *cfg = &ch->eng->cfg;
-    cm_chain_limits base = {
-        .timeout_s = cfg->max_timeout_s,
-        .memory_mb = (long)(cfg->memory_bytes >> 20),
-        .cpu_quota = cfg->cpu_quota_pct / 100.0,
-        .pids = cfg->pids_max,
-        .max_tool_calls = cfg->max_tool_calls,
-        .max_output_bytes = (long)cfg->max_output_bytes,
-        .max_result_bytes = (long)cfg->max_result_bytes,
-    };
+    cm_limits base = cm_config_limits(cfg);
     /* conn NULL: the engine's own start-up self check, which runs under the
      * engine's limits and no caller profile */
     const struct ucred *peer = ch->conn ? &ch->conn->peer : NULL;
@@ -476,24 +468,15 @@ static int begin_policy(chain *ch, const cJSON *requested, bool timeout_requeste
         return -1;
     if (cm_policy_chain_profile(ch->pc))
         ch->egress = cm_policy_egress(cm_policy_chain_profile(ch->pc));
-    cm_chain_limits *lim = cm_policy_chain_limits(ch->pc);
+    cm_limits *lim = cm_policy_chain_limits(ch->pc);
     if (!timeout_requested && ch->timeout_s < lim->timeout_s)
         lim->timeout_s = ch->timeout_s;
     ch->timeout_s = lim->timeout_s;
     ch->lim = lim;
-    /* the sandbox's cgroup limits: engine ∩ profile ∩ request, with floors a
-     * Python runner needs to start at all */
-    ch->limits.memory_bytes =
-        lim->memory_mb > 0 ? (uint64_t)lim->memory_mb << 20 : cfg->memory_bytes;
-    if (ch->limits.memory_bytes < (16u << 20))
-        ch->limits.memory_bytes = 16u << 20;
-    ch->limits.cpu_quota_pct =
-        lim->cpu_quota > 0 ? (int)(lim->cpu_quota * 100.0 + 0.5) : cfg->cpu_quota_pct;
-    if (ch->limits.cpu_quota_pct < 1)
-        ch->limits.cpu_quota_pct = 1;
-    ch->limits.pids_max = lim->pids > 0 ? (int)lim->pids : cfg->pids_max;
-    if (ch->limits.pids_max < 8)
-        ch->limits.pids_max = 8;
+    /* the sandbox's cgroup limits: engine ∩ profile ∩ request (every field
+     * set: the engine's is), with floors a Python runner needs to start */
+    ch->limits = *lim;
+    cm_limits_apply_floors(&ch->limits);
     return 0;
 }
 
@@ -660,12 +643,8 @@ cJSON *cm_tool_call_tool_chain(cm_engine *eng, cm_conn *conn, const cJSON *id, c
         }
         t = timeout->valuedouble;
     }
-    if (t > eng->cfg.max_timeout_s) {
-        snprintf(msg, sizeof msg, "timeout clamped from %gs to the engine maximum of %ds", t,
-                 eng->cfg.max_timeout_s);
-        cm_log("info", "%s", msg);
-        t = eng->cfg.max_timeout_s;
-    }
+    /* above engine.max_timeout_s: clamped (and reported in stats.clamped)
+     * with the other limits, by cm_policy_resolve_limits */
     const cJSON *limits = cJSON_GetObjectItemCaseSensitive(args, "limits");
     cm_autojson cJSON *requested =
         cJSON_IsObject(limits) ? cJSON_Duplicate(limits, 1) : cJSON_CreateObject();

@@ -584,9 +584,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .sandbox_gid = cfg->sandbox_gid,
         .sandbox_uid_range = (unsigned)cfg->sandbox_uid_range,
         .tmp_size_bytes = cfg->tmp_size_bytes,
-        .limits = {.memory_bytes = cfg->memory_bytes,
-                   .cpu_quota_pct = cfg->cpu_quota_pct,
-                   .pids_max = cfg->pids_max},
+        .limits = cm_config_limits(cfg),
         .test_mode = cfg->test_mode,
         .require_layers = cfg->require_layers,
         .zygote = cfg->zygote,
@@ -594,5 +592,18 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .pool_size = cfg->pool_size,
         .pool_full_size = cfg->pool_full_size,
         .pool_refill_concurrency = cfg->pool_refill_concurrency,
+    };
+}
+
+cm_limits cm_config_limits(const cm_config *cfg)
+{
+    return (cm_limits){
+        .timeout_s = cfg->max_timeout_s,
+        .memory_bytes = cfg->memory_bytes,
+        .cpu_quota_pct = cfg->cpu_quota_pct,
+        .pids_max = cfg->pids_max,
+        .max_tool_calls = cfg->max_tool_calls,
+        .max_output_bytes = (long)cfg->max_output_bytes,
+        .max_result_bytes = (long)cfg->max_result_bytes,
     };
 }

@@ -72,6 +72,10 @@ typedef struct cm_config {
  * (for the default rootfs path). */
 int cm_config_load(const char *path, const char *exe_dir, cm_config *cfg, cm_error *err);
 void cm_config_free(cm_config *cfg);
+/* The engine's maximum limits (engine.max_timeout_s, memory_mb,
+ * cpu_quota_pct, pids_max, max_tool_calls, max_output_bytes,
+ * max_result_bytes) in the one limits type. */
+cm_limits cm_config_limits(const cm_config *cfg);
 
 struct cm_iso_config;
 /* The isolation settings (isolate/isolation.h) of cfg; strings borrowed. */

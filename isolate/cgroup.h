@@ -16,16 +16,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cm_limits.h"
 #include "error.h"
 
 typedef enum { CM_CGROUP_NONE, CM_CGROUP_V1, CM_CGROUP_V2 } cm_cgroup_mode;
-
-/* Per-chain resource limits (config defaults, lowered per request). */
-typedef struct cm_limits {
-    uint64_t memory_bytes;
-    int cpu_quota_pct; /* of one CPU */
-    int pids_max;
-} cm_limits;
 
 /* This engine's place in the cgroup hierarchies (cm_cgroup_setup). */
 typedef struct cm_cgroup_root {

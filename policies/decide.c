@@ -237,36 +237,64 @@ void cm_policy_check_variables(const cm_policy *p, const char *manual, const cha
 
 /* ---- limits ---------------------------------------------------------------- */
 
+/* A limit as requests and policy files name it, and its field in cm_limits:
+ * `unit` is how many of the field's units one named unit is (memory_mb:
+ * 2^20 bytes; cpu: 100 percent of a CPU). */
+typedef enum { LF_DOUBLE, LF_U64, LF_INT, LF_LONG } limit_kind;
+
 typedef struct limit_field {
     const char *name;
     size_t offset;
-    bool is_double;
+    limit_kind kind;
+    double unit;
 } limit_field;
 
 static const limit_field LIMIT_FIELDS[] = {
-    {"timeout_s", offsetof(cm_chain_limits, timeout_s), true},
-    {"memory_mb", offsetof(cm_chain_limits, memory_mb), false},
-    {"cpu", offsetof(cm_chain_limits, cpu_quota), true},
-    {"cpu_shares", offsetof(cm_chain_limits, cpu_shares), false},
-    {"pids", offsetof(cm_chain_limits, pids), false},
-    {"max_tool_calls", offsetof(cm_chain_limits, max_tool_calls), false},
-    {"max_output_bytes", offsetof(cm_chain_limits, max_output_bytes), false},
-    {"max_result_bytes", offsetof(cm_chain_limits, max_result_bytes), false},
+    {"timeout_s", offsetof(cm_limits, timeout_s), LF_DOUBLE, 1},
+    {"memory_mb", offsetof(cm_limits, memory_bytes), LF_U64, 1048576},
+    {"cpu", offsetof(cm_limits, cpu_quota_pct), LF_INT, 100},
+    {"cpu_shares", offsetof(cm_limits, cpu_shares), LF_LONG, 1},
+    {"pids", offsetof(cm_limits, pids_max), LF_INT, 1},
+    {"max_tool_calls", offsetof(cm_limits, max_tool_calls), LF_LONG, 1},
+    {"max_output_bytes", offsetof(cm_limits, max_output_bytes), LF_LONG, 1},
+    {"max_result_bytes", offsetof(cm_limits, max_result_bytes), LF_LONG, 1},
 };
 
-static double get_field(const cm_chain_limits *l, const limit_field *f)
+/* The field's value in the named unit (what requests and reports use). */
+static double get_field(const cm_limits *l, const limit_field *f)
 {
     const char *p = (const char *)l + f->offset;
-    return f->is_double ? *(const double *)p : (double)*(const long *)p;
+    switch (f->kind) {
+    case LF_DOUBLE:
+        return *(const double *)p / f->unit;
+    case LF_U64:
+        return (double)*(const uint64_t *)p / f->unit;
+    case LF_INT:
+        return *(const int *)p / f->unit;
+    case LF_LONG:
+        return (double)*(const long *)p / f->unit;
+    }
+    return 0;
 }
 
-static void set_field(cm_chain_limits *l, const limit_field *f, double v)
+static void set_field(cm_limits *l, const limit_field *f, double v)
 {
     char *p = (char *)l + f->offset;
-    if (f->is_double)
-        *(double *)p = v;
-    else
-        *(long *)p = (long)v;
+    double x = v * f->unit;
+    switch (f->kind) {
+    case LF_DOUBLE:
+        *(double *)p = x;
+        break;
+    case LF_U64:
+        *(uint64_t *)p = (uint64_t)x;
+        break;
+    case LF_INT: /* a positive request never rounds to "unset" */
+        *(int *)p = x > 0 && x < 1 ? 1 : (int)(x + 0.5);
+        break;
+    case LF_LONG:
+        *(long *)p = (long)x;
+        break;
+    }
 }
 
 /* 0 means "unset" on every side. */
@@ -298,11 +326,10 @@ static void report_clamp(cJSON *clamped, const char *name, double requested, dou
     cJSON_AddItemToArray(clamped, c);
 }
 
-int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_chain_limits *base,
-                             const cJSON *request, cm_chain_limits *out, cJSON *clamped,
-                             cm_error *err)
+int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_limits *base,
+                             const cJSON *request, cm_limits *out, cJSON *clamped, cm_error *err)
 {
-    cm_chain_limits allowed = *base;
+    cm_limits allowed = *base;
     for (size_t i = 0; prof && i < sizeof LIMIT_FIELDS / sizeof *LIMIT_FIELDS; i++) {
         const limit_field *f = &LIMIT_FIELDS[i];
         set_field(&allowed, f, smaller(get_field(base, f), get_field(&prof->limits, f)));

@@ -33,10 +33,20 @@ static int get_positive(vctx *v, const cJSON *j, double max, double *out)
     return 0;
 }
 
-static int load_cpu(vctx *v, const cJSON *j, cm_chain_limits *l)
+/* A number of CPUs as the percent of one CPU cm_limits holds. */
+static int get_cpus(vctx *v, const cJSON *j, int *pct)
+{
+    double cpus = 0;
+    if (get_positive(v, j, 1024, &cpus) < 0)
+        return -1;
+    *pct = cpus * 100 < 1 ? 1 : (int)(cpus * 100 + 0.5);
+    return 0;
+}
+
+static int load_cpu(vctx *v, const cJSON *j, cm_limits *l)
 {
     if (cJSON_IsNumber(j))
-        return get_positive(v, j, 1024, &l->cpu_quota);
+        return get_cpus(v, j, &l->cpu_quota_pct);
     if (!cJSON_IsObject(j))
         return pv_err(v, "must be a number of CPUs (quota) or {quota, shares}");
     static const char *const keys[] = {"quota", "shares", NULL};
@@ -47,7 +57,7 @@ static int load_cpu(vctx *v, const cJSON *j, cm_chain_limits *l)
     int rc = 0;
     if (q) {
         pv_push_key(v, "quota");
-        rc = get_positive(v, q, 1024, &l->cpu_quota);
+        rc = get_cpus(v, q, &l->cpu_quota_pct);
         pv_pop(v);
     }
     if (rc == 0 && s) {
@@ -58,17 +68,26 @@ static int load_cpu(vctx *v, const cJSON *j, cm_chain_limits *l)
     return rc;
 }
 
-static int load_limit(vctx *v, const cJSON *it, cm_chain_limits *l)
+static int load_limit(vctx *v, const cJSON *it, cm_limits *l)
 {
     const char *k = it->string;
     if (!strcmp(k, "timeout_s"))
         return get_positive(v, it, 86400, &l->timeout_s);
-    if (!strcmp(k, "memory_mb"))
-        return get_long(v, it, 1, 1 << 20, &l->memory_mb);
+    long n = 0;
+    if (!strcmp(k, "memory_mb")) {
+        if (get_long(v, it, 1, 1 << 20, &n) < 0)
+            return -1;
+        l->memory_bytes = (uint64_t)n << 20;
+        return 0;
+    }
     if (!strcmp(k, "cpu"))
         return load_cpu(v, it, l);
-    if (!strcmp(k, "pids"))
-        return get_long(v, it, 1, 1 << 22, &l->pids);
+    if (!strcmp(k, "pids")) {
+        if (get_long(v, it, 1, 1 << 22, &n) < 0)
+            return -1;
+        l->pids_max = (int)n;
+        return 0;
+    }
     if (!strcmp(k, "max_tool_calls"))
         return get_long(v, it, 1, 1000000, &l->max_tool_calls);
     if (!strcmp(k, "max_output_bytes"))
@@ -78,7 +97,7 @@ static int load_limit(vctx *v, const cJSON *it, cm_chain_limits *l)
     return pv_err(v, "unknown key");
 }
 
-static int load_limits(vctx *v, const cJSON *j, cm_chain_limits *l)
+static int load_limits(vctx *v, const cJSON *j, cm_limits *l)
 {
     if (!cJSON_IsObject(j))
         return pv_err(v, "must be a mapping");
@@ -653,7 +672,7 @@ size_t cm_profile_rule_count(const cm_policy_profile *prof)
     return prof->nrules;
 }
 
-const cm_chain_limits *cm_profile_limits(const cm_policy_profile *prof)
+const cm_limits *cm_profile_limits(const cm_policy_profile *prof)
 {
     return &prof->limits;
 }

@@ -12,24 +12,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "cm_limits.h"
 #include "egress.h"
 #include "error.h"
 
 typedef struct cm_policy cm_policy;
 typedef struct cm_policy_profile cm_policy_profile;
-
-/* Effective limits of one chain.  0 for memory_mb/cpu_quota/cpu_shares/pids
- * means "no policy value" (isolation uses its own default). */
-typedef struct cm_chain_limits {
-    double timeout_s;
-    long memory_mb;
-    double cpu_quota; /* CPUs, e.g. 0.5 = half a core */
-    long cpu_shares;
-    long pids;
-    long max_tool_calls;
-    long max_output_bytes;
-    long max_result_bytes;
-} cm_chain_limits;
 
 /* Per-chain counters a decision reads and updates (max_calls per rule). */
 typedef struct cm_policy_calls {
@@ -60,7 +48,7 @@ const char *cm_profile_name(const cm_policy_profile *prof);
 size_t cm_profile_rule_count(const cm_policy_profile *prof);
 /* The profile's limits as set in the file; unset fields are 0 (timeout_s < 0:
  * unset).  Applied by cm_policy_resolve_limits. */
-const cm_chain_limits *cm_profile_limits(const cm_policy_profile *prof);
+const cm_limits *cm_profile_limits(const cm_policy_profile *prof);
 /* NULL (runner default), the string "all", or an array of module names. */
 const cJSON *cm_profile_imports(const cm_policy_profile *prof);
 
@@ -69,9 +57,8 @@ const cJSON *cm_profile_imports(const cm_policy_profile *prof);
  * names → numbers, may be NULL).  Every request value above what applies is
  * reported in `clamped` (array of {limit, requested, applied}).  Returns -1
  * for malformed request values (kind invalid_request). */
-int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_chain_limits *base,
-                             const cJSON *request, cm_chain_limits *out, cJSON *clamped,
-                             cm_error *err);
+int cm_policy_resolve_limits(const cm_policy_profile *prof, const cm_limits *base,
+                             const cJSON *request, cm_limits *out, cJSON *clamped, cm_error *err);
 
 /* Decides one tool call (qualified name `manual.tool`).  First matching rule
  * decides; no match → deny by "default".  Updates `calls` (may be NULL) and

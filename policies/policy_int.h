@@ -77,7 +77,7 @@ typedef struct profile_grants {
 struct cm_policy_profile {
     char *name;
     profile_grants grants;
-    cm_chain_limits limits;
+    cm_limits limits;
     cJSON *imports;
     tool_rule *rules;
     size_t nrules;

@@ -41,7 +41,7 @@ struct cm_policy_chain {
     pthread_mutex_t lock; /* guards calls, denials */
     cm_policy_calls calls;
     int denials;
-    cm_chain_limits limits;
+    cm_limits limits;
     cJSON *clamped;
     char id[20];
     long uid, gid;
@@ -273,14 +273,14 @@ static void make_chain_id(char *id, size_t size)
              r[6], r[7]);
 }
 
-static cJSON *limits_json(const cm_chain_limits *l)
+static cJSON *limits_json(const cm_limits *l)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "timeout_s", l->timeout_s);
-    cJSON_AddNumberToObject(j, "memory_mb", (double)l->memory_mb);
-    cJSON_AddNumberToObject(j, "cpu", l->cpu_quota);
+    cJSON_AddNumberToObject(j, "memory_mb", (double)(l->memory_bytes >> 20));
+    cJSON_AddNumberToObject(j, "cpu", l->cpu_quota_pct / 100.0);
     cJSON_AddNumberToObject(j, "cpu_shares", (double)l->cpu_shares);
-    cJSON_AddNumberToObject(j, "pids", (double)l->pids);
+    cJSON_AddNumberToObject(j, "pids", (double)l->pids_max);
     cJSON_AddNumberToObject(j, "max_tool_calls", (double)l->max_tool_calls);
     cJSON_AddNumberToObject(j, "max_output_bytes", (double)l->max_output_bytes);
     cJSON_AddNumberToObject(j, "max_result_bytes", (double)l->max_result_bytes);
@@ -322,7 +322,7 @@ static void free_session(cm_policy_chain *pc)
     free(pc);
 }
 
-int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_chain_limits *base,
+int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_limits *base,
                           const cJSON *request_limits, cm_policy_chain **out, cm_error *err)
 {
     cm_policy_chain *pc = cm_xcalloc(1, sizeof *pc);
@@ -352,7 +352,7 @@ int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm
     return 0;
 }
 
-cm_chain_limits *cm_policy_chain_limits(cm_policy_chain *pc)
+cm_limits *cm_policy_chain_limits(cm_policy_chain *pc)
 {
     return &pc->limits;
 }

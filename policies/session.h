@@ -38,11 +38,11 @@ int cm_policy_store_audit_fd(const cm_policy_store *s);
  * the engine's limits; request: call_tool_chain's `limits` object plus its
  * `timeout` as timeout_s, either may be NULL).  Writes the chain_start audit
  * line.  s may be NULL. */
-int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_chain_limits *base,
+int cm_policy_chain_begin(cm_policy_store *s, const struct ucred *peer, const cm_limits *base,
                           const cJSON *request_limits, cm_policy_chain **out, cm_error *err);
-/* The limits the chain must apply, adjustable by the chain (isolation reads memory_mb, cpu_quota,
- * cpu_shares, pids from here; 0 = no policy value). */
-cm_chain_limits *cm_policy_chain_limits(cm_policy_chain *pc);
+/* The limits the chain must apply (core/cm_limits.h), adjustable by the
+ * chain; 0 = no value on any side. */
+cm_limits *cm_policy_chain_limits(cm_policy_chain *pc);
 /* The chain's profile (NULL without a policy): its HTTP egress rules go to
  * the providers. */
 const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc);

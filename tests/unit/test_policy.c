@@ -174,21 +174,21 @@ static void test_limits(void **state)
     (void)state;
     cm_policy *p = load(POLICY);
     const cm_policy_profile *prof = cm_policy_find_profile(p, "default");
-    cm_chain_limits base = {
+    cm_limits base = {
         .timeout_s = 300, .max_tool_calls = 1000, .max_output_bytes = 100, .max_result_bytes = 200};
-    cm_chain_limits out;
+    cm_limits out;
     cm_error err;
     cJSON *clamped = cJSON_CreateArray();
     cJSON *req =
         cJSON_Parse("{\"timeout_s\": 60, \"max_tool_calls\": 3, \"max_output_bytes\": 500}");
     assert_int_equal(cm_policy_resolve_limits(prof, &base, req, &out, clamped, &err), 0);
-    assert_true(out.timeout_s == 10);            /* profile caps the request */
-    assert_int_equal(out.max_tool_calls, 3);     /* a request may ask for less */
-    assert_int_equal(out.max_output_bytes, 100); /* engine cap */
-    assert_int_equal(out.memory_mb, 128);
-    assert_int_equal(out.pids, 32);
+    assert_true(out.timeout_s == 10);                        /* profile caps the request */
+    assert_int_equal(out.max_tool_calls, 3);                 /* a request may ask for less */
+    assert_int_equal(out.max_output_bytes, 100);             /* engine cap */
+    assert_int_equal(out.memory_bytes, (uint64_t)128 << 20); /* memory_mb: 128 */
+    assert_int_equal(out.pids_max, 32);
     assert_int_equal(out.cpu_shares, 256);
-    assert_true(out.cpu_quota == 0.5);
+    assert_int_equal(out.cpu_quota_pct, 50); /* cpu: {quota: 0.5} */
     assert_int_equal(cJSON_GetArraySize(clamped), 2);
     cJSON_Delete(req);
     req = cJSON_Parse("{\"bogus\": 1}");
