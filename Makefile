@@ -34,13 +34,14 @@ PYTHON  := /usr/bin/python3.11
 ROOTFS  := build/rootfs
 ROOTFS_FULL := build/rootfs-full
 ZYGOTE_EXT := build/share/codemode/_codemode_zygote.so
-ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(ZYGOTE_EXT) $(PYTHON) build/rootfs-key.txt
+ROOTFS_INPUTS := rootfs/build_rootfs.py rootfs/runner.py $(wildcard rootfs/runner_*.py) $(ZYGOTE_EXT) $(PYTHON) build/rootfs-key.txt
 # The host CPython's package versions are an input of the rootfs too: the key
 # file is rewritten (when make reads this file) only when they change.
 ROOTFS_KEY := $(shell dpkg-query -W -f='$${Package}=$${Version} ' python3.11-minimal libpython3.11-stdlib 2>/dev/null)
 $(shell mkdir -p build && (echo '$(ROOTFS_KEY)' | cmp -s - build/rootfs-key.txt || echo '$(ROOTFS_KEY)' > build/rootfs-key.txt))
-# `codemode rootfs build` finds the builder (and the runner) here, next to the binary.
-SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py $(ZYGOTE_EXT)
+# `codemode rootfs build` finds the builder (and the runner's files) here, next to the binary.
+SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.py \
+	$(patsubst rootfs/%,build/share/codemode/%,$(wildcard rootfs/runner_*.py)) $(ZYGOTE_EXT)
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb check-layers \
 	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind

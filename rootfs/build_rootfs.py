@@ -11,6 +11,7 @@ sha256 (printed last) is the rootfs id.  Stdlib only.
 import argparse
 import ctypes
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ HOST_PYTHON = "/usr/bin/python3.11"
 STDLIB = "/usr/lib/python3.11"
 DYNLOAD = STDLIB + "/lib-dynload"
 HERE = os.path.dirname(os.path.abspath(__file__))
+# runner.py joins the runner's parts (runner_*.py next to it) into one module
 RUNNER_SRC = os.path.join(HERE, "runner.py")
 RUNNER_MODULE = "_codemode_runner"
 # The zygote's extension module (isolate/zygote_ext.c), built by the Makefile
@@ -107,10 +109,11 @@ print(json.dumps([f for f in files if f]))
 """
 
 
-def select_minimal():
-    """Transitive closure of MINIMAL_MODULES + the runner's imports + encodings/."""
+def select_minimal(runner):
+    """Transitive closure of MINIMAL_MODULES + the runner's imports (runner: the
+    joined source's path) + encodings/."""
     out = subprocess.run(
-        [HOST_PYTHON, "-I", "-S", "-B", "-c", _PROBE, json.dumps(MINIMAL_MODULES), RUNNER_SRC],
+        [HOST_PYTHON, "-I", "-S", "-B", "-c", _PROBE, json.dumps(MINIMAL_MODULES), runner],
         check=True, stdout=subprocess.PIPE, env={"LANG": "C.UTF-8"}).stdout
     files = json.loads(out)
     py, so = set(), set()
@@ -158,6 +161,15 @@ def needed_libraries(elf_files):
 
 
 # ------------------------------------------------------------------ compilation
+def write_runner_source(path):
+    """The runner's one module: its parts as rootfs/runner.py joins them."""
+    spec = importlib.util.spec_from_file_location("_codemode_runner_parts", RUNNER_SRC)
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)      # not __main__: defines source(), runs nothing
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(parts.source())
+
+
 def _compile_one(job):
     src, dst, dfile = job
     py_compile.compile(src, cfile=dst, dfile=dfile, doraise=True, optimize=0,
@@ -269,15 +281,24 @@ def replace_dir(tmp, out):
 
 # ------------------------------------------------------------------ main
 def build(out, profile, zygote_ext=None):
-    t0 = time.monotonic()
     out = os.path.abspath(out.rstrip("/"))
+    runner_src = "%s.runner-%d.py" % (out, os.getpid())   # the joined runner, outside the tree
+    write_runner_source(runner_src)
+    try:
+        return build_tree(out, profile, zygote_ext, runner_src)
+    finally:
+        os.unlink(runner_src)
+
+
+def build_tree(out, profile, zygote_ext, runner_src):
+    t0 = time.monotonic()
     tmp = "%s.tmp-%d" % (out, os.getpid())
     if os.path.lexists(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     os.umask(0o022)
 
-    py, so = select_full() if profile == "full" else select_minimal()
+    py, so = select_full() if profile == "full" else select_minimal(runner_src)
     log("profile %s: %d modules, %d extension modules" % (profile, len(py), len(so)))
 
     # interpreter + extension modules + the libraries they need
@@ -298,7 +319,7 @@ def build(out, profile, zygote_ext=None):
     # stdlib as sourceless .pyc where the .py was; the runner as _codemode_runner.pyc
     jobs = [(p, under(tmp, p), p) for p in py]
     runner_dst = "%s/%s.py" % (STDLIB, RUNNER_MODULE)
-    jobs.append((RUNNER_SRC, under(tmp, runner_dst) + "c", runner_dst))
+    jobs.append((runner_src, under(tmp, runner_dst) + "c", runner_dst))
     for _, dst, _ in jobs:
         os.makedirs(os.path.dirname(dst), exist_ok=True)
     for i, (src, dst, dfile) in enumerate(jobs):

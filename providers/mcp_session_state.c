@@ -1,0 +1,218 @@
+/* mcp_session_state.c — what every part of an MCP session uses: the
+ * session table (one session per (manual, server)), waiting on a session with
+ * deadline and cancel, writing a line to a stdio server, failing every
+ * in-flight call when a server dies or hangs, per-request timeouts, and the
+ * JSON-RPC answer → result mapping.
+ *
+ * Why its own file: the stdio transport, the asynchronous requests and the
+ * session's life all need these; here they sit below all three, so none of
+ * those files has to call another one back (see mcp_int.h). */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "mcp_int.h"
+#include "util.h"
+
+static cm_mcp_session *session_new(cm_providers *p, const char *manual, const char *server,
+                                   const cJSON *cfg, const char *base_dir)
+{
+    cm_mcp_session *s = cm_xcalloc(1, sizeof *s);
+    s->manual = cm_xstrdup(manual);
+    s->server = cm_xstrdup(server);
+    s->base_dir = cm_xstrdup(base_dir ? base_dir : ".");
+    s->cfg = cJSON_Duplicate(cfg, 1);
+    s->http = cm_json_str(cfg, "url") != NULL;
+    s->p = p;
+    s->in_fd = -1;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    return s;
+}
+
+cm_mcp_session *cm_mcp_session_get(cm_providers *p, const char *manual, const char *server,
+                                   const cJSON *cfg, const char *base_dir)
+{
+    pthread_mutex_lock(&p->lock);
+    cm_mcp_session *s = p->sessions;
+    while (s && (strcmp(s->manual, manual) || strcmp(s->server, server)))
+        s = s->next;
+    if (!s) {
+        s = session_new(p, manual, server, cfg, base_dir);
+        s->next = p->sessions;
+        p->sessions = s;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->refs++;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&p->lock);
+    return s;
+}
+
+void cm_mcp_session_put(cm_mcp_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->refs--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits on the session's condition for at most ms (lock held). */
+void cm_mcp_wait_ms(cm_mcp_session *s, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+}
+
+/* 0 while the caller may keep waiting; else an error (deadline/cancel). */
+int cm_mcp_check_wait(const cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err)
+{
+    if (ctx->cancel && atomic_load(ctx->cancel))
+        return cm_error_set(err, CM_ERR_TIMEOUT, "MCP server '%s': cancelled: the caller gave up",
+                            s->server);
+    if (ctx->deadline_ms && cm_now_ms() >= ctx->deadline_ms)
+        return cm_error_set(err, CM_ERR_TIMEOUT, "MCP server '%s': timed out", s->server);
+    return 0;
+}
+
+static int write_deadline(int fd, const char *data, size_t len, int64_t deadline_ms)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            return -1;
+        int64_t left = deadline_ms - cm_now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        poll(&pfd, 1, left > 100 ? 100 : (int)left);
+    }
+    return 0;
+}
+
+/* Writes one message line (lock held). */
+int cm_mcp_send_line_locked(cm_mcp_session *s, const cJSON *msg, int64_t deadline_ms, cm_error *err)
+{
+    if (s->in_fd < 0)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' is not running", s->server);
+    cm_autofree char *text = cm_json_print(msg);
+    size_t n = strlen(text);
+    char *line = cm_xmalloc(n + 2);
+    memcpy(line, text, n);
+    line[n] = '\n';
+    int rc = write_deadline(s->in_fd, line, n + 1, deadline_ms);
+    free(line);
+    if (rc < 0)
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': cannot write request: %s",
+                            s->server, strerror(errno));
+    return 0;
+}
+
+static int64_t backoff_ms(int crashes)
+{
+    if (crashes <= 1)
+        return 0;
+    int64_t b = (int64_t)250 << (crashes - 2 > 5 ? 5 : crashes - 2);
+    return b > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : b;
+}
+
+void cm_mcp_wake_reader(cm_mcp_session *s)
+{
+    uint64_t one = 1;
+    if (s->wake_fd >= 0)
+        (void)!write(s->wake_fd, &one, sizeof one);
+}
+
+/* Marks the session dead and fails every in-flight call (lock held). */
+void cm_mcp_fail_all_locked(cm_mcp_session *s, const char *why)
+{
+    if (s->state == S_READY || s->state == S_STARTING) {
+        s->state = S_DEAD;
+        if (!s->closing) {
+            s->crashes++;
+            s->restart_at_ms = cm_now_ms() + backoff_ms(s->crashes);
+        }
+    }
+    snprintf(s->last_exit, sizeof s->last_exit, "%s", why);
+    for (pending *p = s->pending; p; p = p->next) {
+        if (p->fn && !p->done) { /* worded now, as a blocking caller would */
+            cm_error_set(&p->err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during the call",
+                         s->server, why);
+            p->failed = true;
+        }
+        p->done = true;
+    }
+    pthread_cond_broadcast(&s->cond);
+    cm_mcp_wake_reader(s);
+}
+
+/* The server's per-request timeout: `timeout` (seconds) in its config,
+ * default 30 s. */
+int64_t cm_mcp_request_timeout_ms(const cm_mcp_session *s)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(s->cfg, "timeout");
+    if (cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 86400)
+        return (int64_t)(t->valuedouble * 1000.0);
+    return DEFAULT_CALL_TIMEOUT_MS;
+}
+
+/* The earlier of the caller's deadline and now + the server's timeout. */
+int64_t cm_mcp_request_deadline(const cm_mcp_session *s, const cm_call_ctx *ctx)
+{
+    int64_t own = cm_now_ms() + cm_mcp_request_timeout_ms(s);
+    return ctx->deadline_ms && ctx->deadline_ms < own ? ctx->deadline_ms : own;
+}
+
+/* A stdio server alive but not answering (lock held): kill its process
+ * group (the reader reaps it), fail every in-flight call and schedule the
+ * restart with backoff, as for a crash. */
+int cm_mcp_server_hung(cm_mcp_session *s, const char *method, cm_error *err)
+{
+    char why[128];
+    snprintf(why, sizeof why, "did not answer %.40s within %gs and was killed", method,
+             (double)cm_mcp_request_timeout_ms(s) / 1000.0);
+    if (s->pid_alive) {
+        kill(-s->pid, SIGKILL);
+        s->hung_killed = true;
+    }
+    cm_mcp_fail_all_locked(s, why);
+    return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s", s->server, why);
+}
+
+/* A JSON-RPC answer → its result; an `error` member → CM_ERR_TOOL_ERROR. */
+int cm_mcp_answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer, cJSON **result,
+                            cm_error *err)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(answer, "error");
+    if (e) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        const char *m = cm_json_str(e, "message");
+        return cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': %s failed: %s (code %d)",
+                            s->server, method, m ? m : "error",
+                            cJSON_IsNumber(code) ? code->valueint : 0);
+    }
+    cJSON *r = cJSON_DetachItemFromObjectCaseSensitive(answer, "result");
+    *result = r ? r : cJSON_CreateObject();
+    return 0;
+}
