@@ -142,6 +142,7 @@ conformance: all asan rootfs npm-deps
 	    $(PYTHON) tests/conformance/run.py build/conformance
 
 test: deps
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory all asan rootfs man $(UNIT_BINS)
 	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
