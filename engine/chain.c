@@ -236,6 +236,13 @@ static void serve(chain *ch)
             cm_chain_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
             return;
         }
+        if (atomic_load(&ch->eng->abort_chains)) {
+            cm_chain_errorf(ch, CM_ERR_SHUTDOWN,
+                            "the engine is shutting down: chain stopped after the %ds drain "
+                            "(engine.drain_timeout_s); retry on another engine",
+                            ch->eng->cfg.drain_timeout_s);
+            return;
+        }
         struct pollfd p[4] = {
             {.fd = ch->ctl_fd, .events = POLLIN | (ch->to_sandbox.len ? POLLOUT : 0)},
             {.fd = ch->sb.pidfd, .events = POLLIN},

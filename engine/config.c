@@ -36,6 +36,7 @@ static const engine_key ENGINE_KEYS[] = {
     {"queue_max", EK_INT, offsetof(cm_config, queue_max), 1, 1000000},
     {"default_timeout_s", EK_INT, offsetof(cm_config, default_timeout_s), 1, 3600},
     {"max_timeout_s", EK_INT, offsetof(cm_config, max_timeout_s), 1, 3600},
+    {"drain_timeout_s", EK_INT, offsetof(cm_config, drain_timeout_s), 1, 3600},
     {"max_request_bytes", EK_SIZE, offsetof(cm_config, max_request_bytes), 1024, 1 << 30},
     {"max_output_bytes", EK_SIZE, offsetof(cm_config, max_output_bytes), 1024, 1 << 30},
     {"max_result_bytes", EK_SIZE, offsetof(cm_config, max_result_bytes), 1024, 1 << 30},
@@ -64,6 +65,7 @@ static void set_engine_defaults(cm_config *cfg)
 {
     cfg->workers = 8;
     cfg->queue_max = 256;
+    cfg->drain_timeout_s = 30;
     cfg->default_timeout_s = 30;
     cfg->max_timeout_s = 300;
     cfg->max_request_bytes = 4u << 20;

@@ -31,6 +31,7 @@ typedef struct cm_config {
     int queue_max;            /* engine.queue_max: queued requests before `busy` (default 256) */
     int default_timeout_s;    /* engine.default_timeout_s (30) */
     int max_timeout_s;        /* engine.max_timeout_s (300) */
+    int drain_timeout_s;      /* engine.drain_timeout_s: SIGTERM waits this long for chains (30) */
     size_t max_request_bytes; /* engine.max_request_bytes: one JSON-RPC line (4 MiB) */
     size_t max_output_bytes;  /* engine.max_output_bytes: a chain's logs (1 MiB) */
     size_t max_result_bytes;  /* engine.max_result_bytes: a chain's result (4 MiB) */

@@ -71,9 +71,10 @@ struct cm_engine {
     bool (*requests_busy)(struct cm_engine *eng);
     /* the loop's periodic work (metrics file every 5 s; final: at stop) */
     void (*tick)(struct cm_engine *eng, bool final);
-    cm_conn *conns;   /* event loop only */
-    int nconns;       /* event loop only */
-    int nhalf_closed; /* event loop only */
+    atomic_bool abort_chains; /* the drain time is over: running chains stop (shutdown) */
+    cm_conn *conns;           /* event loop only */
+    int nconns;               /* event loop only */
+    int nhalf_closed;         /* event loop only */
     cm_engine_stats stats;
     cm_metrics *metrics;
     /* start-up readiness (set before the loop starts, read-only after) */

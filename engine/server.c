@@ -25,7 +25,9 @@
 
 #define MAX_CONNS 4096
 #define MAX_PENDING_OUT (64u << 20)
-#define DRAIN_LIMIT_MS 60000
+/* After the drain time, the chains still running are stopped; their
+ * answers (kind shutdown) get this long to reach their clients. */
+#define ABORT_FLUSH_MS 5000
 
 /* epoll tags: pointers for connections, small ints for the rest */
 #define TAG_LISTEN ((void *)1)
@@ -450,6 +452,27 @@ static bool drained(cm_engine *eng)
     return true;
 }
 
+/* The bounded drain: running requests get engine.drain_timeout_s; then
+ * every chain still running is stopped with kind `shutdown`, and its answer
+ * gets ABORT_FLUSH_MS to reach the client before the loop ends. */
+static bool drain_done(cm_engine *eng, int64_t *deadline)
+{
+    int64_t now = cm_now_ms();
+    if (!*deadline)
+        *deadline = now + (int64_t)eng->cfg.drain_timeout_s * 1000;
+    if (drained(eng))
+        return true;
+    if (now <= *deadline)
+        return false;
+    if (!atomic_exchange(&eng->abort_chains, true)) {
+        cm_log("warn", "drain time over (engine.drain_timeout_s = %ds): stopping running chains",
+               eng->cfg.drain_timeout_s);
+        *deadline = now + ABORT_FLUSH_MS;
+        return false;
+    }
+    return true;
+}
+
 int cm_server_run(cm_engine *eng, cm_error *err)
 {
     if (setup_loop(eng, err) < 0)
@@ -458,12 +481,8 @@ int cm_server_run(cm_engine *eng, cm_error *err)
     int64_t stop_deadline = 0;
     struct epoll_event evs[64];
     for (;;) {
-        if (atomic_load(&eng->stopping)) {
-            if (!stop_deadline)
-                stop_deadline = cm_now_ms() + DRAIN_LIMIT_MS;
-            if (drained(eng) || cm_now_ms() > stop_deadline)
-                break;
-        }
+        if (atomic_load(&eng->stopping) && drain_done(eng, &stop_deadline))
+            break;
         int n = epoll_wait(eng->epoll_fd, evs, 64, atomic_load(&eng->stopping) ? 50 : 1000);
         if (n < 0 && errno != EINTR)
             return cm_error_sys(err, CM_ERR_IO, "epoll_wait");
