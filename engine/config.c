@@ -66,6 +66,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->workers = 8;
     cfg->queue_max = 256;
     cfg->drain_timeout_s = 30;
+    cfg->runtime_dir = cm_xstrdup("/run/codemode");
     cfg->default_timeout_s = 30;
     cfg->max_timeout_s = 300;
     cfg->max_request_bytes = 4u << 20;
@@ -255,20 +256,16 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
                 return -1;
             continue;
         }
-        if (!strcmp(item->string, "rootfs_full")) {
+        char **path = !strcmp(item->string, "rootfs_full")    ? &cfg->rootfs_full
+                      : !strcmp(item->string, "metrics_file") ? &cfg->metrics_file
+                      : !strcmp(item->string, "runtime_dir")  ? &cfg->runtime_dir
+                                                              : NULL;
+        if (path) {
             if (!cJSON_IsString(item) || !item->valuestring[0])
-                return cm_error_set(err, CM_ERR_CONFIG,
-                                    "engine.rootfs_full: must be a non-empty string");
-            free(cfg->rootfs_full);
-            cfg->rootfs_full = resolve_path(cfg->base_dir, item->valuestring);
-            continue;
-        }
-        if (!strcmp(item->string, "metrics_file")) {
-            if (!cJSON_IsString(item) || !item->valuestring[0])
-                return cm_error_set(err, CM_ERR_CONFIG,
-                                    "engine.metrics_file: must be a non-empty string");
-            free(cfg->metrics_file);
-            cfg->metrics_file = resolve_path(cfg->base_dir, item->valuestring);
+                return cm_error_set(err, CM_ERR_CONFIG, "engine.%s: must be a non-empty string",
+                                    item->string);
+            free(*path);
+            *path = resolve_path(cfg->base_dir, item->valuestring);
             continue;
         }
         if (!strcmp(item->string, "policy")) {
@@ -573,6 +570,7 @@ void cm_config_free(cm_config *cfg)
     free(cfg->rootfs);
     free(cfg->metrics_file);
     free(cfg->rootfs_full);
+    free(cfg->runtime_dir);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -585,6 +583,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .sandbox_uid = cfg->sandbox_uid,
         .sandbox_gid = cfg->sandbox_gid,
         .sandbox_uid_range = (unsigned)cfg->sandbox_uid_range,
+        .runtime_dir = cfg->runtime_dir,
         .tmp_size_bytes = cfg->tmp_size_bytes,
         .limits = cm_config_limits(cfg),
         .test_mode = cfg->test_mode,

@@ -24,6 +24,7 @@ typedef struct cm_config {
     const cJSON *load_variables_from;   /* array */
     /* engine: section, defaults filled in */
     char *rootfs;             /* engine.rootfs, absolute; default: <dir of binary>/rootfs */
+    char *runtime_dir;        /* engine.runtime_dir: host-wide locks (/run/codemode) */
     char *rootfs_full;        /* engine.rootfs_full: for chains whose imports are widened
                                  (imports: all, or a policy list beyond the default);
                                  default: "<rootfs>-full" when it exists, else rootfs */

@@ -55,9 +55,17 @@ static bool required_layers_active(const cm_isolation *iso, const cJSON *require
  * the config explicitly requires a layer that is not active. */
 int cm_isolation_start(cm_isolation *iso, const cm_iso_config *cfg, cm_error *err)
 {
-    if (cm_isolation_init(iso, cfg->sandbox_uid, cfg->sandbox_gid, cfg->sandbox_uid_range,
-                          cfg->test_mode, err) < 0)
+    /* a range of sandbox uids no other engine on this host uses */
+    cm_uid_slot slot;
+    if (cm_uid_slot_claim(cfg->runtime_dir, cfg->sandbox_uid, cfg->sandbox_gid,
+                          cfg->sandbox_uid_range, &slot, err) < 0)
         return -1;
+    if (cm_isolation_init(iso, slot.uid_base, slot.gid_base, cfg->sandbox_uid_range, cfg->test_mode,
+                          err) < 0) {
+        cm_uid_slot_release(&slot);
+        return -1;
+    }
+    iso->uid_slot = slot;
     cm_isolation_log(iso);
     if (!cfg->require_layers)
         return 0;

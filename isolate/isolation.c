@@ -179,6 +179,7 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
                       bool test_mode, cm_error *err)
 {
     memset(iso, 0, sizeof *iso);
+    iso->uid_slot.fd = -1;
     pthread_mutex_init(&iso->uid_lock, NULL);
     iso->uid_base = uid_base;
     iso->gid_base = gid_base;
@@ -208,7 +209,9 @@ void cm_isolation_free(cm_isolation *iso)
     free(iso->seccomp_insns);
     free(iso->uid_used);
     pthread_mutex_destroy(&iso->uid_lock);
+    cm_uid_slot_release(&iso->uid_slot);
     memset(iso, 0, sizeof *iso);
+    iso->uid_slot.fd = -1;
 }
 
 void cm_isolation_log(const cm_isolation *iso)

@@ -26,6 +26,7 @@
 #include "cgroup.h"
 #include "error.h"
 #include "sandbox.h"
+#include "uidslot.h"
 
 typedef enum {
     CM_LAYER_NAMESPACES,
@@ -58,6 +59,7 @@ typedef struct cm_iso_config {
     uid_t sandbox_uid;          /* engine.sandbox_uid */
     gid_t sandbox_gid;          /* engine.sandbox_gid */
     unsigned sandbox_uid_range; /* engine.sandbox_uid_range */
+    const char *runtime_dir;    /* engine.runtime_dir: the uid-range locks (uidslot.h) */
     size_t tmp_size_bytes;      /* engine.tmp_size_mb: a sandbox's /tmp */
     cm_limits limits;           /* engine.memory_mb, cpu_quota_pct, pids_max: the defaults */
     bool test_mode;             /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
@@ -84,6 +86,7 @@ typedef struct cm_isolation {
     unsigned uid_count;
     unsigned char *uid_used;
     unsigned uid_next;
+    cm_uid_slot uid_slot; /* the host-wide claim on [uid_base, +uid_count) (uidslot.h) */
     struct cm_guard *guard;
 } cm_isolation;
 
