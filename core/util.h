@@ -77,5 +77,7 @@ const char *cm_json_str(const cJSON *obj, const char *key); /* NULL if absent or
 char *cm_json_print(const cJSON *j);
 /* True when the string is valid UTF-8. */
 bool cm_utf8_valid(const char *s, size_t len);
+/* Removes dir and everything below it (no symlink is followed); best effort. */
+void cm_remove_tree(const char *dir);
 
 #endif

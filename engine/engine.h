@@ -88,6 +88,9 @@ struct cm_engine {
     struct cm_providers *providers; /* provider connections and MCP sessions */
     cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
     struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
+    char *work_dir;                 /* provider temp dirs (workdir.c) */
+    cm_cgroup provider_cg;          /* every provider process (workdir.c) */
+    char **provider_exec;           /* argv prefix of provider spawns (provider_exec.h) */
     /* tool-call data in flight for all chains, and its high-water mark since
        the last malloc_trim (engine/chain_budget.h) */
     atomic_size_t inflight_bytes;

@@ -21,6 +21,8 @@
 #include "jobs.h"
 #include "rootfs.h"
 #include "rpc.h"
+#include "workdir.h"
+#include "provider_exec.h"
 #include "pctx.h"
 #include "server.h"
 #include "tools.h"
@@ -194,7 +196,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
-    if (cm_providers_new(&eng->providers, err) < 0)
+    if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, err) < 0)
         return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
@@ -218,9 +220,10 @@ static void engine_close(cm_engine *eng)
     cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
     cm_pool_stop(eng->pool);
+    cm_providers_free(eng->providers); /* MCP servers stopped gracefully first */
+    cm_workdir_stop(eng);
     cm_isolation_free(&eng->iso);
     cm_server_close(eng);
-    cm_providers_free(eng->providers);
     cm_registry_free(eng->registry);
     cm_policy_store_free(eng->policy);
     cm_vars_free(eng->vars);
@@ -298,6 +301,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, CM_PROVIDER_EXEC_CMD) == 0)
+        return cm_provider_exec_main(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -347,7 +347,7 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
     if (limits && root->mode == CM_CGROUP_V2) {
         rc = add_path(cg, root->v2_root, root->instance, seq, err);
         cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = rc;
-        if (rc >= 0)
+        if (rc >= 0 && lim)
             rc = set_v2_limits(cg, lim, err);
     } else {
         if (limits && root->mode == CM_CGROUP_V1) {
@@ -358,7 +358,8 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
                 cg->mem_idx = 0;
                 cg->cpu_idx = 1;
                 cg->acct_idx = root->v1_roots[3][0] ? 3 : -1;
-                rc = set_v1_limits(cg, lim, err);
+                if (lim)
+                    rc = set_v1_limits(cg, lim, err);
             }
         }
         if (rc >= 0 && root->have_unified) {
@@ -436,4 +437,18 @@ double cm_cgroup_read_cpu_ms(const cm_cgroup *cg)
         read_text(cg->paths[cg->acct_idx], "cpuacct.usage", buf, sizeof buf) > 0)
         return strtod(buf, NULL) / 1e6;
     return -1;
+}
+
+int cm_cgroup_procs_list(const cm_cgroup *cg, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < cg->npaths; i++) {
+        int n =
+            snprintf(out + used, cap - used, "%s%s/cgroup.procs", used ? ":" : "", cg->paths[i]);
+        if (n < 0 || (size_t)n >= cap - used)
+            return -1;
+        used += (size_t)n;
+    }
+    return 0;
 }

@@ -56,10 +56,15 @@ typedef struct cm_cgroup_usage {
 int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err);
 /* Removes this engine's instance directories (engine stop). */
 void cm_cgroup_teardown(cm_cgroup_root *root);
-/* Makes one sandbox's cgroups; with limits, with lim written to them (else
- * only the cgroup2 directory, for the guard and cgroup.kill). */
+/* Makes one sandbox's cgroups; with limits, in every hierarchy with lim
+ * written to them (lim NULL: none written — a provider's cgroup, there to
+ * be killed with the engine); without, only the cgroup2 directory, for the
+ * guard and cgroup.kill. */
 int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
                      cm_error *err);
+/* The cgroup.procs files of cg's directories, ':'-separated, in out (for a
+ * process that joins them itself, provider_exec.c); -1 when cap is short. */
+int cm_cgroup_procs_list(const cm_cgroup *cg, char *out, size_t cap);
 int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err);
 /* Kills anything left, removes the directories.  Idempotent. */
 void cm_cgroup_destroy(cm_cgroup *cg);

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -24,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pctx.h"
 #include "text_file.h"
 #include "util.h"
 
@@ -301,20 +301,6 @@ static int write_script(const char *dir, const cm_buf *script, char **path, cm_e
     return cm_write_all(fd, script->data, script->len, err);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ---- environment ------------------------------------------------------ */
 
 static void env_put(cJSON *env, const char *key, const char *value)
@@ -457,8 +443,8 @@ static int build_envp(const cli_job *job, const cJSON *args, const cJSON *names,
 
 /* ---- running ---------------------------------------------------------- */
 
-static int spawn_shell(const char *script_path, char **envp, const char *cwd, int out_fd,
-                       pid_t *pid, cm_error *err)
+static int spawn_shell(const cm_call_ctx *ctx, const char *script_path, char **envp,
+                       const char *cwd, int out_fd, pid_t *pid, cm_error *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -479,7 +465,10 @@ static int spawn_shell(const char *script_path, char **envp, const char *cwd, in
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     char *argv[] = {"/bin/sh", (char *)script_path, NULL};
-    int rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, envp);
+    const char *path;
+    char **full = cm_providers_exec_argv(ctx->providers, "/bin/sh", argv, &path);
+    int rc = posix_spawn(pid, path, &fa, &attr, full, envp);
+    free(full);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc == 0)
@@ -633,7 +622,7 @@ static int run_script(const cli_job *job, const char *dir, const char *script_pa
         return cm_error_sys(err, CM_ERR_IO, "pipe2");
     cm_autofd int wr = pfd[1];
     w.fd = pfd[0];
-    if (spawn_shell(script_path, envp, job->working_dir, wr, &w.pid, err) < 0) {
+    if (spawn_shell(ctx, script_path, envp, job->working_dir, wr, &w.pid, err) < 0) {
         close(w.fd);
         return -1;
     }
@@ -723,8 +712,11 @@ static int status_error(int status, const char *excerpt, cm_error *err)
 static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx, cm_buf *output,
                    cm_error *err)
 {
-    /* $TMPDIR when set (the service unit's PrivateTmp, tests), else /tmp */
-    const char *tmp = getenv("TMPDIR");
+    /* the engine's own temp dir (removed with the engine, or by its
+     * successor); else $TMPDIR when set (PrivateTmp, tests), else /tmp */
+    const char *tmp = ctx->providers ? ctx->providers->work_dir : NULL;
+    if (!tmp)
+        tmp = getenv("TMPDIR");
     if (!tmp || tmp[0] != '/' || strlen(tmp) > 200)
         tmp = "/tmp";
     char dir[256];
@@ -751,7 +743,7 @@ static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx
     res.out = (cm_buf){0};
     rc = 0;
 out:
-    remove_tree(dir);
+    cm_remove_tree(dir);
     cm_buf_free(&res.out);
     cm_buf_free(&script);
     envp_free(envp);

@@ -266,7 +266,13 @@ static int spawn_server(cm_mcp_session *s, pid_t *pid, int *in_fd, int *out_fd, 
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    int rc = posix_spawnp(pid, command, &fa, &attr, argv, envp);
+    const char *path;
+    char **full = cm_providers_exec_argv(s->p, command, argv, &path);
+    /* direct: PATH lookup as before; through the prefix, the exec step
+     * looks the command up */
+    int rc = path == command ? posix_spawnp(pid, command, &fa, &attr, full, envp)
+                             : posix_spawn(pid, path, &fa, &attr, full, envp);
+    free(full);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     strv_free(argv);

@@ -69,3 +69,23 @@ void cm_providers_free(cm_providers *p)
     free(p);
     curl_global_cleanup();
 }
+
+char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
+                              const char **path)
+{
+    size_t np = 0, na = 0;
+    while (p && p->exec_prefix && p->exec_prefix[np])
+        np++;
+    while (argv[na])
+        na++;
+    char **out = cm_xcalloc(np + na + 2, sizeof *out);
+    size_t k = 0;
+    for (size_t i = 0; i < np; i++)
+        out[k++] = p->exec_prefix[i];
+    if (np)
+        out[k++] = (char *)prog;
+    for (size_t i = 0; i < na; i++)
+        out[k++] = argv[i];
+    *path = np ? p->exec_prefix[0] : prog;
+    return out;
+}

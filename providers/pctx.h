@@ -27,12 +27,25 @@ struct cm_providers {
     cm_mcp_session *sessions;
     cm_http_loop *http_loop; /* async HTTP (http_loop.c), started on first use */
     bool http_closed;        /* engine exit: no new loop */
+    /* argv every provider process is started through (the engine's
+     * `codemode __provider-exec PROCS`: its provider cgroup), NULL: direct;
+     * borrowed, set once before any provider runs */
+    char *const *exec_prefix;
+    /* parent of provider temp dirs (the engine's own, removed with it);
+     * NULL: $TMPDIR or /tmp */
+    const char *work_dir;
 };
 
 /* Creates the context (calls curl_global_init: call before threads start). */
 int cm_providers_new(cm_providers **out, cm_error *err);
 /* Closes every MCP session (no orphan processes) and frees everything. */
 void cm_providers_free(cm_providers *p);
+/* What to spawn for a provider process running prog with argv: *path gets
+ * the program to exec (prog itself when there is no prefix) and the result
+ * the argv (prefix + prog + argv, or a copy of argv); free() only the
+ * array, its strings are borrowed.  p may be NULL. */
+char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
+                              const char **path);
 /* Closes the MCP sessions of one manual (deregister_manual). */
 void cm_providers_release_manual(cm_providers *p, const char *manual_name);
 

@@ -1,0 +1,15 @@
+/* workdir.h — the engine's own temp directory and its provider cgroup
+ * (workdir.c). */
+#ifndef CM_WORKDIR_H
+#define CM_WORKDIR_H
+
+#include "engine.h"
+
+/* Creates <$TMPDIR or /tmp>/codemode-e<pid> (0700) for provider temp dirs,
+ * after removing those of engines that are gone; makes the provider cgroup
+ * and points the providers at both (cm_providers.work_dir, exec_prefix). */
+int cm_workdir_start(cm_engine *eng, cm_error *err);
+/* Kills what is left in the provider cgroup and removes both. */
+void cm_workdir_stop(cm_engine *eng);
+
+#endif
