@@ -82,7 +82,8 @@ class ProviderLifecycle(unittest.TestCase):
             self.assertTrue(os.path.isdir(workdir))
             a.proc.kill()
             a.proc.wait()
-            self.assertTrue(alive(pids[0]), "kill -9 alone cannot stop the lingering process")
+            # (on cgroup v1 nothing kills them at this moment: any engine that
+            # starts next on this host reaps the dead engine's cgroups)
             # the next engine (here: the same config in a new directory) reaps them
             b = Engine(config(), config_name="config.json", files=files)
             b.start()
