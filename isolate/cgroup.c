@@ -4,7 +4,8 @@
  * in v1 "hybrid" mode at /sys/fs/cgroup/unified), additionally gets one
  * directory per sandbox for the eBPF guard and cgroup.kill.
  *
- * Layout: <hierarchy>/codemode/<instance>/<seq>, instance = "e<engine pid>".
+ * Layout: <hierarchy>[/<the engine's own cgroup>]/codemode/<instance>/<seq>, instance =
+ * "e<engine pid>"; <instance>/providers holds the engine's provider processes.
  * Every sandbox cgroup is removed after its sandbox is reaped; the instance
  * directories at engine shutdown; and at start-up the engine removes the
  * instance directories of engines that died (SIGKILL leaves them behind),
@@ -224,6 +225,31 @@ static int setup_v2_root(cm_cgroup_root *root, const char *mount, bool controlle
     return 0;
 }
 
+/* The engine's own cgroup in the v1 hierarchy of controller ctrl (from the
+ * "N:ctrl,...:/path" line of /proc/self/cgroup), "" for the root: the
+ * engine's tree nests below it, so the service's own limits (a systemd
+ * unit's MemoryMax, a pod's) bound every sandbox and provider it starts. */
+static void own_v1_path(const char *ctrl, char *out, size_t cap)
+{
+    char buf[4096];
+    out[0] = '\0';
+    if (read_text("/proc/self", "cgroup", buf, sizeof buf) <= 0)
+        return;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = '\0';
+        char *tsave = NULL;
+        for (char *t = strtok_r(c1 + 1, ",", &tsave); t; t = strtok_r(NULL, ",", &tsave))
+            if (!strcmp(t, ctrl)) {
+                snprintf(out, cap, "%s", strcmp(c2 + 1, "/") ? c2 + 1 : "");
+                return;
+            }
+    }
+}
+
 static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
 {
     for (int i = 0; i < 4; i++) {
@@ -235,7 +261,9 @@ static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
             return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "cgroup v1 controller %s not mounted",
                                 v1_ctrls[i]);
         }
-        snprintf(root->v1_roots[i], sizeof root->v1_roots[i], "%s/%s", ctrl, CG_DIRNAME);
+        char own[256];
+        own_v1_path(v1_ctrls[i], own, sizeof own);
+        snprintf(root->v1_roots[i], sizeof root->v1_roots[i], "%s%s/%s", ctrl, own, CG_DIRNAME);
         if (make_dir(root->v1_roots[i], err) < 0)
             return -1;
         char inst[512];
@@ -285,11 +313,11 @@ void cm_cgroup_teardown(cm_cgroup_root *root)
         remove_instance(root->unified_instance, true);
 }
 
-static int add_path(cm_cgroup *cg, const char *root, const char *instance, unsigned long seq,
+static int add_path(cm_cgroup *cg, const char *root, const char *instance, const char *name,
                     cm_error *err)
 {
     int i = cg->npaths++;
-    snprintf(cg->paths[i], sizeof cg->paths[i], "%s/%s/%lu", root, instance, seq);
+    snprintf(cg->paths[i], sizeof cg->paths[i], "%s/%s/%s", root, instance, name);
     if (mkdir(cg->paths[i], 0755) < 0) {
         cg->npaths--;
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "mkdir %s", cg->paths[i]);
@@ -335,17 +363,16 @@ static int set_v2_limits(const cm_cgroup *cg, const cm_limits *lim, cm_error *er
     return write_text(dir, "pids.max", v, err);
 }
 
-int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
-                     cm_error *err)
+static int create_named(cm_cgroup_root *root, const char *name, bool limits, const cm_limits *lim,
+                        cm_cgroup *cg, cm_error *err)
 {
     memset(cg, 0, sizeof *cg);
     cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = -1;
     cg->v2 = root->mode == CM_CGROUP_V2;
     cg->memsw = root->have_memsw;
-    unsigned long seq = atomic_fetch_add(&root->seq, 1);
     int rc = 0;
     if (limits && root->mode == CM_CGROUP_V2) {
-        rc = add_path(cg, root->v2_root, root->instance, seq, err);
+        rc = add_path(cg, root->v2_root, root->instance, name, err);
         cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = rc;
         if (rc >= 0 && lim)
             rc = set_v2_limits(cg, lim, err);
@@ -353,7 +380,7 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
         if (limits && root->mode == CM_CGROUP_V1) {
             for (int i = 0; i < 4 && rc >= 0; i++)
                 if (root->v1_roots[i][0])
-                    rc = add_path(cg, root->v1_roots[i], root->instance, seq, err);
+                    rc = add_path(cg, root->v1_roots[i], root->instance, name, err);
             if (rc >= 0) {
                 cg->mem_idx = 0;
                 cg->cpu_idx = 1;
@@ -363,7 +390,7 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
             }
         }
         if (rc >= 0 && root->have_unified) {
-            rc = add_path(cg, root->v2_root, root->instance, seq, err);
+            rc = add_path(cg, root->v2_root, root->instance, name, err);
             cg->unified_idx = rc;
         }
     }
@@ -373,6 +400,19 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
         return -1;
     }
     return 0;
+}
+
+int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
+                     cm_error *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%lu", atomic_fetch_add(&root->seq, 1));
+    return create_named(root, name, limits, lim, cg, err);
+}
+
+int cm_cgroup_create_providers(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err)
+{
+    return create_named(root, "providers", root->mode != CM_CGROUP_NONE, NULL, cg, err);
 }
 
 int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)

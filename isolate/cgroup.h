@@ -56,12 +56,14 @@ typedef struct cm_cgroup_usage {
 int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err);
 /* Removes this engine's instance directories (engine stop). */
 void cm_cgroup_teardown(cm_cgroup_root *root);
-/* Makes one sandbox's cgroups; with limits, in every hierarchy with lim
- * written to them (lim NULL: none written — a provider's cgroup, there to
- * be killed with the engine); without, only the cgroup2 directory, for the
- * guard and cgroup.kill. */
+/* Makes one sandbox's cgroups (`<instance>/<seq>`); with limits, in every
+ * hierarchy with lim written to them; without, only the cgroup2 directory,
+ * for the guard and cgroup.kill. */
 int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
                      cm_error *err);
+/* The engine's one cgroup for provider processes, `<instance>/providers` in
+ * every hierarchy, no limits written (provider_exec.c). */
+int cm_cgroup_create_providers(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err);
 /* The cgroup.procs files of cg's directories, ':'-separated, in out (for a
  * process that joins them itself, provider_exec.c); -1 when cap is short. */
 int cm_cgroup_procs_list(const cm_cgroup *cg, char *out, size_t cap);

@@ -58,7 +58,7 @@ int cm_provider_exec_main(int argc, char **argv)
 int cm_provider_exec_prepare(cm_cgroup_root *root, cm_cgroup *cg, char ***prefix, cm_error *err)
 {
     *prefix = NULL;
-    if (cm_cgroup_create(root, root->mode != CM_CGROUP_NONE, NULL, cg, err) < 0)
+    if (cm_cgroup_create_providers(root, cg, err) < 0)
         return -1;
     char procs[8192];
     if (cm_cgroup_procs_list(cg, procs, sizeof procs) < 0)

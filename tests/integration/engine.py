@@ -18,6 +18,25 @@ BIN = os.environ.get("CODEMODE_BIN", os.path.join(ROOT, "build", "codemode"))
 ROOTFS = os.path.join(ROOT, "build", "rootfs")
 
 
+def codemode_cgroup_roots():
+    """Every `codemode` cgroup directory an engine started by this process
+    may use: at each hierarchy's root and below this process's own cgroup
+    in it (engines nest below the cgroup they start in)."""
+    import glob
+    roots = set(glob.glob("/sys/fs/cgroup/*/codemode") + glob.glob("/sys/fs/cgroup/codemode"))
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if path == "/":
+                continue
+            mounts = (["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] if not ctrls else
+                      ["/sys/fs/cgroup/" + c for c in ctrls.split(",") if not c.startswith("name=")])
+            for m in mounts:
+                if os.path.isdir(m + path + "/codemode"):
+                    roots.add(m + path + "/codemode")
+    return sorted(roots)
+
+
 class Client:
     """One connection to the engine: newline-delimited JSON-RPC."""
 

@@ -7,7 +7,7 @@ import glob
 import os
 import time
 
-from tests.integration.engine import EngineTest, Engine
+from tests.integration.engine import EngineTest, Engine, codemode_cgroup_roots
 
 UID_LO, UID_HI = 310000, 310016
 CONFIG = """
@@ -21,9 +21,11 @@ engine:
 
 
 def instance_dirs(pid):
-    roots = ["/sys/fs/cgroup/%s/codemode" % c for c in ("memory", "cpu", "pids", "unified")]
+    """The engine's sandbox cgroups in memory, cpu, pids and unified (its
+    one `providers` cgroup aside)."""
+    roots = [r for r in codemode_cgroup_roots() if "/cpuacct/" not in r]
     return [d for r in roots for d in glob.glob(os.path.join(r, "e%d" % pid, "*"))
-            if os.path.isdir(d)]
+            if os.path.isdir(d) and not d.endswith("/providers")]
 
 
 def sandbox_pids():

@@ -10,7 +10,7 @@ import sys
 import time
 import unittest
 
-from tests.integration.engine import ROOT, Engine
+from tests.integration.engine import ROOT, Engine, codemode_cgroup_roots
 
 STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
 MANUAL = {"utcp_version": "1.0.1", "manual_version": "1.0.0", "tools": [
@@ -89,8 +89,8 @@ class ProviderLifecycle(unittest.TestCase):
             b.start()
             self.assertEqual(wait_gone(pids), [], "the next engine's start kills them")
             self.assertFalse(os.path.exists(workdir), "and removes the temp dir")
-            self.assertEqual(glob.glob("/sys/fs/cgroup/*/codemode/e%d" % a.proc.pid) +
-                             glob.glob("/sys/fs/cgroup/codemode/e%d" % a.proc.pid), [])
+            self.assertEqual([d for r in codemode_cgroup_roots()
+                              for d in glob.glob(os.path.join(r, "e%d" % a.proc.pid))], [])
             # a normal stop removes its own at once
             pids = list(provider_pids(b))
             bdir = os.path.join(os.environ.get("TMPDIR", "/tmp"), "codemode-e%d" % b.proc.pid)

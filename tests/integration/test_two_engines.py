@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from tests.integration.engine import Engine
+from tests.integration.engine import Engine, codemode_cgroup_roots
 
 CONFIG = """
 engine:
@@ -51,9 +51,7 @@ def descendants(pid):
 
 
 def instance_dirs(pid):
-    return glob.glob("/sys/fs/cgroup/*/codemode/e%d" % pid) + \
-        glob.glob("/sys/fs/cgroup/*/*/codemode/e%d" % pid) + \
-        glob.glob("/sys/fs/cgroup/codemode/e%d" % pid)
+    return [d for r in codemode_cgroup_roots() for d in glob.glob(os.path.join(r, "e%d" % pid))]
 
 
 class TwoEngines(unittest.TestCase):

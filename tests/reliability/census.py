@@ -1,7 +1,8 @@
 """What an engine holds, counted from /proc and /sys: fds, RSS, sandbox
 processes (uid range 100000..), codemode cgroup dirs, /proc/mounts lines."""
-import glob
 import os
+
+from tests.integration.engine import codemode_cgroup_roots
 
 SANDBOX_UID_MIN = 100000
 
@@ -37,7 +38,7 @@ def sandbox_procs(instance=None):
 
 def cgroup_dirs(instance=None):
     dirs = []
-    for root in glob.glob("/sys/fs/cgroup/*/codemode"):
+    for root in codemode_cgroup_roots():
         for d, sub, _ in os.walk(root):
             if d != root and (instance is None or d.startswith(root + "/" + instance)):
                 dirs.append(d)

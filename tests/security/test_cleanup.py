@@ -12,6 +12,7 @@ import signal
 import time
 import unittest
 
+from tests.integration.engine import codemode_cgroup_roots
 from tests.security import harness
 
 CHAINS = int(os.environ.get("CODEMODE_SOAK_CHAINS", "100"))
@@ -28,8 +29,6 @@ engine:
   pool_full_size: 2
 """
 UID_LO, UID_HI = 300000, 300064
-CG_ROOTS = ["/sys/fs/cgroup/%s/codemode" % c for c in ("memory", "cpu", "pids", "cpuacct",
-                                                        "unified")] + ["/sys/fs/cgroup/codemode"]
 
 
 def sandbox_pids():
@@ -50,8 +49,9 @@ def sandbox_pids():
 
 
 def instance_dirs(pid):
-    return [d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % pid, "*"))
-            if os.path.isdir(d)]
+    """The engine's sandbox cgroups (its one `providers` cgroup aside)."""
+    return [d for r in codemode_cgroup_roots() for d in glob.glob(os.path.join(r, "e%d" % pid, "*"))
+            if os.path.isdir(d) and not d.endswith("/providers")]
 
 
 def rootfs_mounts():
@@ -146,10 +146,12 @@ class CleanupTest(unittest.TestCase):
             self.assertEqual(killed, CHAINS // 10 * 2)
             # what is left is exactly the warm pool: one cgroup per hierarchy
             # and three processes (init, bridge, chain process) per sandbox,
-            # and per rootfs flavour a zygote (one cgroup per hierarchy, one process)
+            # and per rootfs flavour a zygote (one cgroup per hierarchy, one
+            # process)
             warm, zygotes = settled_pool(eng)
             self.assertEqual(zygotes, 2)
-            per_sandbox = len([r for r in CG_ROOTS if os.path.isdir(r)])
+            per_sandbox = len([r for r in codemode_cgroup_roots()
+                               if os.path.isdir(os.path.join(r, "e%d" % eng.proc.pid))])
             self.assertEqual(len(instance_dirs(eng.proc.pid)), (warm + zygotes) * per_sandbox)
             self.assertEqual(len(sandbox_pids()), warm * 3 + zygotes)
             self.assertEqual(rootfs_mounts(), [])
@@ -161,7 +163,7 @@ class CleanupTest(unittest.TestCase):
             rc = eng.stop()
             eng.cleanup()
         self.assertEqual(rc, 0)
-        self.assertEqual([d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % eng.proc.pid))], [])
+        self.assertEqual([d for r in codemode_cgroup_roots() for d in glob.glob(os.path.join(r, "e%d" % eng.proc.pid))], [])
         self.assertEqual(sandbox_pids(), [])
 
     def test_sigkilled_engine_is_cleaned_up_by_successor(self):
@@ -192,7 +194,7 @@ class CleanupTest(unittest.TestCase):
         succ = harness.Engine(CONFIG).start()
         try:
             self.assertEqual(instance_dirs(dead), [])
-            self.assertEqual([d for r in CG_ROOTS for d in glob.glob(os.path.join(r, "e%d" % dead))], [])
+            self.assertEqual([d for r in codemode_cgroup_roots() for d in glob.glob(os.path.join(r, "e%d" % dead))], [])
             self.assertIn("left by dead engine %d" % dead, succ.read_log())
         finally:
             succ.stop()

@@ -7,6 +7,8 @@ per-layer table is written to build/security-layers.md."""
 import os
 import unittest
 
+from tests.integration.engine import codemode_cgroup_roots
+
 from tests.security import harness
 from tests.security.probes import PROBES
 
@@ -122,9 +124,7 @@ class SecuritySuite(unittest.TestCase):
                     self.assertEqual(got[name], want[name])
 
     def assertNoInstanceCgroups(self, pid):
-        for root in ("/sys/fs/cgroup/memory/codemode", "/sys/fs/cgroup/pids/codemode",
-                     "/sys/fs/cgroup/cpu/codemode", "/sys/fs/cgroup/unified/codemode",
-                     "/sys/fs/cgroup/codemode"):
+        for root in codemode_cgroup_roots():
             self.assertFalse(os.path.exists(os.path.join(root, "e%d" % pid)), root)
 
     def test_00_probe_count(self):
