@@ -18,6 +18,8 @@ import glob
 import http.server
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import unittest
@@ -96,6 +98,7 @@ class OpenAPICorpusTest(EngineTest):
     @classmethod
     def tearDownClass(cls):
         cls.srv.shutdown()
+        cls.srv.server_close()
         cls.http.stop()
         super().tearDownClass()
 
@@ -247,6 +250,29 @@ class OpenAPICorpusTest(EngineTest):
         self.assertEqual(t["decl.get_echo_get"]["auth"]["api_key"], "${API_KEY_1}")
         self.assertNotIn("auth", t["decl.post_echo_kind"])
         self.client.call_tool("deregister_manual", {"manual_name": "decl"})
+
+    def test_download_auth_stays_on_the_documents_origin(self):
+        d = tempfile.mkdtemp(prefix="oa-doc-")
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "doc.json"), "w") as f:
+            json.dump(no_schemes_doc(), f)
+        srv, base = serve(d)
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        other = base.replace("127.0.0.1", "localhost")  # another origin, same server
+        auth = {"auth_type": "api_key", "api_key": "dl-key-1234", "var_name": "X-Dl"}
+        cases = [("same", {}, True), ("other", {"base_url": other}, False),
+                 ("othertools", {"base_url": other, "auth_tools": auth}, True)]
+        for name, extra, has_auth in cases:
+            with self.subTest(name):
+                tmpl = dict({"name": name, "call_template_type": "http",
+                             "url": base + "/doc.json", "auth": auth}, **extra)
+                r = self.register(tmpl)
+                self.assertTrue(r.get("success"), r)
+                info = self.client.call_tool("tools_info", {"tool_names": [name + ".get_echo_get"]})
+                t = info["structuredContent"]["tools"][0]["tool_call_template"]
+                self.assertEqual("auth" in t, has_auth, t)
+                self.client.call_tool("deregister_manual", {"manual_name": name})
 
     def test_names_disambiguated_and_bounded(self):
         long_id = "x" * 200
