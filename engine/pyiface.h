@@ -27,7 +27,7 @@ void cm_pyiface_tool(const char *access_manual, const char *access_tool, const c
 
 /* Assembles interface text from chain tool entries [{name, access_manual,
  * access_tool, iface_classes, iface_method}] in order, grouping tools by
- * manual under `# namespace <manual>` with one `<manual>_Namespace` class
+ * manual under `# namespace <manual>` with one `<Manual>Namespace` class
  * each.  only: NULL for all tools, else the UTCP or access name of the one
  * tool to include (NULL returned when it is not among them).  Caller frees. */
 char *cm_pyiface_assemble(const cJSON *tools, const char *only);

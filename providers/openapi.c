@@ -14,6 +14,7 @@
 
 #include "cm_limits.h"
 #include "http_client.h"
+#include "openapi_auth.h"
 #include "openapi_refs.h"
 #include "util.h"
 
@@ -51,19 +52,59 @@ static char *strip_slash(char *s)
     return s;
 }
 
-static int base_url(const cJSON *doc, const char *spec_url, char **out, cm_error *err)
+/* servers[0].url with each `{name}` replaced by its variable's default
+ * (`https://{region}.example.com`), so no server variable is left for the
+ * http provider to take for a path parameter. */
+static char *server_url(const cJSON *server)
 {
+    const char *url = cm_json_str(server, "url");
+    if (!url)
+        return NULL;
+    const cJSON *vars = cJSON_GetObjectItemCaseSensitive(server, "variables");
+    cm_buf b = {0};
+    cm_error ignored;
+    for (const char *p = url; *p;) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (close && close - p < 128) {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(close - p - 1), p + 1);
+            const char *def = cm_json_str(cJSON_GetObjectItemCaseSensitive(vars, name), "default");
+            if (def) {
+                cm_buf_append(&b, def, strlen(def), &ignored);
+                p = close + 1;
+                continue;
+            }
+        }
+        cm_buf_append(&b, p, 1, &ignored);
+        p++;
+    }
+    return b.data ? b.data : cm_xstrdup("");
+}
+
+/* The API's base URL: the manual's `base_url`, else servers[0] (relative:
+ * against the document's URL), Swagger schemes/host/basePath, else the
+ * document's origin. */
+static int base_url(const cJSON *doc, const char *spec_url, const cJSON *manual_tmpl, char **out,
+                    cm_error *err)
+{
+    const char *override = cm_json_str(manual_tmpl, "base_url");
+    if (override && *override) {
+        *out = strip_slash(cm_xstrdup(override));
+        return 0;
+    }
     const cJSON *servers = cJSON_GetObjectItemCaseSensitive(doc, "servers");
-    const char *s0 = cm_json_str(cJSON_GetArrayItem(servers, 0), "url");
-    if (s0) {
+    cm_autofree char *s0 = server_url(cJSON_GetArrayItem(servers, 0));
+    if (s0 && *s0) {
         if (strstr(s0, "://")) {
-            *out = strip_slash(cm_xstrdup(s0));
+            *out = strip_slash(cm_steal_ptr(&s0));
             return 0;
         }
         if (spec_url && (*out = join_url(spec_url, s0)))
             return strip_slash(*out), 0;
         return cm_error_set(err, CM_ERR_CONFIG,
-                            "servers[0].url '%s' is relative and the document has no URL", s0);
+                            "servers[0].url '%.200s' is relative and the document has no URL "
+                            "(a text or file manual): set base_url on the manual",
+                            s0);
     }
     const char *host = cm_json_str(doc, "host");
     if (host) {
@@ -78,108 +119,13 @@ static int base_url(const cJSON *doc, const char *spec_url, char **out, cm_error
         return 0;
     }
     if (spec_url) {
-        char *o = cm_http_origin(spec_url);
-        if (o && (*out = join_url(spec_url, "/")))
-            return free(o), strip_slash(*out), 0;
-        free(o);
+        const char *bp = cm_json_str(doc, "basePath");
+        if ((*out = join_url(spec_url, bp && *bp == '/' ? bp : "/")))
+            return strip_slash(*out), 0;
     }
     return cm_error_set(err, CM_ERR_CONFIG,
-                        "no servers, host or document URL: cannot derive the API's base URL");
-}
-
-/* ---- security → auth ------------------------------------------------- */
-
-static const cJSON *security_schemes(const cJSON *doc)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "components");
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c, "securitySchemes");
-    return s ? s : cJSON_GetObjectItemCaseSensitive(doc, "securityDefinitions");
-}
-
-static int scheme_index(const cJSON *schemes, const char *name)
-{
-    int i = 1;
-    const cJSON *s;
-    cJSON_ArrayForEach(s, schemes)
-    {
-        if (!strcmp(s->string, name))
-            return i;
-        i++;
-    }
-    return 0;
-}
-
-static cJSON *var_ref(const char *prefix, const char *base, int n)
-{
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s${%s_%d}", prefix, base, n);
-    return cJSON_CreateString(buf);
-}
-
-static cJSON *auth_for_scheme(const cJSON *sch, int n)
-{
-    const char *type = cm_json_str(sch, "type");
-    const char *scheme = cm_json_str(sch, "scheme");
-    cJSON *a = cJSON_CreateObject();
-    if (type && !strcmp(type, "apiKey")) {
-        cJSON_AddStringToObject(a, "auth_type", "api_key");
-        cJSON_AddItemToObject(a, "api_key", var_ref("", "API_KEY", n));
-        const char *name = cm_json_str(sch, "name");
-        cJSON_AddStringToObject(a, "var_name", name ? name : "X-Api-Key");
-        const char *in = cm_json_str(sch, "in");
-        cJSON_AddStringToObject(a, "location", in ? in : "header");
-    } else if (type && ((!strcmp(type, "http") && scheme && !strcasecmp(scheme, "basic")) ||
-                        !strcmp(type, "basic"))) {
-        cJSON_AddStringToObject(a, "auth_type", "basic");
-        cJSON_AddItemToObject(a, "username", var_ref("", "USERNAME", n));
-        cJSON_AddItemToObject(a, "password", var_ref("", "PASSWORD", n));
-    } else if (type && !strcmp(type, "http") && scheme && !strcasecmp(scheme, "bearer")) {
-        cJSON_AddStringToObject(a, "auth_type", "api_key");
-        cJSON_AddItemToObject(a, "api_key", var_ref("Bearer ", "API_KEY", n));
-        cJSON_AddStringToObject(a, "var_name", "Authorization");
-        cJSON_AddStringToObject(a, "location", "header");
-    } else if (type && !strcmp(type, "oauth2")) {
-        const cJSON *flows = cJSON_GetObjectItemCaseSensitive(sch, "flows");
-        const cJSON *cc = cJSON_GetObjectItemCaseSensitive(flows, "clientCredentials");
-        const char *tok = cm_json_str(cc, "tokenUrl");
-        if (!tok)
-            tok = cm_json_str(sch, "tokenUrl"); /* Swagger 2 */
-        if (!tok) {
-            cJSON_Delete(a);
-            return NULL;
-        }
-        cJSON_AddStringToObject(a, "auth_type", "oauth2");
-        cJSON_AddStringToObject(a, "token_url", tok);
-        cJSON_AddItemToObject(a, "client_id", var_ref("", "CLIENT_ID", n));
-        cJSON_AddItemToObject(a, "client_secret", var_ref("", "CLIENT_SECRET", n));
-    } else {
-        cJSON_Delete(a);
-        return NULL;
-    }
-    return a;
-}
-
-/* Auth for an operation: its `security` (or the document's), first
- * requirement with a scheme we can express. */
-static cJSON *operation_auth(const cJSON *doc, const cJSON *op)
-{
-    const cJSON *sec = cJSON_GetObjectItemCaseSensitive(op, "security");
-    if (!sec)
-        sec = cJSON_GetObjectItemCaseSensitive(doc, "security");
-    const cJSON *schemes = security_schemes(doc);
-    const cJSON *req;
-    cJSON_ArrayForEach(req, sec)
-    {
-        const cJSON *name;
-        cJSON_ArrayForEach(name, req)
-        {
-            const cJSON *sch = cJSON_GetObjectItemCaseSensitive(schemes, name->string);
-            cJSON *a = sch ? auth_for_scheme(sch, scheme_index(schemes, name->string)) : NULL;
-            if (a)
-                return a;
-        }
-    }
-    return NULL;
+                        "no servers, host or document URL: cannot derive the API's base URL; set "
+                        "base_url on the manual");
 }
 
 /* ---- operations → tools ---------------------------------------------- */
@@ -201,6 +147,114 @@ static char *derived_name(const char *method, const char *path)
         }
     }
     return b.data;
+}
+
+/* ---- tool names ------------------------------------------------------ */
+
+/* What names an operation: registration needs every name unique and
+ * qualified (`manual.name`) within MAX_TOOL_NAME (engine/registry.c, 128). */
+typedef struct op_ref {
+    const char *method, *path;
+    bool has_id;
+} op_ref;
+
+#define TOOL_NAME_MAX 128
+
+static uint32_t fnv1a(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+    for (const char *s = a; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    for (const char *s = b ? b : ""; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* name, or (over max bytes) its first bytes + "_" + 8 hex digits of a hash
+ * of the whole name: stable across registrations, never a cut UTF-8
+ * sequence. */
+static char *fit_name(char *name, size_t max)
+{
+    size_t n = strlen(name);
+    if (n <= max)
+        return name;
+    uint32_t h = fnv1a(name, NULL);
+    size_t keep = max - 9;
+    while (keep && ((unsigned char)name[keep] & 0xC0) == 0x80)
+        keep--;
+    snprintf(name + keep, n + 1 - keep, "_%08x", h);
+    return name;
+}
+
+static char *suffixed(const char *name, uint32_t h)
+{
+    char *out = NULL;
+    if (asprintf(&out, "%s_%08x", name, h) < 0)
+        abort();
+    return out;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(**(char **const *)a, **(char **const *)b);
+}
+
+/* dup[i] = names[i] is used more than once. */
+static bool mark_dups(char **names, int n, bool *dup)
+{
+    cm_autofree char ***sorted = cm_xcalloc((size_t)n + 1, sizeof *sorted);
+    for (int i = 0; i < n; i++) {
+        sorted[i] = &names[i];
+        dup[i] = false;
+    }
+    qsort(sorted, (size_t)n, sizeof *sorted, compare_names);
+    bool any = false;
+    for (int i = 1; i < n; i++)
+        if (!strcmp(*sorted[i - 1], *sorted[i])) {
+            dup[sorted[i - 1] - names] = dup[sorted[i] - names] = true;
+            any = true;
+        }
+    return any;
+}
+
+/* Unique names for the tools: operationId, else `<method>_<path words>`;
+ * operations sharing a name are renamed to `<method>_<path words>`, then
+ * (still shared) suffixed with a hash of "METHOD path", which is unique in
+ * a document; names too long get a hash suffix (fit_name).  Deterministic:
+ * the same document always gives the same names. */
+static void assign_names(cJSON *tools, const op_ref *ops, int n, size_t max)
+{
+    if (n <= 0)
+        return;
+    char **names = cm_xcalloc((size_t)n, sizeof *names);
+    cm_autofree bool *dup = cm_xcalloc((size_t)n, sizeof *dup);
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        names[i] = fit_name(cm_xstrdup(cm_json_str(t, "name")), max);
+        i++;
+    }
+    for (int round = 0; round < 3 && mark_dups(names, n, dup); round++)
+        for (i = 0; i < n; i++) {
+            if (!dup[i])
+                continue;
+            cm_autofree char *derived = derived_name(ops[i].method, ops[i].path);
+            uint32_t h = fnv1a(ops[i].method, ops[i].path);
+            char *next = round == 0 && ops[i].has_id ? cm_steal_ptr(&derived)
+                         : round < 2                 ? suffixed(derived, h)
+                                                     : suffixed(names[i], (uint32_t)i);
+            free(names[i]);
+            names[i] = fit_name(next, max);
+        }
+    i = 0;
+    cJSON *tool;
+    cJSON_ArrayForEach(tool, tools)
+    {
+        cJSON_ReplaceItemInObjectCaseSensitive(tool, "name", cJSON_CreateString(names[i]));
+        free(names[i++]);
+    }
+    free(names);
 }
 
 static void add_param(const cJSON *doc, cm_oa_schema *sch, const cJSON *param, cJSON *props,
@@ -293,13 +347,13 @@ static cJSON *output_schema(const cJSON *doc, cm_oa_budget *budget, const cJSON 
     return cJSON_CreateObject();
 }
 
-static cJSON *operation_tool(const cJSON *doc, cm_oa_budget *budget, const char *base,
-                             const char *path, const cJSON *path_item, const char *method,
-                             const cJSON *op)
+static cJSON *operation_tool(const cJSON *doc, cm_oa_budget *budget, const cm_oa_auth *auth,
+                             const char *base, const char *path, const cJSON *path_item,
+                             const char *method, const cJSON *op)
 {
     cJSON *tool = cJSON_CreateObject();
     const char *opid = cm_json_str(op, "operationId");
-    cm_autofree char *name = opid ? cm_xstrdup(opid) : derived_name(method, path);
+    cm_autofree char *name = opid && *opid ? cm_xstrdup(opid) : derived_name(method, path);
     cJSON_AddStringToObject(tool, "name", name);
     const char *desc = cm_json_str(op, "summary");
     if (!desc)
@@ -343,9 +397,7 @@ static cJSON *operation_tool(const cJSON *doc, cm_oa_budget *budget, const char 
         cJSON_AddItemToObject(t, "header_fields", header_fields);
     else
         cJSON_Delete(header_fields);
-    cJSON *auth = operation_auth(doc, op);
-    if (auth)
-        cJSON_AddItemToObject(t, "auth", auth);
+    cm_oa_auth_apply(auth, op, t);
     return tool;
 }
 
@@ -387,8 +439,12 @@ int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_c
                             "smaller description",
                             nops, lim.max_tools);
     cm_autofree char *base = NULL;
-    if (base_url(doc, spec_url, &base, err) < 0)
+    const cJSON *mt = ctx ? ctx->manual_tmpl : NULL;
+    if (base_url(doc, spec_url, mt, &base, err) < 0)
         return cm_error_prefix(err, "OpenAPI document");
+    cm_oa_auth auth;
+    cm_oa_auth_init(&auth, doc, mt, spec_url, base);
+    cm_autofree op_ref *ops = cm_xcalloc((size_t)nops + 1, sizeof *ops);
     cm_autojson cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "utcp_version", "1.0.1");
     const cJSON *info = cJSON_GetObjectItemCaseSensitive(doc, "info");
@@ -407,7 +463,9 @@ int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_c
             if (!cJSON_IsObject(op))
                 continue;
             cJSON_AddItemToArray(
-                tools, operation_tool(doc, &budget, base, item->string, pi, methods[i], op));
+                tools, operation_tool(doc, &budget, &auth, base, item->string, pi, methods[i], op));
+            const char *opid = cm_json_str(op, "operationId");
+            ops[done] = (op_ref){methods[i], item->string, opid && *opid};
             done++;
             if (budget.over) {
                 char size[32];
@@ -427,6 +485,8 @@ int cm_openapi_to_manual(const cJSON *doc, const char *spec_url, const cm_call_c
                                     lim.timeout_s, done, nops);
         }
     }
+    size_t mlen = ctx && ctx->manual_name ? strlen(ctx->manual_name) + 1 : 0;
+    assign_names(tools, ops, done, mlen + 16 < TOOL_NAME_MAX ? TOOL_NAME_MAX - mlen : 16);
     *manual = cm_steal_ptr(&m);
     return 0;
 }

@@ -99,7 +99,9 @@ int cm_provider_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON
     const provider_entry *p = provider_for(manual_tmpl, CM_ERR_CONFIG, err);
     if (!p || needs_context(p, ctx, CM_ERR_CONFIG, err) < 0)
         return -1;
-    int rc = p->discover(manual_tmpl, ctx, manual, err);
+    cm_call_ctx c = *ctx;
+    c.manual_tmpl = manual_tmpl;
+    int rc = p->discover(manual_tmpl, &c, manual, err);
     /* the downloaded document (a parsed 13 MB description is ~100 MB of
      * cJSON) is freed by now: give it back instead of keeping the peak */
     malloc_trim(0);

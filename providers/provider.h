@@ -30,6 +30,11 @@ typedef struct cm_call_ctx {
     /* discovery only: engine.registration limits (engine/config.h); NULL =
      * the defaults */
     const struct cm_reg_limits *reg;
+    /* discovery only: the manual call template being registered, as written
+     * (an OpenAPI document takes `base_url`, `auth_tools`, `auth` and
+     * `headers` from it: providers/openapi_auth.h); set by
+     * cm_provider_discover */
+    const cJSON *manual_tmpl;
 } cm_call_ctx;
 
 /* Runs a tool.  `tmpl` is the tool's tool_call_template as registered (not

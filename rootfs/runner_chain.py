@@ -259,6 +259,12 @@ _IFACE_HEADER = ("from typing import Any, Dict, List, Literal, NotRequired, Opti
                  "Union, Unpack\n")
 
 
+def _class_name(manual):
+    # as engine/pyiface.c: `github` -> `Github`, `my_api` -> `MyApi`, `_3d` kept
+    lead = "_" if manual[:1] == "_" and manual[1:2].isdigit() else ""
+    return lead + "".join(p[:1].upper() + p[1:] for p in manual.split("_"))
+
+
 def _assemble_interfaces(tools):
     groups = {}
     for t in tools:
@@ -268,7 +274,7 @@ def _assemble_interfaces(tools):
         out.append("\n# namespace %s  (call its tools as: await %s.<tool>(name=value, ...))\n"
                    % (manual, manual))
         out.extend(t.get("iface_classes") or "" for t in ts)
-        out.append('class %s_Namespace:\n    "namespace %s"\n\n' % (manual, manual))
+        out.append('class %sNamespace:\n    "namespace %s"\n\n' % (_class_name(manual), manual))
         out.extend(t.get("iface_method") or "" for t in ts)
     return "".join(out)
 

@@ -199,7 +199,7 @@ except Exception as error:
             interfaces = await client.get_all_tools_python_interfaces()
             ns = {}
             exec(compile(interfaces, "generated_tools.py", "exec"), ns)
-            self.assertIn("github_Namespace", ns)
+            self.assertIn("GithubNamespace", ns)
             one = await client.tool_to_python_interface(tools[0])
             self.assertIn("async def get_pull_request", one)
             self.assertTrue(await client.deregister_manual("ping"))

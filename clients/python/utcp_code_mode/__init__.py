@@ -3,6 +3,6 @@
 The API of the `utcp_code_mode` library (CodeModeUtcpClient), stdlib only,
 talking JSON-RPC to a codemode engine over its Unix socket.  Chains run in the
 engine's kernel sandbox instead of in-process."""
-from .client import ChainStream, CodeModeError, CodeModeUtcpClient
+from .client import ChainStream, CodeModeError, CodeModeUtcpClient, Record, ToolCallError
 
-__all__ = ["CodeModeUtcpClient", "ChainStream", "CodeModeError"]
+__all__ = ["CodeModeUtcpClient", "ChainStream", "CodeModeError", "ToolCallError", "Record"]
