@@ -18,6 +18,7 @@ static const char *const kind_names[CM_ERR__COUNT] = {
     [CM_ERR_SANDBOX_FAILURE] = "sandbox_failure",
     [CM_ERR_INVALID_REQUEST] = "invalid_request",
     [CM_ERR_BUSY] = "busy",
+    [CM_ERR_INVALID_ARGUMENTS] = "invalid_arguments",
     [CM_ERR_IO] = "io",
     [CM_ERR_CONFIG] = "config",
     [CM_ERR_NOT_FOUND] = "not_found",
