@@ -154,7 +154,8 @@ static int check_arguments(const cJSON *def, const tool_call *tc, cm_error *err)
     const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(def, "inputs");
     if (!inputs || cm_schema_check_args(inputs, tc->args, err) == 0)
         return 0;
-    cm_autofree char *sig = cm_schema_signature(tc->tool, inputs);
+    const char *access = cm_json_str(def, "access_name"); /* the name the chain calls */
+    cm_autofree char *sig = cm_schema_signature(access ? access : tc->tool, inputs);
     char what[sizeof err->message];
     snprintf(what, sizeof what, "%s", err->message);
     return cm_error_set(err, CM_ERR_INVALID_ARGUMENTS, "%s: %s; signature: %s", tc->tool, what,
