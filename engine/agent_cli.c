@@ -125,6 +125,14 @@ int cm_cmd_tools(int argc, char **argv)
                    cm_json_str(t, "access_name"),
                    cm_json_str(t, "description") ? cm_json_str(t, "description") : "");
         }
+        /* nothing found is said, with exit 1, like grep */
+        if (sc && !cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(sc, "tools"))) {
+            fprintf(stderr,
+                    "codemode tools: no matches for \"%s\" (`codemode tools interfaces` "
+                    "shows every tool)\n",
+                    arg);
+            rc = 1;
+        }
     } else {
         cJSON_Delete(args);
         tools_usage(stderr);

@@ -26,8 +26,11 @@
 #define DIAG_MAX 65536
 #define POLL_SLICE_MS 100
 
-static const char *const runner_error_kinds[] = {"syntax", "exception", "tool_error",
-                                                 "policy_denied", "result_not_serializable"};
+/* Kinds a chain may end with as they are; invalid_arguments is a tool call's
+ * (the engine's schema check) kept so the agent sees what to fix. */
+static const char *const runner_error_kinds[] = {
+    "syntax",           "exception", "tool_error", "policy_denied", "result_not_serializable",
+    "invalid_arguments"};
 
 /* ---- results --------------------------------------------------------- */
 
@@ -228,8 +231,9 @@ static void serve(chain *ch)
     while (!ch->finished) {
         int64_t now = cm_now_ms();
         if (now >= ch->deadline_ms) {
-            cm_chain_errorf(ch, CM_ERR_TIMEOUT, "chain exceeded its timeout of %gs and was killed",
-                            ch->timeout_s);
+            cm_chain_errorf(ch, CM_ERR_TIMEOUT,
+                            "chain exceeded its timeout of %gs after %.1fs and was killed",
+                            ch->timeout_s, (double)(cm_now_us() - ch->start_us) / 1e6);
             return;
         }
         if (ch->conn && atomic_load(&ch->conn->closed)) {

@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "chain_int.h"
+#include "jsonschema.h"
 #include "tools.h"
 
 /* ---- tool calls (worker threads) -------------------------------------- */
@@ -106,6 +107,29 @@ static void audit_call(chain *ch, const char *qualified, const cJSON *args, cons
                                out ? strlen(out) : 0, e);
 }
 
+/* Deadlines nest: a provider call ends (each provider takes the earlier of
+ * this and its own timeout) a margin before the chain's deadline, so a
+ * stalled tool is a ToolError of kind timeout the chain can catch and
+ * answer, not the chain killed.  Margin: a tenth of the chain's timeout,
+ * at least 200 ms, at most 1 s. */
+static int64_t call_deadline(const chain *ch)
+{
+    int64_t margin = (int64_t)(ch->timeout_s * 100.0);
+    margin = margin < 200 ? 200 : margin > 1000 ? 1000 : margin;
+    return ch->deadline_ms - margin;
+}
+
+/* A timeout that came from the chain's deadline says so. */
+static void explain_timeout(const chain *ch, const cm_call_ctx *ctx, cm_error *err)
+{
+    if (err->kind != CM_ERR_TIMEOUT || cm_now_ms() < ctx->deadline_ms - 50)
+        return;
+    size_t n = strlen(err->message);
+    snprintf(err->message + n, sizeof err->message - n,
+             " (stopped before the chain's timeout of %gs, which leaves no more time for it)",
+             ch->timeout_s);
+}
+
 /* What a provider call of this chain may use: variables, deadline, cancel
  * flag, output cap, the profile's egress rules. */
 static cm_call_ctx call_ctx(chain *ch, const char *manual)
@@ -114,12 +138,28 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
         .vars = ch->eng->vars,
         .manual_name = manual,
         .base_dir = ch->eng->cfg.base_dir,
-        .deadline_ms = ch->deadline_ms,
+        .deadline_ms = call_deadline(ch),
         .cancel = &ch->cancel,
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
         .providers = ch->eng->providers,
         .egress = ch->egress.rules ? &ch->egress : NULL,
     };
+}
+
+/* The call's arguments against the tool's `inputs` schema, before policy
+ * and provider: a typo or a missing argument is an invalid_arguments
+ * ToolError naming the argument and the signature, not a wrong answer. */
+static int check_arguments(const cJSON *def, const tool_call *tc, cm_error *err)
+{
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(def, "inputs");
+    if (!inputs || cm_schema_check_args(inputs, tc->args, err) == 0)
+        return 0;
+    const char *access = cm_json_str(def, "access_name"); /* the name the chain calls */
+    cm_autofree char *sig = cm_schema_signature(access ? access : tc->tool, inputs);
+    char what[sizeof err->message];
+    snprintf(what, sizeof what, "%s", err->message);
+    return cm_error_set(err, CM_ERR_INVALID_ARGUMENTS, "%s: %s; signature: %s", tc->tool, what,
+                        sig);
 }
 
 static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
@@ -135,13 +175,17 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
     cm_decision d;
+    if (check_arguments(def, tc, err) < 0)
+        return -1;
     if (cm_policy_chain_authorize(ch->pc, qualified, manual, owner, tmpl, tc->args, &d, err) < 0)
         return -1;
     int64_t t0 = cm_now_us();
     int rc = cm_provider_call(tmpl, tc->args, &ctx, value, err);
     audit_call(ch, qualified, tc->args, &d, t0, rc == 0 ? *value : NULL, rc < 0 ? err : NULL);
-    if (rc < 0)
+    if (rc < 0) {
+        explain_timeout(ch, &ctx, err);
         return cm_error_prefix(err, "%s", tc->tool);
+    }
     return 0;
 }
 
@@ -197,6 +241,7 @@ static void async_call_done(void *arg, cJSON *value, const cm_error *e)
         return;
     }
     cm_error err = *e;
+    explain_timeout(ch, &tc->ctx, &err);
     cm_error_prefix(&err, "%s", tc->tool);
     post_async_result(ch, tc, call_result_frame(tc, NULL, &err));
 }
@@ -219,7 +264,8 @@ static bool start_async_call(chain *ch, tool_call *tc)
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
     tc->ctx = call_ctx(ch, tc->manual);
-    if (cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
+    if (check_arguments(def, tc, &err) < 0 ||
+        cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
                                   &err) < 0) {
         cm_metrics_tool_call(ch->eng->metrics, tc->manual,
                              err.kind == CM_ERR_POLICY_DENIED ? "denied" : "error");

@@ -42,7 +42,15 @@ static int connect_socket(const char *path, cm_error *err)
     if (fd < 0)
         return cm_error_sys(err, CM_ERR_IO, "socket");
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
         cm_error_sys(err, CM_ERR_IO, "cannot connect to engine at %s", path);
+        if (e == ENOENT || e == ECONNREFUSED) {
+            size_t n = strlen(err->message);
+            snprintf(err->message + n, sizeof err->message - n,
+                     "; is `codemode serve` running? (start one with `codemode serve --socket %s "
+                     "--config FILE`; --socket PATH or $CODEMODE_SOCKET picks another socket)",
+                     path);
+        }
         close(fd);
         return -1;
     }

@@ -16,9 +16,21 @@
 #include <unistd.h>
 
 #include "isolation.h"
+#include "jsonschema.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
+
+/* "<where>: unknown key 'worker' (did you mean 'workers'?)": a typo names
+ * the key that was meant. */
+static int unknown_key(cm_error *err, const char *where, const char *key, const char *const *known)
+{
+    const char *near = cm_nearest_name(key, known);
+    if (near)
+        return cm_error_set(err, CM_ERR_CONFIG, "%s: unknown key '%s' (did you mean '%s'?)", where,
+                            key, near);
+    return cm_error_set(err, CM_ERR_CONFIG, "%s: unknown key '%s'", where, key);
+}
 
 /* ---- engine: section ------------------------------------------------- */
 
@@ -114,11 +126,15 @@ static int apply_registration(cm_config *cfg, const cJSON *v, cm_error *err)
         size_t i = 0;
         while (i < sizeof keys / sizeof *keys && strcmp(keys[i].key, item->string))
             i++;
-        if (i == sizeof keys / sizeof *keys)
-            return cm_error_set(err, CM_ERR_CONFIG,
-                                "engine.registration: unknown key '%s' (timeout_s, max_bytes, "
-                                "max_tools, max_schema_bytes)",
-                                item->string);
+        if (i == sizeof keys / sizeof *keys) {
+            static const char *const names[] = {"timeout_s", "max_bytes", "max_tools",
+                                                "max_schema_bytes", NULL};
+            unknown_key(err, "engine.registration", item->string, names);
+            size_t n = strlen(err->message);
+            snprintf(err->message + n, sizeof err->message - n,
+                     "; keys: timeout_s, max_bytes, max_tools, max_schema_bytes");
+            return -1;
+        }
         if (!is_integral(item))
             return cm_error_set(err, CM_ERR_CONFIG, "engine.registration.%s: must be an integer",
                                 item->string);
@@ -244,6 +260,22 @@ static const engine_key *find_engine_key(const char *name)
     return NULL;
 }
 
+static int unknown_engine_key(const char *key, cm_error *err)
+{
+    static const char *const other[] = {"rootfs",    "rootfs_full",  "metrics_file",
+                                        "policy",    "registration", "imports",
+                                        "test_mode", "zygote",       "require_layers"};
+    size_t nk = sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0], no = sizeof other / sizeof *other;
+    const char
+        *names[sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0] + sizeof other / sizeof *other + 1];
+    for (size_t i = 0; i < nk; i++)
+        names[i] = ENGINE_KEYS[i].key;
+    for (size_t i = 0; i < no; i++)
+        names[nk + i] = other[i];
+    names[nk + no] = NULL;
+    return unknown_key(err, "engine", key, names);
+}
+
 static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *err)
 {
     if (!cJSON_IsObject(engine))
@@ -284,7 +316,7 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
             continue;
         const engine_key *k = find_engine_key(item->string);
         if (!k)
-            return cm_error_set(err, CM_ERR_CONFIG, "engine: unknown key '%s'", item->string);
+            return unknown_engine_key(item->string, err);
         if (apply_engine_number(cfg, k, item, err) < 0)
             return -1;
     }
@@ -435,8 +467,14 @@ static int validate_top_level(cm_config *cfg, cm_error *err)
         } else if (!strcmp(k, "engine")) {
             rc = apply_engine_section(cfg, item, err);
         } else if (!is_ignored_utcp_key(k)) {
-            return cm_error_set(err, CM_ERR_CONFIG, "unknown key '%s' at top level of %s", k,
-                                cfg->path);
+            static const char *const names[] = {
+                "manual_call_templates", "variables",       "public_variables",
+                "load_variables_from",   "engine",          "tool_repository",
+                "tool_search_strategy",  "post_processing", NULL};
+            const char *near = cm_nearest_name(k, names);
+            return cm_error_set(err, CM_ERR_CONFIG, "unknown key '%s' at top level of %s%s%s%s", k,
+                                cfg->path, near ? " (did you mean '" : "", near ? near : "",
+                                near ? "'?)" : "");
         }
         if (rc < 0)
             return cm_error_prefix(err, "%s", cfg->path);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -244,6 +245,35 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Before anything is built (rootfs check, sandboxes, manuals): the socket's
+ * directory must exist and be writable, so a bad --socket fails at once
+ * with what to do, not after seconds of start-up. */
+static int check_socket_dir(const char *path, cm_error *err)
+{
+    if (getenv("LISTEN_FDS"))
+        return 0; /* systemd made the socket */
+    if (strlen(path) + 16 >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return cm_error_set(err, CM_ERR_CONFIG, "socket path too long (max %zu bytes): %s",
+                            sizeof(((struct sockaddr_un *)0)->sun_path) - 17, path);
+    cm_autofree char *copy = cm_xstrdup(path);
+    const char *dir = dirname(copy);
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "socket directory %s of %s does not exist (create it, or pass "
+                            "--socket PATH in a directory that does)",
+                            dir, path);
+    if (!S_ISDIR(st.st_mode))
+        return cm_error_set(err, CM_ERR_CONFIG, "socket directory %s of %s is not a directory", dir,
+                            path);
+    if (access(dir, W_OK | X_OK) < 0)
+        return cm_error_sys(err, CM_ERR_CONFIG,
+                            "cannot create the socket %s in %s (pass --socket PATH in a "
+                            "directory you may write)",
+                            path, dir);
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
@@ -274,6 +304,11 @@ static int cmd_serve(int argc, char **argv)
     }
     if (!socket_path)
         socket_path = cm_default_socket_path();
+    cm_error dir_err;
+    if (check_socket_dir(socket_path, &dir_err) < 0) {
+        fprintf(stderr, "codemode serve: %s\n", dir_err.message);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     sigset_t mask;

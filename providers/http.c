@@ -6,7 +6,9 @@
  * UTCP mapping of arguments onto a request (headers, body, path, query),
  * the auth kinds (api_key, basic, oauth2 client credentials with a token
  * cache that refreshes), and the mapping of the response (JSON parsed when
- * the Content-Type says so, status >= 400 → tool_error with an excerpt). */
+ * the Content-Type says so, and a tool_error showing the first bytes when
+ * such a body is not JSON; other types as text; status >= 400 → tool_error
+ * with an excerpt). */
 #include "http.h"
 
 #include <ctype.h>
@@ -525,16 +527,50 @@ static cJSON *text_value(const cm_buf *b)
     return cJSON_CreateString(b->data);
 }
 
-static cJSON *response_value(const cm_http_resp *r)
+/* The first bytes of a body for a message: printable ASCII kept, the rest
+ * as \xNN, at most `max` bytes of the body. */
+static void body_excerpt(const cm_buf *b, size_t max, char *out, size_t cap)
 {
-    if (cm_http_is_json_type(r->content_type) && r->body.len) {
-        cJSON *j = cJSON_ParseWithLength(r->body.data, r->body.len);
-        if (j)
-            return j;
+    size_t o = 0;
+    for (size_t i = 0; i < b->len && i < max && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)b->data[i];
+        if (c >= 0x20 && c < 0x7f)
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
     }
-    if (!r->body.len)
-        return cJSON_CreateNull();
-    return text_value(&r->body);
+    out[o] = '\0';
+    if (b->len > max && o + 4 < cap)
+        memcpy(out + o, "...", 4);
+}
+
+/* A JSON content type must carry JSON: a body that does not parse is a
+ * tool_error showing its first bytes, not a string the chain mistakes for
+ * data.  Other types come back as text; an empty body as null. */
+static int response_value(const cm_http_resp *r, const char *method, const char *url, cJSON **out,
+                          cm_error *err)
+{
+    size_t blank = 0;
+    while (blank < r->body.len && r->body.data[blank] && strchr(" \t\r\n", r->body.data[blank]))
+        blank++;
+    if (blank == r->body.len) {
+        *out = r->body.len && !cm_http_is_json_type(r->content_type) ? text_value(&r->body)
+                                                                     : cJSON_CreateNull();
+        return 0;
+    }
+    if (!cm_http_is_json_type(r->content_type)) {
+        *out = text_value(&r->body);
+        return 0;
+    }
+    *out = cJSON_ParseWithLength(r->body.data, r->body.len);
+    if (*out)
+        return 0;
+    char first[4 * 120 + 8];
+    body_excerpt(&r->body, 120, first, sizeof first);
+    return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                        "http %s %s: the response is labelled %s but its body (%zu bytes) is not "
+                        "JSON; it begins: %s",
+                        method, url, r->content_type, r->body.len, first);
 }
 
 static int status_error(const cm_http_resp *r, const char *method, const char *url, cm_error *err)
@@ -596,8 +632,7 @@ static int interpret(const cm_http_resp *resp, const char *method, const char *s
 {
     if (resp->status >= 400)
         return status_error(resp, method, shown, err);
-    *result = response_value(resp);
-    return 0;
+    return response_value(resp, method, shown, result, err);
 }
 
 /* A cached token the server no longer accepts is refreshed once. */

@@ -226,11 +226,49 @@ def _patch_asyncio():
     asyncio.as_completed = _as_completed
 
 
+def _edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _nearest_names(word, names, n=3):
+    """Up to n names close to word (edit distance <= max(2, len/3), or a prefix/substring)."""
+    limit = max(2, len(word) // 3)
+    scored = []
+    for name in names:
+        d = _edit_distance(word.lower(), name.lower()) if abs(len(name) - len(word)) <= limit else limit + 1
+        if d <= limit or (len(word) >= 3 and word.lower() in name.lower()):
+            scored.append((d, name))
+    return [name for _, name in sorted(scored)[:n]]
+
+
+LIST_TOOLS_HINT = "search_tools(\"what you need\") finds tools; print(interfaces) shows them all"
+
+
 class _Namespace:
     """A manual as seen by the chain: attributes are its tools (or nested namespaces)."""
 
     def __init__(self, name):
         object.__setattr__(self, "_cm_name", name)
+
+    def __getattr__(self, name):
+        """Only for names that are not there: say what is (the nearest names, how to list)."""
+        if name.startswith("__") or name.startswith("_cm_"):
+            raise AttributeError(name)
+        manual = object.__getattribute__(self, "_cm_name")
+        names = self.__dir__()
+        near = _nearest_names(name, names)
+        msg = "manual `%s` has no tool `%s`" % (manual, name)
+        if near:
+            msg += "; did you mean %s?" % " or ".join("`%s.%s`" % (manual, t) for t in near)
+        if len(names) <= 12:
+            msg += " Its tools: %s." % (", ".join(names) or "none")
+        raise AttributeError(msg + " " + LIST_TOOLS_HINT)
 
     def __repr__(self):
         names = sorted(k for k in vars(self) if not k.startswith("_cm_"))

@@ -205,6 +205,18 @@ def _error(kind, message, tb=None):
     return {"t": "done", "ok": False, "error": err}
 
 
+def _hint_name_error(exc, roots, g):
+    """A misspelled manual: the message names the nearest manuals and how to list tools."""
+    name = getattr(exc, "name", None)
+    if not isinstance(name, str) or name in g or not exc.args or not isinstance(exc.args[0], str):
+        return
+    near = _nearest_names(name, sorted(roots))
+    if not near:
+        return
+    exc.args = ("%s; did you mean the manual %s? %s" % (
+        exc.args[0], " or ".join("`%s`" % m for m in near), LIST_TOOLS_HINT),) + exc.args[1:]
+
+
 def _exception_done(exc):
     tb = _format_traceback(exc)
     if isinstance(exc, ToolError):
@@ -405,6 +417,9 @@ def _run_chain(fd):
     async def drive():
         try:
             outcome["value"] = await chain_fn()
+        except NameError as e:
+            _hint_name_error(e, roots, g)
+            outcome["exc"] = e
         except BaseException as e:  # noqa: B902 - report everything, incl. SystemExit
             outcome["exc"] = e
 

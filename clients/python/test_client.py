@@ -54,7 +54,8 @@ class Api(BaseHTTPRequestHandler):
 
 def cli(name, command, description, props=()):
     return {"name": name, "description": description, "tags": [],
-            "inputs": {"type": "object", "properties": {p: {"type": "string"} for p in props},
+            "inputs": {"type": "object", "properties": {
+                p: {"type": "integer" if p == "pull_number" else "string"} for p in props},
                        "required": list(props)},
             "tool_call_template": {"call_template_type": "cli", "commands": [{"command": command}]}}
 

@@ -327,8 +327,13 @@ class AllProviders(EngineTest):
         self.assertEqual(r, ["Echo: a", "Echo: b"])
 
     def test_mcp_tool_error(self):
-        r = self.client.chain("return await ev.srv_get_sum(a='not a number')")
+        # arguments that pass the inputs schema, refused by the server itself
+        r = self.client.chain("return await ev.srv_get_resource_reference(resourceId=0)")
         self.assertEqual(r["error"]["kind"], "tool_error", r)
+        self.assertIn("Invalid resourceId", r["error"]["message"])
+        # arguments that do not: refused by the engine before the server sees them
+        r = self.client.chain("return await ev.srv_get_sum(a='not a number')")
+        self.assertEqual(r["error"]["kind"], "invalid_arguments", r)
 
     def test_mcp_kill_mid_chain_then_next_chain_works(self):
         self.ok("return await ev.srv_echo(message='warm')")

@@ -184,6 +184,7 @@ static void test_unknown_top_level_key(void **state)
     assert_int_equal(err.kind, CM_ERR_CONFIG);
     assert_non_null(strstr(err.message, "unknown key 'manual_call_templatez' at top level of"));
     assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "(did you mean 'manual_call_templates'?)"));
     assert_null(cfg.root); /* freed on failure */
 }
 
@@ -209,11 +210,18 @@ static void test_bad_engine_values(void **state)
     expect_engine_error(f, "  sandbox_uid: 0\n", "engine.sandbox_uid");
     expect_engine_error(f, "  sandbox_gid: 0\n", "engine.sandbox_gid");
     expect_engine_error(f, "  default_timeout_s: 3601\n", "engine.default_timeout_s");
-    expect_engine_error(f, "  wokers: 3\n", "engine: unknown key 'wokers'");
+    expect_engine_error(f, "  wokers: 3\n",
+                        "engine: unknown key 'wokers' (did you mean 'workers'?)");
+    expect_engine_error(f, "  pool_sise: 3\n",
+                        "engine: unknown key 'pool_sise' (did you mean 'pool_size'?)");
+    expect_engine_error(f, "  rootfs_ful: x\n",
+                        "engine: unknown key 'rootfs_ful' (did you mean 'rootfs_full'?)");
+    expect_engine_error(f, "  completely_different: 3\n",
+                        "engine: unknown key 'completely_different'");
     expect_engine_error(f, "  rootfs: 5\n", "engine.rootfs");
     expect_engine_error(f, "  registration: 5\n", "engine.registration: must be an object");
     expect_engine_error(f, "  registration: {max_tool: 5}\n",
-                        "engine.registration: unknown key 'max_tool'");
+                        "engine.registration: unknown key 'max_tool' (did you mean 'max_tools'?)");
     expect_engine_error(f, "  registration: {max_bytes: 10}\n",
                         "engine.registration.max_bytes: 10 out of range");
     expect_engine_error(f, "  registration: {timeout_s: 1.5}\n",
