@@ -22,6 +22,7 @@ engine:
 
 def instance_dirs(pid):
     roots = ["/sys/fs/cgroup/%s/codemode" % c for c in ("memory", "cpu", "pids", "unified")]
+    roots.append("/sys/fs/cgroup/codemode")  # cgroup v2 (make test-vm)
     return [d for r in roots for d in glob.glob(os.path.join(r, "e%d" % pid, "*"))
             if os.path.isdir(d)]
 

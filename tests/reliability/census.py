@@ -37,7 +37,7 @@ def sandbox_procs(instance=None):
 
 def cgroup_dirs(instance=None):
     dirs = []
-    for root in glob.glob("/sys/fs/cgroup/*/codemode"):
+    for root in glob.glob("/sys/fs/cgroup/*/codemode") + glob.glob("/sys/fs/cgroup/codemode"):
         for d, sub, _ in os.walk(root):
             if d != root and (instance is None or d.startswith(root + "/" + instance)):
                 dirs.append(d)
