@@ -38,6 +38,7 @@ def setup():
     # a disposable machine: / is the snapshot of the base image, writable
     run("mount", "-o", "remount,rw", "/")
     run("ip", "link", "set", "lo", "up")
+    run("dmesg", "-n", "1")  # keep kernel messages (OOM kills the tests cause) off the console
     write("/sys/fs/cgroup/cgroup.subtree_control", "+memory +cpu +pids")
     os.makedirs("/sys/fs/cgroup/cm.slice", exist_ok=True)
     write("/sys/fs/cgroup/cm.slice/cgroup.subtree_control", "+memory +cpu +pids")

@@ -113,7 +113,7 @@ class DelegatedEngine(Engine):
             cmd += ["--config", self.config_path]
         if self.container:
             cmd = ["unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c",
-                   'mount -t cgroup2 none /sys/fs/cgroup && exec "$0" "$@"'] + cmd
+                   'umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$0" "$@"'] + cmd
         procs = os.path.join(self.cgdir, "cgroup.procs")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
@@ -229,9 +229,9 @@ class V2LimitsTest(EngineTest):
         self.assertLessEqual(n, 12 - 3)  # init, bridge and the chain count too
 
     def test_timeout_teardown_kills_every_process(self):
-        # a chain that leaves a setsid'd grandchild behind and then spins: the
+        # a chain that leaves an orphaned grandchild behind and then spins: the
         # timeout tears the whole cgroup down (cgroup.kill), nothing survives
-        code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        code = ("import os, time\nif os.fork() == 0:\n"
                 "    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\n"
                 "while True:\n    time.sleep(0.1)")
         t, box = run_chain_in_thread(self.engine, {"code": code, "timeout": 3,
