@@ -237,6 +237,7 @@ valgrind: all rootfs
 # `make test` runs it when /dev/kvm can boot the guest.
 .PHONY: vm-image test-vm
 vm-image: all rootfs npm-deps
+	@scripts/install-npm-tools.sh build/npm
 	@scripts/vm/vm-image.sh
 test-vm:
 	@scripts/vm/test-vm.sh --preflight

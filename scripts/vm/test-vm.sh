@@ -83,7 +83,7 @@ echo "test-vm: booting $(cat "$OUT/kernel-version") ($ACCEL, 2 vCPUs, $MEM MiB),
 qemu-system-x86_64 $ACCEL_ARGS -smp 2 -m "$MEM" -no-reboot -nodefaults \
     -display none -monitor none -nic none \
     -kernel "$OUT/vmlinux" -initrd "$OUT/initrd.img" \
-    -append "console=ttyS0 root=/dev/vda rw init=/usr/local/sbin/cm-vm-init quiet loglevel=3 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 cm.src=$SRC cm.suites=$SUITES" \
+    -append "console=ttyS0 root=/dev/vda rw init=/usr/local/sbin/cm-vm-init quiet loglevel=3 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 cm.src=$SRC cm.suites=$SUITES cm.accel=$ACCEL" \
     -drive "file=$OUT/base.img,if=virtio,format=raw,snapshot=on" \
     -drive "file=$OUT/payload.img,if=virtio,format=raw,snapshot=on" \
     -serial "file:$CONSOLE" -serial "file:$OUT/doctor.txt" </dev/null &
