@@ -13,7 +13,7 @@ export CODEMODE_BIN="$SRC/build/codemode"
 # under software emulation (cm.accel=tcg) an engine with a warm pool takes
 # longer than the harness's usual 20 s to start
 for a in $(cat /proc/cmdline); do
-    case $a in cm.accel=tcg) export CODEMODE_TEST_START_S=120 ;; esac
+    case $a in cm.accel=tcg) export CODEMODE_TEST_START_S=120 CODEMODE_TEST_EMULATED=1 ;; esac
 done
 suites="vm,integration,security"
 for a in $(cat /proc/cmdline); do
