@@ -94,12 +94,56 @@ static bool is_cgroup2(const char *path)
     return statfs(path, &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
 }
 
-static bool v2_has_controllers(void)
+/* Which of memory, cpu, pids dir/cgroup.controllers lacks ("" = none), as
+ * whole words: "cpu" must not be found inside "cpuset". */
+static void missing_controllers(const char *dir, char *out, size_t cap)
 {
+    static const char *const want[3] = {"memory", "cpu", "pids"};
     char buf[512];
-    if (!is_cgroup2(CG_MOUNT) || read_text(CG_MOUNT, "cgroup.controllers", buf, sizeof buf) <= 0)
+    if (read_text(dir, "cgroup.controllers", buf, sizeof buf) < 0)
+        buf[0] = '\0';
+    out[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        bool found = false;
+        char copy[512], *save = NULL;
+        snprintf(copy, sizeof copy, "%s", buf);
+        for (char *t = strtok_r(copy, " \n", &save); t && !found; t = strtok_r(NULL, " \n", &save))
+            found = !strcmp(t, want[i]);
+        if (!found) {
+            size_t len = strlen(out);
+            snprintf(out + len, cap - len, "%s%s", len ? ", " : "", want[i]);
+        }
+    }
+}
+
+/* The engine's own cgroup directory on the unified hierarchy (from the
+ * "0::<path>" line of /proc/self/cgroup; "/" is the root, or the root of
+ * the engine's cgroup namespace). */
+static int own_cgroup_dir(char *out, size_t cap)
+{
+    char buf[4096];
+    if (read_text("/proc/self", "cgroup", buf, sizeof buf) <= 0)
+        return -1;
+    for (char *line = buf; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (strncmp(line, "0::/", 4))
+            continue;
+        size_t len = strcspn(line + 3, "\n");
+        snprintf(out, cap, "%s%.*s", CG_MOUNT, (int)(len == 1 ? 0 : len), line + 3);
+        return 0;
+    }
+    return -1;
+}
+
+/* True when this engine is the only process in dir: a subtree delegated to
+ * it (systemd Delegate=yes, a container's cgroup namespace root). */
+static bool alone_in(const char *dir)
+{
+    char buf[64];
+    if (read_text(dir, "cgroup.procs", buf, sizeof buf) <= 0)
         return false;
-    return strstr(buf, "memory") && strstr(buf, "pids") && strstr(buf, "cpu");
+    char *end;
+    return strtol(buf, &end, 10) == (long)getpid() && (!*end || !strcmp(end, "\n"));
 }
 
 /* Kills every process listed in dir/cgroup.procs (v1 has no cgroup.kill). */
@@ -278,16 +322,45 @@ static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
     return 0;
 }
 
+/* Pure cgroup v2.  The engine's tree goes below the root, or, when the
+ * engine is alone in its own cgroup (a delegated subtree), below that: the
+ * engine first moves itself into <base>/codemode/supervisor, because a
+ * non-root cgroup with processes cannot enable controllers for its children
+ * ("no internal processes"; writing subtree_control would fail EBUSY). */
+static int setup_v2(cm_cgroup_root *root, cm_error *err)
+{
+    char base[200] = CG_MOUNT, missing[64];
+    bool delegated = own_cgroup_dir(base, sizeof base) == 0 && alone_in(base);
+    if (!delegated)
+        snprintf(base, sizeof base, "%s", CG_MOUNT);
+    missing_controllers(base, missing, sizeof missing);
+    if (missing[0])
+        return cm_error_set(err, CM_ERR_SANDBOX_FAILURE,
+                            "cgroup v2 controller %s not available in %s (not enabled in the "
+                            "parent's cgroup.subtree_control; systemd: Delegate=yes)",
+                            missing, base);
+    if (delegated) {
+        char dir[300], pid[32];
+        snprintf(dir, sizeof dir, "%s/%s", base, CG_DIRNAME);
+        if (make_dir(dir, err) < 0)
+            return -1;
+        snprintf(dir, sizeof dir, "%s/%s/supervisor", base, CG_DIRNAME);
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        if (make_dir(dir, err) < 0 || write_text(dir, "cgroup.procs", pid, err) < 0)
+            return -1;
+    }
+    root->mode = CM_CGROUP_V2;
+    if (setup_v2_root(root, base, true, err) < 0)
+        return -1;
+    cm_cgroup_reap_dead_instances(root);
+    return 0;
+}
+
 int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err)
 {
     snprintf(root->instance, sizeof root->instance, "e%d", (int)getpid());
-    if (v2_has_controllers()) {
-        root->mode = CM_CGROUP_V2;
-        if (setup_v2_root(root, CG_MOUNT, true, err) < 0)
-            return -1;
-        cm_cgroup_reap_dead_instances(root);
-        return 0;
-    }
+    if (is_cgroup2(CG_MOUNT))
+        return setup_v2(root, err);
     root->mode = CM_CGROUP_V1;
     if (is_cgroup2(CG_UNIFIED) &&
         setup_v2_root(root, CG_UNIFIED, false, err) < 0) /* guard + cgroup.kill only */
