@@ -73,12 +73,27 @@ static const engine_key ENGINE_KEYS[] = {
     {"client_queue_max", EK_INT, offsetof(cm_config, client_queue_max), 1, 1000000},
 };
 
+/* /run/codemode for root; an ordinary user's own $XDG_RUNTIME_DIR/codemode
+ * (or /tmp/codemode-<uid>), where it can create its locks. */
+static char *default_runtime_dir(void)
+{
+    if (geteuid() == 0)
+        return cm_xstrdup("/run/codemode");
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    char buf[512];
+    if (xdg && xdg[0] == '/' && strlen(xdg) < 400)
+        snprintf(buf, sizeof buf, "%s/codemode", xdg);
+    else
+        snprintf(buf, sizeof buf, "/tmp/codemode-%u", (unsigned)geteuid());
+    return cm_xstrdup(buf);
+}
+
 static void set_engine_defaults(cm_config *cfg)
 {
     cfg->workers = 8;
     cfg->queue_max = 256;
     cfg->drain_timeout_s = 30;
-    cfg->runtime_dir = cm_xstrdup("/run/codemode");
+    cfg->runtime_dir = default_runtime_dir();
     cfg->default_timeout_s = 30;
     cfg->max_timeout_s = 300;
     cfg->max_request_bytes = 4u << 20;
