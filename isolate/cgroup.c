@@ -305,7 +305,7 @@ static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
             return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "cgroup v1 controller %s not mounted",
                                 v1_ctrls[i]);
         }
-        char own[256];
+        char own[200];
         own_v1_path(v1_ctrls[i], own, sizeof own);
         snprintf(root->v1_roots[i], sizeof root->v1_roots[i], "%s%s/%s", ctrl, own, CG_DIRNAME);
         if (make_dir(root->v1_roots[i], err) < 0)
