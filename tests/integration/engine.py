@@ -18,6 +18,15 @@ BIN = os.environ.get("CODEMODE_BIN", os.path.join(ROOT, "build", "codemode"))
 ROOTFS = os.path.join(ROOT, "build", "rootfs")
 
 
+def alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup

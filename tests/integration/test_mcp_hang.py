@@ -9,17 +9,9 @@ import tempfile
 import threading
 import time
 
-from tests.integration.engine import ROOT, EngineTest
+from tests.integration.engine import ROOT, EngineTest, alive
 
 SERVER = os.path.join(ROOT, "tests", "integration", "hung_mcp_server.py")
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class HungMcpServer(EngineTest):

@@ -10,7 +10,7 @@ import sys
 import time
 import unittest
 
-from tests.integration.engine import ROOT, Engine, codemode_cgroup_roots
+from tests.integration.engine import ROOT, Engine, codemode_cgroup_roots, alive
 
 STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
 MANUAL = {"utcp_version": "1.0.1", "manual_version": "1.0.0", "tools": [
@@ -26,14 +26,6 @@ def config():
          "allowed_communication_protocols": ["cli"]},
         {"name": "stub", "call_template_type": "mcp", "config": {"mcpServers": {
             "s": {"command": sys.executable, "args": [STUB]}}}}]})
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def cgroup_of(pid):
