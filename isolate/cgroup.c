@@ -437,7 +437,7 @@ static int set_v2_limits(const cm_cgroup *cg, const cm_limits *lim, cm_error *er
 }
 
 static int create_named(cm_cgroup_root *root, const char *name, bool limits, const cm_limits *lim,
-                        cm_cgroup *cg, cm_error *err)
+                        bool unified, cm_cgroup *cg, cm_error *err)
 {
     memset(cg, 0, sizeof *cg);
     cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = -1;
@@ -462,7 +462,7 @@ static int create_named(cm_cgroup_root *root, const char *name, bool limits, con
                     rc = set_v1_limits(cg, lim, err);
             }
         }
-        if (rc >= 0 && root->have_unified) {
+        if (rc >= 0 && unified && root->have_unified) {
             rc = add_path(cg, root->v2_root, root->instance, name, err);
             cg->unified_idx = rc;
         }
@@ -480,12 +480,19 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
 {
     char name[32];
     snprintf(name, sizeof name, "%lu", atomic_fetch_add(&root->seq, 1));
-    return create_named(root, name, limits, lim, cg, err);
+    return create_named(root, name, limits, lim, true, cg, err);
 }
 
 int cm_cgroup_create_providers(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err)
 {
-    return create_named(root, "providers", root->mode != CM_CGROUP_NONE, NULL, cg, err);
+    /* never on cgroup2: the instance there carries the eBPF guard (no
+     * sockets), which a child cgroup inherits, and providers need the
+     * network.  Pure v2: no provider cgroup (yet), providers run direct. */
+    if (root->mode != CM_CGROUP_V1) {
+        memset(cg, 0, sizeof *cg);
+        return 0;
+    }
+    return create_named(root, "providers", true, NULL, false, cg, err);
 }
 
 int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)

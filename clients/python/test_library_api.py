@@ -35,7 +35,7 @@ async def main():
     if sys.argv[1] == "raise":
         raise RuntimeError("the caller crashed")
 asyncio.run(main())
-''' % HERE
+'''
 
 
 def alive(pid):
@@ -69,9 +69,11 @@ def cli(name, command, description="", props=()):
 
 
 class Lifetime(unittest.TestCase):
-    def start_child(self, how, python=sys.executable, prefix=()):
+    def start_child(self, how, python=sys.executable, prefix=(), pkg=HERE, binary=None):
         env = dict(os.environ)
-        p = subprocess.Popen(list(prefix) + [python, "-c", CHILD, how], stdout=subprocess.PIPE,
+        if binary:
+            env["CODEMODE_BIN"] = binary
+        p = subprocess.Popen(list(prefix) + [python, "-c", CHILD % pkg, how], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env, cwd="/tmp")
         self.addCleanup(p.stderr.close)
         self.addCleanup(p.stdout.close)
@@ -99,9 +101,22 @@ class Lifetime(unittest.TestCase):
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv")
                          and os.path.exists("/usr/bin/python3"), "needs root and setpriv")
     def test_never_root_for_a_non_root_caller(self):
+        # uid 65534 may not reach the checkout (a clone under a 0700 /root):
+        # it gets a world-readable copy of the package, binary and rootfs
+        d = tempfile.mkdtemp(prefix="utcp-nonroot-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        shutil.copytree(os.path.join(HERE, "utcp_code_mode"), os.path.join(d, "utcp_code_mode"))
+        src = os.environ.get("CODEMODE_BIN") or shutil.which("codemode")
+        os.mkdir(os.path.join(d, "bin"))
+        shutil.copy2(src, os.path.join(d, "bin", "codemode"))
+        subprocess.run(["cp", "-a", os.path.join(os.path.dirname(src), "rootfs"),
+                        os.path.join(d, "bin", "rootfs")], check=True)
+        subprocess.run(["chmod", "-R", "a+rX", d], check=True)
         p, info = self.start_child("hang", "/usr/bin/python3",
                                    ("setpriv", "--reuid", "65534", "--regid", "65534",
-                                    "--clear-groups"))
+                                    "--clear-groups"), pkg=d,
+                                   binary=os.path.join(d, "bin", "codemode"))
         try:
             uids = status_field(info["pid"], "Uid")
             self.assertEqual(set(uids), {"65534"}, uids)
