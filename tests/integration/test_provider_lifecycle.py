@@ -17,7 +17,12 @@ MANUAL = {"utcp_version": "1.0.1", "manual_version": "1.0.0", "tools": [
     {"name": "linger", "description": "Leaves a process behind (its own session).",
      "inputs": {"type": "object", "properties": {}},
      "tool_call_template": {"call_template_type": "cli", "commands": [
-         {"command": "setsid sleep 300 < /dev/null > /dev/null 2>&1 & echo $!"}]}}]}
+         # waits until the sleep has its own session: the provider kills the
+         # command's process group when it ends, which would catch a sleep
+         # that has not yet left it (and leave a zombie, listed in no cgroup)
+         {"command": "setsid sleep 300 < /dev/null > /dev/null 2>&1 & p=$!; "
+                     "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != \"$p\" ]; do :; done; "
+                     "echo $p"}]}}]}
 
 
 def config():
