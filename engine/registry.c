@@ -25,8 +25,7 @@ typedef struct reg_tool {
     cJSON *def;        /* normalized definition (name qualified) */
     cm_search_doc doc;
     const struct reg_manual *manual; /* back-pointer: visibility by owner */
-    char *iface_classes; /* Python interface parts (pyiface.h), cached with the manual */
-    char *iface_method;
+    cm_pyiface_tool_text iface; /* Python interface parts (pyiface.h), cached with the manual */
 } reg_tool;
 
 typedef struct reg_manual {
@@ -231,8 +230,7 @@ static char *dedupe_name(char *base, const strset *taken, bool *changed)
 
 static void free_tool(reg_tool *t)
 {
-    free(t->iface_classes);
-    free(t->iface_method);
+    cm_pyiface_tool_text_free(&t->iface);
     free(t->name);
     free(t->access_tool);
     free(t->access_name);
@@ -556,11 +554,10 @@ static void assign_tool_access(reg_manual *m, cJSON *renamed)
  * (access names known); re-registering a manual regenerates them. */
 static void generate_interfaces(reg_manual *m)
 {
-    cm_pyiface_names *names = cm_pyiface_names_new();
+    cm_pyiface_manual *pm = cm_pyiface_manual_new(m->access);
     for (size_t i = 0; i < m->ntools; i++)
-        cm_pyiface_tool(m->access, m->tools[i].access_tool, m->tools[i].def, names,
-                        &m->tools[i].iface_classes, &m->tools[i].iface_method);
-    cm_pyiface_names_free(names);
+        cm_pyiface_tool(pm, m->tools[i].access_tool, m->tools[i].def, &m->tools[i].iface);
+    cm_pyiface_manual_free(pm);
 }
 
 static cJSON *make_report(const reg_manual *m, cJSON *renamed)
@@ -712,8 +709,11 @@ cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view)
             cJSON_AddStringToObject(e, "manual", m->name);
             cJSON_AddStringToObject(e, "access_manual", m->access);
             cJSON_AddStringToObject(e, "access_tool", m->tools[k].access_tool);
-            cJSON_AddStringToObject(e, "iface_classes", m->tools[k].iface_classes);
-            cJSON_AddStringToObject(e, "iface_method", m->tools[k].iface_method);
+            const cm_pyiface_tool_text *x = &m->tools[k].iface;
+            cJSON_AddStringToObject(e, "iface_classes", x->classes);
+            cJSON_AddStringToObject(e, "iface_method", x->method);
+            cJSON_AddStringToObject(e, "iface_signature", x->signature);
+            cJSON_AddStringToObject(e, "iface_summary", x->summary);
             cJSON_AddItemToArray(out, e);
         }
     }
@@ -824,10 +824,24 @@ static double round4(double x)
     return (double)(long long)(x * 10000.0 + 0.5) / 10000.0;
 }
 
-static cJSON *search_entry(const ranked *rk)
+/* full: the definition's parts (the reference libraries' shape); else what
+ * an agent needs to choose (issue 20): the access name, a one-line
+ * signature (without the access name again: "(owner: str, ...) -> T") and
+ * the first sentence of the description. */
+static cJSON *search_entry(const ranked *rk, bool full)
 {
     const cJSON *def = rk->tool->def;
     cJSON *e = cJSON_CreateObject();
+    if (!full) {
+        cJSON_AddStringToObject(e, "access_name", rk->tool->access_name);
+        const char *sig = rk->tool->iface.signature; /* "<access_name>(...) -> T" */
+        size_t an = strlen(rk->tool->access_name);
+        cJSON_AddStringToObject(e, "signature",
+                                strncmp(sig, rk->tool->access_name, an) ? sig : sig + an);
+        if (rk->tool->iface.summary[0]) /* none when it would only repeat the name */
+            cJSON_AddStringToObject(e, "summary", rk->tool->iface.summary);
+        return e;
+    }
     cJSON_AddStringToObject(e, "name", rk->tool->name);
     cJSON_AddStringToObject(e, "access_name", rk->tool->access_name);
     cJSON_AddStringToObject(e, "description", cm_json_str(def, "description"));
@@ -902,7 +916,7 @@ static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ra
 }
 
 cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view, const char *query,
-                                   int limit, cm_tool_filter advertised, void *ctx)
+                                   int limit, bool full, cm_tool_filter advertised, void *ctx)
 {
     if (limit <= 0)
         limit = 10;
@@ -924,7 +938,7 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view,
         if (!visible(view, ranks[i].tool->manual) ||
             (advertised && !advertised(ranks[i].tool->name, ctx)))
             continue;
-        cJSON_AddItemToArray(out, search_entry(&ranks[i]));
+        cJSON_AddItemToArray(out, search_entry(&ranks[i], full));
         emitted++;
     }
     pthread_rwlock_unlock(&r->lock);
@@ -934,5 +948,5 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view,
 
 cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
 {
-    return cm_registry_search_filtered(r, NULL, query, limit, NULL, NULL);
+    return cm_registry_search_filtered(r, NULL, query, limit, true, NULL, NULL);
 }
