@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #include "pyiface.h"
@@ -422,8 +423,16 @@ static int build_tool(const cJSON *tool, size_t i, const char *manual, const cJS
         copy_average_response_size(tool, t->def, i, err) < 0 ||
         copy_tool_call_template(tool, t->def, i, allowed, own, err) < 0)
         return -1;
-    cm_search_doc_build(&t->doc, t->name, cJSON_GetObjectItemCaseSensitive(t->def, "tags"),
-                        cm_json_str(t->def, "description"));
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(t->def, "tool_call_template");
+    cm_search_text text = {
+        .name = t->name,
+        .tags = cJSON_GetObjectItemCaseSensitive(t->def, "tags"),
+        .description = cm_json_str(t->def, "description"),
+        .path = cm_json_str(tmpl, "url"),
+        .params = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(t->def, "inputs"), "properties"),
+    };
+    cm_search_doc_build(&t->doc, &text);
     return 0;
 }
 
@@ -894,9 +903,28 @@ static size_t total_tools(const cm_registry *r)
     return total;
 }
 
+/* A query that is a tool's name (UTCP or access name, or its tool part:
+ * "pulls/list", "github.pulls_list") means that tool: it ranks first. */
+#define EXACT_NAME_BOOST 1000.0
+static bool names_tool(const char *query, const reg_tool *t)
+{
+    while (*query == ' ')
+        query++;
+    size_t n = strlen(query);
+    while (n && query[n - 1] == ' ')
+        n--;
+    const char *part = strchr(t->name, '.');
+    const char *forms[] = {t->name, t->access_name, t->access_tool, part ? part + 1 : t->name};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++)
+        if (strlen(forms[i]) == n && !strncasecmp(forms[i], query, n))
+            return true;
+    return false;
+}
+
 /* Caller holds the read lock.  Ranks the tools sharing a term with the
  * query (through the index); *out sorted best first. */
-static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ranked **out)
+static size_t rank_matches(cm_registry *r, const char *query, const cm_query_term *terms,
+                           size_t nterms, ranked **out)
 {
     size_t n = total_tools(r);
     cm_autofree double *scores = cm_xcalloc(n ? n : 1, sizeof *scores);
@@ -908,6 +936,8 @@ static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ra
     for (size_t i = 0; i < k; i++) {
         (*out)[i].tool = r->index_tools[touched[i]];
         (*out)[i].score = scores[touched[i]];
+        if (names_tool(query, (*out)[i].tool))
+            (*out)[i].score += EXACT_NAME_BOOST;
     }
     pthread_mutex_unlock(&r->index_lock);
     if (k)
@@ -920,14 +950,14 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view,
 {
     if (limit <= 0)
         limit = 10;
-    char **terms = NULL;
+    cm_query_term *terms = NULL;
     size_t nterms = cm_search_query_terms(query ? query : "", &terms);
     cJSON *out = cJSON_CreateArray();
     pthread_rwlock_rdlock(&r->lock);
     cm_autofree ranked *ranks = NULL;
     size_t n;
     if (nterms > 0) {
-        n = rank_matches(r, terms, nterms, &ranks);
+        n = rank_matches(r, query, terms, nterms, &ranks);
     } else { /* empty query: every tool, by name */
         cm_autofree const cm_search_doc **docs = NULL;
         n = collect_tools(r, &ranks, &docs);
