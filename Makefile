@@ -44,7 +44,7 @@ SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.
 	$(patsubst rootfs/%,build/share/codemode/%,$(wildcard rootfs/runner_*.py)) $(ZYGOTE_EXT)
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb check-layers \
-	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
+	deploy-check bench npm-deps security search-eval soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -140,6 +140,11 @@ integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
+# Search evaluation and the agent's token budgets (issue 20: tests/eval): real
+# descriptions, a real tokenizer, mypy; normal build only (ranking and text).
+search-eval: all rootfs npm-deps
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/eval -t .
+
 # MCP conformance suite, client scenarios initialize + tools_call, both builds.
 conformance: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance
@@ -152,6 +157,7 @@ test: deps
 	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory search-eval
 	@$(MAKE) --no-print-directory security
 	@$(MAKE) --no-print-directory conformance
 	@$(MAKE) --no-print-directory reliability
