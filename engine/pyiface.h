@@ -29,8 +29,8 @@ void cm_pyiface_manual_free(cm_pyiface_manual *m);
 typedef struct cm_pyiface_tool_text {
     char *classes;   /* the TypedDicts it uses, shared ones included: compiles on its own */
     char *method;    /* stub method for the manual's namespace class */
-    char *signature; /* one line: github.pulls_list(owner: str, repo: str, state: str = ...,
-                        ...) -> List[PullRequestSimple] */
+    char *signature; /* one line: github.pulls_list(owner: str, repo: str, ...) ->
+                        list[PullRequestSimple] */
     char *summary;   /* the description's first sentence; "" when it only repeats the name */
 } cm_pyiface_tool_text;
 void cm_pyiface_tool_text_free(cm_pyiface_tool_text *t);
