@@ -410,6 +410,8 @@ static void emit_typeddict(gen *g, const cJSON *s, size_t idx, int depth)
     const cJSON *props = props_of(s), *p;
     bool functional = false, capture = g->capture;
     g->capture = false;
+    if (capture)
+        g->tool->fields_known = true;
     size_t nfields = 0;
     cJSON_ArrayForEach(p, props)
     {
@@ -704,10 +706,12 @@ static void all_of_expr(gen *g, const cJSON *parts, const char *hint, cm_buf *e,
         if (!cm_json_str(merged, "description") && cm_json_str(s, "description"))
             cJSON_AddStringToObject(merged, "description", cm_json_str(s, "description"));
     }
-    if (all_objects)
+    if (all_objects) {
         object_class(g, merged, hint, e, depth);
-    else
+    } else {
+        g->capture = false; /* the first part's classes are not the inputs' fields */
         type_expr(g, cJSON_GetArrayItem(parts, 0), hint, e, depth + 1);
+    }
     cJSON_Delete(merged);
 }
 

@@ -41,6 +41,7 @@ typedef struct pi_tool {
     bool in_td;
     pi_field *fields; /* the inputs' top-level fields, for the signature */
     size_t nfields;
+    bool fields_known; /* fields[] are the inputs' (else the signature says "...") */
 } pi_tool;
 
 /* Renders def's inputs and outputs into t (pyiface.c). */
@@ -75,8 +76,6 @@ char *pi_substitute(const char *text, char *const *names, size_t nnames);
 /* The stub method, signature line and summary of a tool, class names
  * final once names[] are substituted (pyiface_text.c). */
 void pi_tool_texts(const char *access_manual, const char *access_tool, const cJSON *def,
-                   const char *in_expr, const char *out_expr, bool in_td, const pi_field *fields,
-                   size_t nfields, char *const *names, size_t nnames, bool full,
-                   cm_pyiface_tool_text *out);
+                   const pi_tool *t, char *const *names, bool full, cm_pyiface_tool_text *out);
 
 #endif

@@ -319,8 +319,7 @@ static void generate(cm_pyiface_manual *m, const char *access_tool, const cJSON 
     size_t *cls_of = cm_xcalloc(t.nblocks + 1, sizeof *cls_of);
     commit_blocks(m, &t, names, cls_of);
     out->classes = tool_classes(m, cls_of, t.nblocks);
-    pi_tool_texts(m->access, access_tool, def, t.in_expr, t.out_expr, t.in_td, t.fields, t.nfields,
-                  names, t.nblocks, full, out);
+    pi_tool_texts(m->access, access_tool, def, &t, names, full, out);
     for (size_t i = 0; i < t.nblocks; i++)
         free(names[i]);
     free(names);

@@ -265,17 +265,15 @@ static bool says_only_name(const char *summary, const char *tool)
 }
 
 void pi_tool_texts(const char *access_manual, const char *access_tool, const cJSON *def,
-                   const char *in_expr, const char *out_expr, bool in_td, const pi_field *fields,
-                   size_t nfields, char *const *names, size_t nnames, bool full,
-                   cm_pyiface_tool_text *out)
+                   const pi_tool *t, char *const *names, bool full, cm_pyiface_tool_text *out)
 {
-    cm_autofree char *in0 = pi_substitute(in_expr, names, nnames);
-    cm_autofree char *res0 = pi_substitute(out_expr, names, nnames);
+    cm_autofree char *in0 = pi_substitute(t->in_expr, names, t->nblocks);
+    cm_autofree char *res0 = pi_substitute(t->out_expr, names, t->nblocks);
     cm_autofree char *in = unquoted(in0);
     cm_autofree char *res = unquoted(res0);
-    out->method = method(access_manual, access_tool, def, in, res, in_td, full);
-    out->signature =
-        signature(access_manual, access_tool, in_td, fields, nfields, out_expr, names, nnames);
+    out->method = method(access_manual, access_tool, def, in, res, t->in_td, full);
+    out->signature = signature(access_manual, access_tool, t->in_td && t->fields_known, t->fields,
+                               t->nfields, t->out_expr, names, t->nblocks);
     cm_buf s = {0};
     const char *desc = cm_json_str(def, "description");
     pi_put_sentence(&s, desc ? desc : "", SUMMARY_MAX);

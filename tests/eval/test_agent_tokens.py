@@ -99,7 +99,13 @@ class AgentTokens(unittest.TestCase):
         self.assertEqual(text.count("\n#   github."), 1223)
         compile(text, "<index>", "exec")
         whole = self.client.call_tool("get_all_tools_python_interfaces")
-        compile(whole["structuredContent"]["interfaces"], "<github>", "exec")
+        text = whole["structuredContent"]["interfaces"]
+        compile(text, "<github>", "exec")
+        # a definition several tools use is one class in the manual's text, and in each
+        # of those tools' own text (which compiles alone)
+        self.assertEqual(text.count("\nclass github_PullRequestSimple("), 1)
+        for t in ("github.pulls/list", "github.repos/list-pull-requests-associated-with-commit"):
+            self.assertIn("\nclass github_PullRequestSimple(", self.interface(t))
 
 
 if __name__ == "__main__":
