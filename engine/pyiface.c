@@ -625,6 +625,7 @@ static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int d
         put(&stem, "_");
         put_pascal(&stem, last ? last + 1 : "Ref", "Ref");
         size_t block = new_block(g, stem.data);
+        g->tool->blocks[block].named = true;
         cm_buf_free(&stem);
         g->refs[idx].block = block; /* registered first: a reference back is a forward ref */
         emit_typeddict(g, target, block, depth);
@@ -854,6 +855,7 @@ static void root_expr(gen *g, const cJSON *schema, const char *cls, cm_buf *e, b
     if (is_object_schema(schema) && !cJSON_GetObjectItemCaseSensitive(schema, "$ref") &&
         !cJSON_GetObjectItemCaseSensitive(schema, "anyOf") &&
         !cJSON_GetObjectItemCaseSensitive(schema, "oneOf")) {
+        size_t first = g->tool->nblocks;
         g->capture = !g->out;
         if (cJSON_GetObjectItemCaseSensitive(schema, "allOf"))
             all_of_expr(g, cJSON_GetObjectItemCaseSensitive(schema, "allOf"), cls, e, 0);
@@ -861,8 +863,9 @@ static void root_expr(gen *g, const cJSON *schema, const char *cls, cm_buf *e, b
             object_class(g, schema, cls, e, 0);
         g->capture = false;
         *is_td = e->data && e->data[0] == '"';
-        if (*is_td) /* the last block made is the root class (dependencies come first) */
-            g->tool->blocks[g->tool->nblocks - 1].root = true;
+        if (*is_td) /* the first block made is the root class (object_class makes it
+                       before its fields' classes) */
+            g->tool->blocks[first].root = true;
         return;
     }
     type_expr(g, schema, cls, e, 0);

@@ -26,6 +26,7 @@ typedef struct pi_block {
     char *stem; /* preferred class name */
     char *text; /* "class <ph>(TypedDict):\n...\n\n" with placeholders */
     bool root;  /* the tool's Input/Output class: never shared */
+    bool named; /* a `$ref`'d definition's class (named after it), not an inline object */
 } pi_block;
 
 typedef struct pi_field {
@@ -74,8 +75,10 @@ void pi_strset_add(pi_strset *set, const char *s);
 char *pi_substitute(const char *text, char *const *names, size_t nnames);
 
 /* The stub method, signature line and summary of a tool, class names
- * final once names[] are substituted (pyiface_text.c). */
+ * final once names[] are substituted; named[i]: block i's class is a
+ * definition's (pyiface_text.c). */
 void pi_tool_texts(const char *access_manual, const char *access_tool, const cJSON *def,
-                   const pi_tool *t, char *const *names, bool full, cm_pyiface_tool_text *out);
+                   const pi_tool *t, char *const *names, const bool *named, bool full,
+                   cm_pyiface_tool_text *out);
 
 #endif

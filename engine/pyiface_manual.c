@@ -17,6 +17,7 @@
 
 typedef struct m_class {
     char *name;
+    bool named; /* a definition's class (its first block's) */
     char *key;  /* its text with its own name as "\x01" (NULL: not shareable) */
     char *text; /* final text */
     size_t *deps, ndeps;
@@ -264,29 +265,71 @@ static char *block_key(const char *sub, size_t self)
     return b.data;
 }
 
-/* Decides the fate of every block of t (in order: what a block uses comes
- * before it, except in cycles); names[i] receives block i's final name and
- * cls_of[i] its class in the manual.  A block that still names a class of
- * this tool not decided yet (a cycle) is never shared. */
+/* Decides block i: an existing class with the same text (names it uses
+ * final), or a new class under a unique name. */
+static void decide(cm_pyiface_manual *m, const pi_tool *t, size_t i, char **names, size_t *cls_of)
+{
+    const pi_block *b = &t->blocks[i];
+    char *key = NULL;
+    if (!b->root) {
+        cm_autofree char *sub = pi_substitute(b->text, names, t->nblocks);
+        if (!has_foreign_ph(sub, i))
+            key = block_key(sub, i);
+    }
+    size_t found = key ? find_class(m, key) : SIZE_MAX;
+    if (found != SIZE_MAX) {
+        free(key);
+        cls_of[i] = found;
+        names[i] = cm_xstrdup(m->classes[found].name);
+        return;
+    }
+    names[i] = reserve_name(m, b->stem);
+    cls_of[i] = add_class(m, cm_xstrdup(names[i]), key);
+    m->classes[cls_of[i]].named = b->named;
+}
+
+/* The next block that block i's text names after position *pos and that
+ * is not decided or being decided, or SIZE_MAX. */
+static size_t next_open_ref(const pi_tool *t, size_t i, size_t *pos, const char *state)
+{
+    const char *text = t->blocks[i].text;
+    for (const char *p = strchr(text + *pos, PH_OPEN); p; p = strchr(p + 1, PH_OPEN)) {
+        size_t idx;
+        *pos = (size_t)(p - text) + 1;
+        if (parse_ph(p, &idx) && idx < t->nblocks && !state[idx])
+            return idx;
+    }
+    return SIZE_MAX;
+}
+
+/* Decides every block of t, each after the blocks it names (depth first,
+ * with an explicit stack: a chain of definitions may be long), so a parent
+ * sees its children's final names and can match an existing class; a block
+ * in a cycle still names one being decided, and is never shared.
+ * names[i] receives block i's final name, cls_of[i] its class. */
 static void commit_blocks(cm_pyiface_manual *m, const pi_tool *t, char **names, size_t *cls_of)
 {
-    for (size_t i = 0; i < t->nblocks; i++) {
-        const pi_block *b = &t->blocks[i];
-        char *key = NULL;
-        if (!b->root) {
-            cm_autofree char *sub = pi_substitute(b->text, names, t->nblocks);
-            if (!has_foreign_ph(sub, i))
-                key = block_key(sub, i);
-        }
-        size_t found = key ? find_class(m, key) : SIZE_MAX;
-        if (found != SIZE_MAX) {
-            free(key);
-            cls_of[i] = found;
-            names[i] = cm_xstrdup(m->classes[found].name);
+    cm_autofree char *state = cm_xcalloc(t->nblocks + 1, 1); /* 1 open, 2 decided */
+    cm_autofree size_t *stack = cm_xcalloc(t->nblocks + 1, sizeof *stack);
+    cm_autofree size_t *pos = cm_xcalloc(t->nblocks + 1, sizeof *pos);
+    for (size_t root = 0; root < t->nblocks; root++) {
+        if (state[root])
             continue;
+        size_t depth = 0;
+        stack[depth++] = root;
+        state[root] = 1;
+        while (depth) {
+            size_t i = stack[depth - 1];
+            size_t next = next_open_ref(t, i, &pos[i], state);
+            if (next != SIZE_MAX) {
+                state[next] = 1;
+                stack[depth++] = next;
+                continue;
+            }
+            decide(m, t, i, names, cls_of);
+            state[i] = 2;
+            depth--;
         }
-        names[i] = reserve_name(m, b->stem);
-        cls_of[i] = add_class(m, cm_xstrdup(names[i]), key);
     }
     for (size_t i = 0; i < t->nblocks; i++) {
         m_class *c = &m->classes[cls_of[i]];
@@ -319,7 +362,11 @@ static void generate(cm_pyiface_manual *m, const char *access_tool, const cJSON 
     size_t *cls_of = cm_xcalloc(t.nblocks + 1, sizeof *cls_of);
     commit_blocks(m, &t, names, cls_of);
     out->classes = tool_classes(m, cls_of, t.nblocks);
-    pi_tool_texts(m->access, access_tool, def, &t, names, full, out);
+    bool *named = cm_xcalloc(t.nblocks + 1, sizeof *named);
+    for (size_t i = 0; i < t.nblocks; i++)
+        named[i] = m->classes[cls_of[i]].named;
+    pi_tool_texts(m->access, access_tool, def, &t, names, named, full, out);
+    free(named);
     for (size_t i = 0; i < t.nblocks; i++)
         free(names[i]);
     free(names);

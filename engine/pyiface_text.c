@@ -42,13 +42,30 @@ static size_t group_len(const char *s)
     return strlen(s);
 }
 
+/* The classes of one tool, for its signature: final names, and whether
+ * each is a definition's. */
+typedef struct sig_names {
+    char *const *names;
+    const bool *named;
+    size_t n;
+} sig_names;
+
+/* Whether the class `name` (len bytes) is an inline object's. */
+static bool inline_class(const sig_names *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->names[i] && strlen(c->names[i]) == len && !memcmp(c->names[i], name, len))
+            return !c->named[i];
+    return false;
+}
+
 /* A type expression as a signature shows it: class names without quotes
  * and manual prefix, Literal[...] as its base type, List/Dict lower-case;
- * a class named after the tool itself (stem: "<manual>_<Tool>", an inline
- * object such as a request body) is `dict`: its name says nothing more. */
-static void put_short_type(cm_buf *b, const char *e, const char *manual, const char *stem)
+ * an inline object's class (a request body, named after some tool) is
+ * `dict`: its name says nothing more. */
+static void put_short_type(cm_buf *b, const char *e, const char *manual, const sig_names *c)
 {
-    size_t plen = strlen(manual), slen = strlen(stem);
+    size_t plen = strlen(manual);
     while (*e) {
         if (!strncmp(e, "Literal[", 8)) {
             const char *v = e + 8;
@@ -65,14 +82,13 @@ static void put_short_type(cm_buf *b, const char *e, const char *manual, const c
             if (!end)
                 break;
             const char *n = e + 1;
-            if (!strncmp(n, stem, slen) && (size_t)(end - n) > slen) {
+            if (inline_class(c, n, (size_t)(end - n)))
                 put(b, "dict");
-                e = end + 1;
-                continue;
+            else {
+                if (!strncmp(n, manual, plen) && n[plen] == '_')
+                    n += plen + 1;
+                putn(b, n, (size_t)(end - n));
             }
-            if (!strncmp(n, manual, plen) && n[plen] == '_')
-                n += plen + 1;
-            putn(b, n, (size_t)(end - n));
             e = end + 1;
         } else {
             putn(b, e++, 1);
@@ -100,36 +116,31 @@ static char *unquoted(const char *e)
     return b.data ? b.data : cm_xstrdup("Any");
 }
 
-static void put_sig_param(cm_buf *b, const pi_field *f, char *const *names, size_t nnames,
-                          const char *manual, const char *stem)
+static void put_sig_param(cm_buf *b, const pi_field *f, const char *manual, const sig_names *c)
 {
     if (pi_plain_field_name(f->name))
         put(b, f->name);
     else
         pi_put_pystr(b, f->name);
     put(b, ": ");
-    cm_autofree char *expr = pi_substitute(f->expr, names, nnames);
-    put_short_type(b, expr, manual, stem);
+    cm_autofree char *expr = pi_substitute(f->expr, c->names, c->n);
+    put_short_type(b, expr, manual, c);
     if (!f->required)
         put(b, " = ...");
 }
 
-static char *signature(const char *manual, const char *tool, bool in_td, const pi_field *fields,
-                       size_t nfields, const char *out_expr, char *const *names, size_t nnames)
+static char *signature(const char *manual, const char *tool, const pi_tool *t, const sig_names *c)
 {
-    cm_buf b = {0}, stem = {0};
-    put(&stem, manual);
-    put(&stem, "_");
-    pi_put_pascal(&stem, tool, "Tool");
+    cm_buf b = {0};
     put(&b, manual);
     put(&b, ".");
     put(&b, tool);
     put(&b, "(");
     size_t shown = 0;
-    bool more = !in_td;
+    bool more = !(t->in_td && t->fields_known);
     for (int pass = 0; pass < 2; pass++) /* required first, then a few optional */
-        for (size_t i = 0; i < nfields; i++) {
-            if (fields[i].required != (pass == 0))
+        for (size_t i = 0; i < t->nfields; i++) {
+            if (t->fields[i].required != (pass == 0))
                 continue;
             if (pass == 1 && shown >= SIG_PARAMS) {
                 more = true;
@@ -137,14 +148,13 @@ static char *signature(const char *manual, const char *tool, bool in_td, const p
             }
             if (shown++)
                 put(&b, ", ");
-            put_sig_param(&b, &fields[i], names, nnames, manual, stem.data);
+            put_sig_param(&b, &t->fields[i], manual, c);
         }
     if (more)
         put(&b, shown ? ", ..." : "...");
     put(&b, ") -> ");
-    cm_autofree char *out = pi_substitute(out_expr, names, nnames);
-    put_short_type(&b, out, manual, stem.data);
-    cm_buf_free(&stem);
+    cm_autofree char *out = pi_substitute(t->out_expr, c->names, c->n);
+    put_short_type(&b, out, manual, c);
     return b.data;
 }
 
@@ -265,15 +275,16 @@ static bool says_only_name(const char *summary, const char *tool)
 }
 
 void pi_tool_texts(const char *access_manual, const char *access_tool, const cJSON *def,
-                   const pi_tool *t, char *const *names, bool full, cm_pyiface_tool_text *out)
+                   const pi_tool *t, char *const *names, const bool *named, bool full,
+                   cm_pyiface_tool_text *out)
 {
+    sig_names c = {.names = names, .named = named, .n = t->nblocks};
     cm_autofree char *in0 = pi_substitute(t->in_expr, names, t->nblocks);
     cm_autofree char *res0 = pi_substitute(t->out_expr, names, t->nblocks);
     cm_autofree char *in = unquoted(in0);
     cm_autofree char *res = unquoted(res0);
     out->method = method(access_manual, access_tool, def, in, res, t->in_td, full);
-    out->signature = signature(access_manual, access_tool, t->in_td && t->fields_known, t->fields,
-                               t->nfields, t->out_expr, names, t->nblocks);
+    out->signature = signature(access_manual, access_tool, t, &c);
     cm_buf s = {0};
     const char *desc = cm_json_str(def, "description");
     pi_put_sentence(&s, desc ? desc : "", SUMMARY_MAX);
