@@ -180,10 +180,16 @@ class MemoryBudget(EngineTest):
     def test_5_budget_given_back_on_timeout(self):
         # each chain times out holding ~31 MB of calls; were that not given
         # back, three would use up engine.inflight_mb (96) for good
+        # (the calls' own deadline stops them just before the chain's: on a
+        # busy machine the chain may then still return, every call failed)
         for _ in range(4):
             r = self.client.chain(hostile(), timeout=1)
-            self.assertIsNotNone(r["error"], r)
-            self.assertIn(r["error"]["kind"], ("timeout", "exception", "tool_error"), r)
+            if r["error"] is None:
+                for x in r["result"]:
+                    self.assertRegex(x, "timed out \\(stopped before the chain's timeout|"
+                                     + REFUSED.pattern, r)
+            else:
+                self.assertIn(r["error"]["kind"], ("timeout", "exception", "tool_error"), r)
         r = self.client.chain(hostile(6), timeout=60)
         self.assertEqual(self.check_results(r, 6), 0, r["result"])
 
