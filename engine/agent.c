@@ -8,49 +8,49 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pyiface.h"
 #include "jsonrpc.h"
+#include "pyiface.h"
 #include "tools.h"
+#include "util.h"
 
+/* Teaches the cheapest path first (issue 20: search → signature → one
+ * interface → one chain); stays under 600 tokens. */
 const char CM_AGENT_PROMPT[] =
-    "You can run Python code through the `call_tool_chain` tool. Use it to call many tools in\n"
-    "one step and to process their results before answering.\n"
+    "You run Python through the `call_tool_chain` tool: one chain calls many tools and\n"
+    "processes their results, so only what you return comes back.\n"
     "\n"
-    "Discover tools first:\n"
-    "- `search_tools(task_description, limit)` ranks the registered tools for a task (name,\n"
-    "  access_name, description, inputs, outputs).\n"
-    "- `get_all_tools_python_interfaces` returns Python TypedDict interfaces of every tool;\n"
-    "  `tools_info(tool_names)` gives full definitions.\n"
-    "- Inside a chain: `interfaces` (also `__interfaces`) is that interface text,\n"
-    "  `get_tool_interface(name)` (also `__get_tool_interface`) one tool's interface, and\n"
-    "  `search_tools(query, limit=10)` searches (a list of dicts). They show only the tools\n"
-    "  this chain may call. Each manual appears as `# namespace <manual>`.\n"
+    "Cheapest path to a tool:\n"
+    "1. `search_tools(task_description)` ranks tools: access_name (`manual.tool`), a one-line\n"
+    "   signature and a sentence each. Usually enough to write the call.\n"
+    "2. For the result's fields or a nested argument, `get_tool_interface(tool_name)`: that\n"
+    "   tool's Python TypedDicts (detail \"full\": every nested type; `tools_info`: schemas).\n"
+    "3. One chain doing the whole task. Avoid `get_all_tools_python_interfaces` on large\n"
+    "   manuals and `list_tools` (names, paged) unless you must browse.\n"
+    "Inside a chain the same: `search_tools(query, limit=10)` (list of dicts),\n"
+    "`get_tool_interface(name)` (also `__get_tool_interface`), and `interfaces` (also\n"
+    "`__interfaces`): an index, one line per tool you may call.\n"
     "\n"
     "Writing the chain:\n"
-    "- The code is the body of an async function: top-level `await` and `return` work.\n"
-    "- Call a tool as `await manual.tool(name=value, ...)` with keyword arguments (the\n"
-    "  access name shown by search_tools, e.g. `github.get_pull_request(owner='o', repo='r',\n"
-    "  pull_number=1)`); a single dict argument is accepted too. Without `await` the call\n"
-    "  blocks and gives the value. `asyncio.gather(a.x(), b.y())` runs calls concurrently.\n"
-    "- `return` a JSON value (dict, list, str, number, bool, None): it becomes `result`.\n"
-    "  Sets, NaN and other non-JSON values fail with `result_not_serializable`.\n"
-    "- `print(...)` lines become `logs` (kept even when the chain fails; streamed to MCP\n"
-    "  clients as log notifications while the chain runs).\n"
-    "- A failed tool call raises `ToolError` (`.kind`, `.message`, `.tool`); a tool the\n"
-    "  policy refuses raises `PolicyDenied` (a ToolError). Catch them to recover.\n"
-    "- Imports are limited to json, math, asyncio, datetime, time, re, typing,\n"
-    "  collections, itertools, functools, operator, uuid, random, string, textwrap, decimal,\n"
-    "  fractions, statistics, base64, copy, dataclasses, enum, heapq, bisect. No files,\n"
-    "  network or subprocesses: reach the outside world only through tools.\n"
+    "- The code is an async function body: top-level `await` and `return` work.\n"
+    "- `await manual.tool(name=value, ...)` with keyword arguments, e.g.\n"
+    "  `await github.pulls_list(owner='o', repo='r', state='open')`. Without `await` a call\n"
+    "  blocks and gives the value; `asyncio.gather(...)` runs calls concurrently.\n"
+    "- `return` a JSON value: it becomes `result` (sets, NaN fail: result_not_serializable).\n"
+    "  Return only what you need: filter and summarise inside the chain.\n"
+    "- `print(...)` lines become `logs` (kept when the chain fails).\n"
+    "- A failed call raises `ToolError` (`.kind`, `.message`, `.tool`); a refused one\n"
+    "  `PolicyDenied` (a ToolError). Catch them to recover.\n"
+    "- Imports: json, math, asyncio, datetime, time, re, typing, collections, itertools,\n"
+    "  functools, operator, uuid, random, string, textwrap, decimal, fractions, statistics,\n"
+    "  base64, copy, dataclasses, enum, heapq, bisect. No files, network or subprocesses:\n"
+    "  only tools reach outside.\n"
     "\n"
-    "Limits: a wall-clock timeout (argument `timeout`, seconds, default 30), caps on printed\n"
-    "output, result size and tool calls per chain. A chain that exceeds them is stopped.\n"
+    "Limits: `timeout` (seconds, default 30), caps on output, result size and tool calls.\n"
     "\n"
-    "The answer is `{result, logs, error, stats}`. `error` is null on success, else\n"
-    "`{kind, message, traceback?}` with kind one of syntax, exception, timeout,\n"
-    "memory_limit, policy_denied, tool_error, output_limit, result_not_serializable,\n"
-    "sandbox_failure, invalid_request, busy; over MCP a failed chain has `isError: true`.\n"
-    "Fix the code from the message and traceback (line numbers are your code's) and retry.\n";
+    "The answer is `{result, logs, error, stats}`; `error` is null or `{kind, message,\n"
+    "traceback?}` (kind: syntax, exception, timeout, memory_limit, policy_denied, tool_error,\n"
+    "output_limit, result_not_serializable, sandbox_failure, invalid_request, busy). Fix the\n"
+    "code from the message and traceback (your line numbers) and retry.\n";
 
 bool cm_agent_tool_visible(const struct cm_policy_profile *prof, const char *utcp_name)
 {
@@ -112,11 +112,47 @@ char *cm_agent_interfaces(cm_engine *eng, const struct cm_policy_profile *prof, 
     return cm_pyiface_assemble(tools, only);
 }
 
+char *cm_agent_index(cm_engine *eng, const struct cm_policy_profile *prof)
+{
+    cm_autojson cJSON *tools = cm_agent_visible_tools(eng, prof);
+    return cm_pyiface_index(tools);
+}
+
+/* One tool's whole interface, generated now (not cached: asked for rarely). */
+static char *full_interface(cm_engine *eng, const struct cm_policy_profile *prof, const char *name)
+{
+    cm_autojson cJSON *def = NULL;
+    cm_error err;
+    if (cm_agent_lookup(eng, prof, name, &def, NULL, NULL, &err) < 0 ||
+        !cm_agent_tool_visible(prof, cm_json_str(def, "name")))
+        return NULL;
+    const char *access = cm_json_str(def, "access_name");
+    const char *dot = access ? strchr(access, '.') : NULL;
+    if (!dot)
+        return NULL; /* cannot happen: every access name is manual.tool */
+    cm_autofree char *manual = cm_xstrdup(access);
+    manual[dot - access] = '\0';
+    cm_pyiface_tool_text x = {0};
+    cm_pyiface_tool_full(manual, dot + 1, def, &x);
+    cJSON *one = cJSON_CreateArray(), *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", cm_json_str(def, "name"));
+    cJSON_AddStringToObject(e, "access_manual", manual);
+    cJSON_AddStringToObject(e, "access_tool", dot + 1);
+    cJSON_AddStringToObject(e, "iface_classes", x.classes);
+    cJSON_AddStringToObject(e, "iface_method", x.method);
+    cJSON_AddItemToArray(one, e);
+    char *text = cm_pyiface_assemble(one, NULL);
+    cJSON_Delete(one);
+    cm_pyiface_tool_text_free(&x);
+    return text;
+}
+
 cJSON *cm_agent_search(cm_engine *eng, const struct cm_policy_profile *prof, const char *query,
-                       int limit)
+                       int limit, bool full)
 {
     cm_registry_view v = cm_agent_view(prof);
-    return cm_registry_search_filtered(eng->registry, &v, query, limit, tool_visible, (void *)prof);
+    return cm_registry_search_filtered(eng->registry, &v, query, limit, full, tool_visible,
+                                       (void *)prof);
 }
 
 static const cJSON *args_of(const cJSON *params)
@@ -124,9 +160,31 @@ static const cJSON *args_of(const cJSON *params)
     return cJSON_GetObjectItemCaseSensitive(params, "arguments");
 }
 
+/* What interface text a request asks for. */
+enum iface_kind { IFACE_COMPACT, IFACE_FULL, IFACE_INDEX };
+
+/* The `detail` argument: absent → dflt; else one of the allowed words
+ * (*bad set when it is none of them). */
+static enum iface_kind detail_arg(const cJSON *params, bool index_ok, bool *bad)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(args_of(params), "detail");
+    *bad = false;
+    if (!d || cJSON_IsNull(d))
+        return IFACE_COMPACT;
+    if (cJSON_IsString(d) && !strcmp(d->valuestring, "full"))
+        return IFACE_FULL;
+    if (cJSON_IsString(d) && !strcmp(d->valuestring, "compact"))
+        return IFACE_COMPACT;
+    if (cJSON_IsString(d) && index_ok && !strcmp(d->valuestring, "index"))
+        return IFACE_INDEX;
+    *bad = true;
+    return IFACE_COMPACT;
+}
+
 /* Interfaces as the requesting caller sees them; when the caller cannot be
  * resolved, NULL with *refused set to the answer. */
-static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const char *only, cJSON **refused)
+static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const char *only,
+                               enum iface_kind kind, cJSON **refused)
 {
     cm_caller c;
     cm_error err;
@@ -134,7 +192,9 @@ static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const char *only, 
         *refused = cm_tool_result_error(err.kind, err.message);
         return NULL;
     }
-    char *text = cm_agent_interfaces(eng, c.profile, only);
+    char *text = kind == IFACE_INDEX          ? cm_agent_index(eng, c.profile)
+                 : kind == IFACE_FULL && only ? full_interface(eng, c.profile, only)
+                                              : cm_agent_interfaces(eng, c.profile, only);
     cm_caller_end(&c);
     return text;
 }
@@ -142,9 +202,15 @@ static char *caller_interfaces(cm_engine *eng, cm_conn *conn, const char *only, 
 cJSON *cm_tool_get_interfaces(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     (void)id;
-    (void)params;
+    bool bad;
+    enum iface_kind kind = detail_arg(params, true, &bad);
+    if (bad || kind == IFACE_FULL)
+        return cm_tool_result_error(CM_ERR_INVALID_REQUEST,
+                                    "get_all_tools_python_interfaces: detail must be \"compact\" "
+                                    "(the default) or \"index\"; one tool in full: "
+                                    "get_tool_interface with detail \"full\"");
     cJSON *refused = NULL;
-    cm_autofree char *text = caller_interfaces(eng, conn, NULL, &refused);
+    cm_autofree char *text = caller_interfaces(eng, conn, NULL, kind, &refused);
     if (refused)
         return refused;
     cJSON *s = cJSON_CreateObject();
@@ -160,8 +226,15 @@ cJSON *cm_tool_get_tool_interface(cm_engine *eng, cm_conn *conn, const cJSON *id
     if (!name)
         return cm_tool_result_error(CM_ERR_INVALID_REQUEST,
                                     "get_tool_interface: tool_name must be a string");
+    bool bad;
+    enum iface_kind kind = detail_arg(params, false, &bad);
+    if (bad)
+        return cm_tool_result_error(CM_ERR_INVALID_REQUEST,
+                                    "get_tool_interface: detail must be \"compact\" (the "
+                                    "default) or \"full\" (every nested type, whole "
+                                    "descriptions)");
     cJSON *refused = NULL;
-    cm_autofree char *text = caller_interfaces(eng, conn, name, &refused);
+    cm_autofree char *text = caller_interfaces(eng, conn, name, kind, &refused);
     if (refused)
         return refused;
     if (!text) {

@@ -32,9 +32,13 @@ cm_registry_view cm_agent_view(const struct cm_policy_profile *prof);
  * is "not found", exactly like an unknown one). */
 int cm_agent_lookup(cm_engine *eng, const struct cm_policy_profile *prof, const char *name,
                     cJSON **tool, char **manual_name, char **owner, cm_error *err);
-/* search_tools restricted to the visible tools. */
+/* The compact index of the visible tools (what `__interfaces` is in a
+ * chain: a signature and a sentence per tool).  Caller frees. */
+char *cm_agent_index(cm_engine *eng, const struct cm_policy_profile *prof);
+/* search_tools restricted to the visible tools; full: the definitions'
+ * shape, else {access_name, signature, summary} per tool. */
 cJSON *cm_agent_search(cm_engine *eng, const struct cm_policy_profile *prof, const char *query,
-                       int limit);
+                       int limit, bool full);
 
 /* Index of an MCP level name (debug=0 ... emergency=7), -1 if unknown. */
 int cm_agent_log_level(const char *name);

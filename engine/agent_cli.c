@@ -117,6 +117,7 @@ int cm_cmd_tools(int argc, char **argv)
     } else if (!strcmp(verb, "search") && arg) {
         cJSON_AddStringToObject(args, "task_description", arg);
         cJSON_AddNumberToObject(args, "limit", limit);
+        cJSON_AddStringToObject(args, "detail", "full"); /* the score and description */
         cm_autojson cJSON *sc = call_tool(socket_path, "search_tools", args, &rc);
         const cJSON *t;
         cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(sc, "tools"))

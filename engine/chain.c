@@ -82,7 +82,8 @@ static void take_search(chain *ch, const cJSON *msg)
     cm_chain_queue(ch,
                    cm_chain_result_frame(
                        id->valuedouble,
-                       cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
+                       cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n, false),
+                       NULL));
 }
 
 static bool known_runner_kind(const char *kind)

@@ -1,23 +1,27 @@
-/* pyiface.c — generates Python TypedDict interfaces from tools' JSON Schemas
- * (see pyiface.h).  The reference libraries emit interfaces that do not
- * compile (unquoted odd keys, Literal not imported, $ref → Any, classes that
- * collide across manuals); this generator's output always compiles: every
- * identifier it writes is checked, every string literal escaped, every class
- * reference quoted (so cycles and forward references just work). */
-#include "pyiface.h"
+/* pyiface.c — renders a tool's JSON Schemas (inputs, outputs) as Python
+ * TypedDicts (see pyiface.h; the manual-level sharing is pyiface_manual.c,
+ * the stubs and assembly pyiface_text.c).  The reference libraries emit
+ * interfaces that do not compile (unquoted odd keys, Literal not imported,
+ * $ref → Any, classes that collide across manuals); this generator's output
+ * always compiles: every identifier it writes is checked, every string
+ * literal escaped, every class reference quoted (so cycles and forward
+ * references just work).  Compact by default (issue 20): outputs are their
+ * fields to one level of objects (deeper objects are plain dicts),
+ * descriptions one sentence; `full` renders every level and every word. */
+#include "pyiface_int.h"
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
-
 #define MAX_DEPTH 24
-
-const char CM_PYIFACE_HEADER[] =
-    "from typing import Any, Dict, List, Literal, NotRequired, Optional, TypedDict, Union, "
-    "Unpack\n";
+/* Compact outputs: objects nested deeper than this many levels below the
+ * result are `dict` (the fields an agent reads are at the top; the
+ * rest is in tools_info and get_tool_interface detail "full"). */
+#define OUT_LEVELS 1
+/* Compact descriptions: the first sentence, at most this many bytes. */
+#define BRIEF_DOC 64
 
 static const char *const PY_KEYWORDS[] = {
     "False", "None",     "True",  "and",    "as",   "assert", "async",  "await",    "break",
@@ -28,23 +32,26 @@ static const char *const PY_KEYWORDS[] = {
 
 /* ---- output helpers --------------------------------------------------------- */
 
-static void put(cm_buf *b, const char *s)
+void pi_put(cm_buf *b, const char *s)
 {
     cm_error err;
     if (cm_buf_append(b, s, strlen(s), &err) < 0)
         abort();
 }
 
-static void putn(cm_buf *b, const char *s, size_t n)
+void pi_putn(cm_buf *b, const char *s, size_t n)
 {
     cm_error err;
     if (cm_buf_append(b, s, n, &err) < 0)
         abort();
 }
 
+#define put pi_put
+#define putn pi_putn
+
 /* A Python string literal "..." holding s: backslash, quote and control
  * characters escaped; non-UTF-8 bytes escaped as \xNN. */
-static void put_pystr(cm_buf *b, const char *s)
+void pi_put_pystr(cm_buf *b, const char *s)
 {
     bool utf8 = cm_utf8_valid(s, strlen(s));
     put(b, "\"");
@@ -68,15 +75,54 @@ static void put_pystr(cm_buf *b, const char *s)
     }
     put(b, "\"");
 }
+#define put_pystr pi_put_pystr
 
 /* A comment body on one line: control characters become spaces. */
-static void put_comment_text(cm_buf *b, const char *s, size_t max)
+void pi_put_comment_text(cm_buf *b, const char *s, size_t max)
 {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && n < max; p++, n++)
         putn(b, (*p < 0x20 || *p == 0x7f) ? " " : (const char *)p, 1);
     if (s[n])
         put(b, "...");
+}
+#define put_comment_text pi_put_comment_text
+
+/* Where the first sentence of s ends: ". " / ".\n" / a blank line / the end. */
+static size_t sentence_end(const char *s)
+{
+    for (size_t i = 0; s[i]; i++) {
+        if ((s[i] == '.' || s[i] == '!' || s[i] == '?') &&
+            (s[i + 1] == ' ' || s[i + 1] == '\n' || !s[i + 1]))
+            return i + 1;
+        if (s[i] == '\n' && s[i + 1] == '\n')
+            return i;
+    }
+    return strlen(s);
+}
+
+void pi_put_sentence(cm_buf *b, const char *s, size_t max)
+{
+    while (*s == ' ' || *s == '\n' || *s == '\t')
+        s++;
+    size_t n = sentence_end(s), cut = n;
+    if (cut > max) {
+        cut = max;
+        while (cut > max / 2 && s[cut] != ' ')
+            cut--;
+        while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+            cut--; /* never inside a UTF-8 sequence */
+    }
+    cm_buf one = {0};
+    putn(&one, s, cut);
+    for (size_t i = 0; i < one.len; i++)
+        if (one.data[i] == '\n' || one.data[i] == '\r' || one.data[i] == '\t')
+            one.data[i] = ' ';
+    if (cut < n)
+        put(&one, "...");
+    if (one.data)
+        put(b, one.data);
+    cm_buf_free(&one);
 }
 
 static bool is_keyword(const char *s)
@@ -89,15 +135,16 @@ static bool is_keyword(const char *s)
 
 /* s.properties when it is an object (keys are field names), else NULL: a
  * malformed schema (properties as an array, ...) has no fields. */
-static const cJSON *props_of(const cJSON *s)
+const cJSON *pi_props_of(const cJSON *s)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "properties");
     return cJSON_IsObject(p) ? p : NULL;
 }
+#define props_of pi_props_of
 
 /* A key usable as a TypedDict class-body field: an ASCII identifier, not a
  * keyword, and not name-mangled (`__x` inside a class becomes `_C__x`). */
-static bool plain_field_name(const char *s)
+bool pi_plain_field_name(const char *s)
 {
     if (!s[0] || (s[0] >= '0' && s[0] <= '9'))
         return false;
@@ -107,10 +154,11 @@ static bool plain_field_name(const char *s)
             return false;
     return !is_keyword(s) && strncmp(s, "__", 2) != 0;
 }
+#define plain_field_name pi_plain_field_name
 
 /* Alphanumerics of s, each run capitalized: "get_pull-request" → "GetPullRequest".
  * Never contains '_', so "<manual>_<Pascal>" names cannot collide across manuals. */
-static void put_pascal(cm_buf *b, const char *s, const char *fallback)
+void pi_put_pascal(cm_buf *b, const char *s, const char *fallback)
 {
     bool up = true;
     size_t start = b->len;
@@ -130,14 +178,15 @@ static void put_pascal(cm_buf *b, const char *s, const char *fallback)
     if (b->len == start)
         put(b, fallback);
 }
+#define put_pascal pi_put_pascal
 
 /* ---- generator state --------------------------------------------------------- */
 
 typedef struct ref_entry {
     char *ref;
-    char *cls;  /* class name, or NULL for a non-object target */
-    char *expr; /* non-object target: its expression once rendered (NULL while being
-                   expanded: a reference back is a cycle → Any) */
+    size_t block; /* class block, or SIZE_MAX for a non-object target */
+    char *expr;   /* non-object target: its expression once rendered (NULL while being
+                     expanded: a reference back is a cycle → Any) */
 } ref_entry;
 
 /* A non-object definition used again is rendered again from its first
@@ -146,29 +195,19 @@ typedef struct ref_entry {
  * (S_i = Union[S_i-1, S_i-1]) cannot grow the text exponentially. */
 #define MAX_SHARED_EXPR 256
 
-/* Class names taken in one manual: open-addressing hash set. */
-struct cm_pyiface_names {
-    char **slots;
-    size_t cap, n;
-};
-
-cm_pyiface_names *cm_pyiface_names_new(void)
-{
-    cm_pyiface_names *s = cm_xcalloc(1, sizeof *s);
-    s->cap = 64;
-    s->slots = cm_xcalloc(s->cap, sizeof *s->slots);
-    return s;
-}
-
-void cm_pyiface_names_free(cm_pyiface_names *s)
-{
-    if (!s)
-        return;
-    for (size_t i = 0; i < s->cap; i++)
-        free(s->slots[i]);
-    free(s->slots);
-    free(s);
-}
+typedef struct gen {
+    pi_tool *tool;      /* blocks go here */
+    const cJSON *root;  /* schema $ref paths resolve against */
+    const char *manual; /* access manual: class-name prefix */
+    bool full;          /* every level, whole descriptions */
+    bool out;           /* rendering outputs (compact: summarised) */
+    int level;          /* object nesting below the root being rendered */
+    bool capture;       /* the next class emitted is the root: keep its fields */
+    ref_entry *refs;
+    size_t nrefs;
+    size_t *ref_slots; /* open-addressing index over refs: entry index + 1, 0 empty */
+    size_t ref_cap;    /* power of two, at least twice nrefs */
+} gen;
 
 static uint64_t hash_name(const char *s)
 {
@@ -178,63 +217,30 @@ static uint64_t hash_name(const char *s)
     return h;
 }
 
-static bool names_has(const cm_pyiface_names *s, const char *n)
+/* A new (empty) class block with a preferred name; returns its index. */
+static size_t new_block(gen *g, const char *stem)
 {
-    for (size_t i = hash_name(n) & (s->cap - 1); s->slots[i]; i = (i + 1) & (s->cap - 1))
-        if (!strcmp(s->slots[i], n))
-            return true;
-    return false;
+    pi_tool *t = g->tool;
+    t->blocks = realloc(t->blocks, (t->nblocks + 1) * sizeof *t->blocks);
+    if (!t->blocks)
+        abort();
+    t->blocks[t->nblocks] = (pi_block){.stem = cm_xstrdup(stem)};
+    return t->nblocks++;
 }
 
-static void names_add(cm_pyiface_names *s, const char *n)
+/* The placeholder of block idx, as a class name inside text. */
+static void put_ph(cm_buf *b, size_t idx)
 {
-    if (2 * (s->n + 1) > s->cap) {
-        cm_pyiface_names bigger = {.cap = s->cap * 2};
-        bigger.slots = cm_xcalloc(bigger.cap, sizeof *bigger.slots);
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slots[i]) {
-                size_t j = hash_name(s->slots[i]) & (bigger.cap - 1);
-                while (bigger.slots[j])
-                    j = (j + 1) & (bigger.cap - 1);
-                bigger.slots[j] = s->slots[i];
-            }
-        free(s->slots);
-        s->slots = bigger.slots;
-        s->cap = bigger.cap;
-    }
-    size_t i = hash_name(n) & (s->cap - 1);
-    while (s->slots[i])
-        i = (i + 1) & (s->cap - 1);
-    s->slots[i] = cm_xstrdup(n);
-    s->n++;
+    char ph[32];
+    snprintf(ph, sizeof ph, "%c%zu%c", PH_OPEN, idx, PH_CLOSE);
+    put(b, ph);
 }
 
-typedef struct gen {
-    cm_buf classes;        /* finished class definitions, dependencies first */
-    const cJSON *root;     /* schema $ref paths resolve against */
-    const char *manual;    /* access manual: class-name prefix */
-    const char *root_stem; /* "<manual>_<Tool>Input": $ref targets are named after it */
-    cm_pyiface_names *names;
-    ref_entry *refs;
-    size_t nrefs;
-    size_t *ref_slots; /* open-addressing index over refs: entry index + 1, 0 empty */
-    size_t ref_cap;    /* power of two, at least twice nrefs */
-} gen;
-
-/* Reserves a unique class name "<stem>" (or "<stem>2", ...). Caller frees. */
-static char *reserve_name(gen *g, const char *stem)
+static void put_class_ref(cm_buf *e, size_t idx)
 {
-    cm_buf b = {0};
-    put(&b, stem);
-    for (int i = 2; names_has(g->names, b.data); i++) {
-        b.len = 0;
-        char num[16];
-        snprintf(num, sizeof num, "%d", i);
-        put(&b, stem);
-        put(&b, num);
-    }
-    names_add(g->names, b.data);
-    return b.data;
+    put(e, "\"");
+    put_ph(e, idx);
+    put(e, "\"");
 }
 
 static void type_expr(gen *g, const cJSON *s, const char *hint, cm_buf *e, int depth);
@@ -284,6 +290,52 @@ static bool has_properties(const cJSON *s)
     return cJSON_IsObject(p) && p->child;
 }
 
+/* ---- TypedDicts ---------------------------------------------------------------- */
+
+/* A description as a docstring line: whole (full), else its first sentence;
+ * compact outputs carry none (their fields speak for themselves). */
+static void emit_doc_line(const gen *g, cm_buf *b, const char *indent, const char *doc)
+{
+    if (!doc || !doc[0] || (!g->full && g->out))
+        return;
+    put(b, indent);
+    if (g->full) {
+        put_pystr(b, doc);
+    } else {
+        cm_buf one = {0};
+        pi_put_sentence(&one, doc, BRIEF_DOC);
+        put_pystr(b, one.data ? one.data : "");
+        cm_buf_free(&one);
+    }
+    put(b, "\n");
+}
+
+static void emit_doc_comment(const gen *g, cm_buf *b, const char *prefix, const char *doc)
+{
+    if (!doc || (!g->full && g->out))
+        return;
+    put(b, prefix);
+    if (g->full) {
+        put_comment_text(b, doc, 400);
+    } else {
+        cm_buf one = {0};
+        pi_put_sentence(&one, doc, BRIEF_DOC);
+        put_comment_text(b, one.data ? one.data : "", 400);
+        cm_buf_free(&one);
+    }
+    put(b, "\n");
+}
+
+static void capture_field(gen *g, const char *name, const char *expr, bool required)
+{
+    pi_tool *t = g->tool;
+    t->fields = realloc(t->fields, (t->nfields + 1) * sizeof *t->fields);
+    if (!t->fields)
+        abort();
+    t->fields[t->nfields++] =
+        (pi_field){.name = cm_xstrdup(name), .expr = cm_xstrdup(expr), .required = required};
+}
+
 static bool in_required(const cJSON *s, const char *key)
 {
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required"), *r;
@@ -295,22 +347,71 @@ static bool in_required(const cJSON *s, const char *key)
     return false;
 }
 
-/* ---- TypedDicts ---------------------------------------------------------------- */
-
-static void emit_doc_line(cm_buf *b, const char *indent, const char *doc)
+/* Compact outputs are total=False: every key optional, no NotRequired[] around each. */
+static bool lenient(const gen *g)
 {
-    if (!doc || !doc[0])
-        return;
-    put(b, indent);
-    put_pystr(b, doc);
-    put(b, "\n");
+    return !g->full && g->out;
 }
 
-/* Emits `cls` as a TypedDict for the object schema s into g->classes. */
-static void emit_typeddict(gen *g, const cJSON *s, const char *cls, int depth)
+static void class_header(const gen *g, cm_buf *body, const cJSON *s, size_t idx, bool functional)
+{
+    if (functional) {
+        emit_doc_comment(g, body, "# ", cm_json_str(s, "description"));
+        const cJSON *p;
+        cJSON_ArrayForEach(p, props_of(s))
+        {
+            const char *d = cm_json_str(p, "description");
+            if (!d || (!g->full && g->out))
+                continue;
+            put(body, "#   ");
+            put_comment_text(body, p->string, 80);
+            emit_doc_comment(g, body, ": ", d);
+        }
+        put_ph(body, idx);
+        put(body, " = TypedDict(\"");
+        put_ph(body, idx);
+        put(body, "\", {");
+        return;
+    }
+    put(body, "class ");
+    put_ph(body, idx);
+    put(body, lenient(g) ? "(TypedDict, total=False):\n" : "(TypedDict):\n");
+    emit_doc_line(g, body, "    ", cm_json_str(s, "description"));
+}
+
+/* A compact output with many fields leaves out its hypermedia links
+ * (`*_url`, GitHub's pull request has 10) but `html_url`, the one people
+ * open; the comment that replaces them says how many, the full interface
+ * has them. */
+#define LINK_FOLD_FIELDS 16
+static bool is_link(const char *field)
+{
+    size_t n = strlen(field);
+    return n > 4 && !strcmp(field + n - 4, "_url") && strcmp(field, "html_url") != 0;
+}
+
+/* Whether s's links are folded: a compact output with many fields of which
+ * at least half are not links (an object of links is all they are). */
+static bool folds_links(const gen *g, const cJSON *s)
+{
+    size_t n = 0, links = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props_of(s))
+    {
+        n++;
+        links += is_link(p->string);
+    }
+    return lenient(g) && n > LINK_FOLD_FIELDS && 2 * links <= n;
+}
+
+/* Renders the object schema s as TypedDict block idx. */
+static void emit_typeddict(gen *g, const cJSON *s, size_t idx, int depth)
 {
     const cJSON *props = props_of(s), *p;
-    bool functional = false;
+    bool functional = false, capture = g->capture;
+    g->capture = false;
+    if (capture)
+        g->tool->fields_known = true;
     size_t nfields = 0;
     cJSON_ArrayForEach(p, props)
     {
@@ -319,46 +420,27 @@ static void emit_typeddict(gen *g, const cJSON *s, const char *cls, int depth)
             functional = true;
     }
     cm_buf body = {0};
-    if (functional) {
-        if (cm_json_str(s, "description")) {
-            put(&body, "# ");
-            put(&body, cls);
-            put(&body, ": ");
-            put_comment_text(&body, cm_json_str(s, "description"), 400);
-            put(&body, "\n");
-        }
-        cJSON_ArrayForEach(p, props)
-        {
-            const char *d = cm_json_str(p, "description");
-            if (!d)
-                continue;
-            put(&body, "#   ");
-            put_comment_text(&body, p->string, 80);
-            put(&body, ": ");
-            put_comment_text(&body, d, 400);
-            put(&body, "\n");
-        }
-        put(&body, cls);
-        put(&body, " = TypedDict(");
-        put_pystr(&body, cls);
-        put(&body, ", {");
-    } else {
-        put(&body, "class ");
-        put(&body, cls);
-        put(&body, "(TypedDict):\n");
-        emit_doc_line(&body, "    ", cm_json_str(s, "description"));
-        if (nfields == 0 && !cm_json_str(s, "description"))
-            put(&body, "    pass\n");
-    }
+    class_header(g, &body, s, idx, functional);
+    if (!functional && nfields == 0 && body.data[body.len - 2] == ':')
+        put(&body, "    pass\n"); /* an empty class without a docstring */
     bool first = true;
+    size_t folded = 0;
+    bool fold = folds_links(g, s);
+    g->level++;
     cJSON_ArrayForEach(p, props)
     {
+        if (fold && is_link(p->string)) {
+            folded++;
+            continue;
+        }
         cm_buf hint = {0};
-        put(&hint, cls);
+        put(&hint, g->tool->blocks[idx].stem);
         put_pascal(&hint, p->string, "Field");
         cm_buf t = {0};
         type_expr(g, p, hint.data, &t, depth + 1);
-        bool req = in_required(s, p->string);
+        bool req = in_required(s, p->string) || lenient(g);
+        if (capture)
+            capture_field(g, p->string, t.data, in_required(s, p->string));
         if (functional) {
             if (!first)
                 put(&body, ", ");
@@ -374,30 +456,48 @@ static void emit_typeddict(gen *g, const cJSON *s, const char *cls, int depth)
         put(&body, t.data);
         if (!req)
             put(&body, "]");
-        if (!functional) {
+        if (!functional && g->full) {
             put(&body, "\n");
-            emit_doc_line(&body, "    ", cm_json_str(p, "description"));
+            emit_doc_line(g, &body, "    ", cm_json_str(p, "description"));
+        } else if (!functional) { /* compact: the sentence on the field's line (an enum's
+                                     values say enough) */
+            if (cm_json_str(p, "description") && !g->out && strncmp(t.data, "Literal[", 8))
+                emit_doc_comment(g, &body, "  # ", cm_json_str(p, "description"));
+            else
+                put(&body, "\n");
         }
         first = false;
         cm_buf_free(&hint);
         cm_buf_free(&t);
     }
+    g->level--;
     if (functional)
-        put(&body, "})\n");
+        put(&body, lenient(g) ? "}, total=False)\n" : "})\n");
+    if (folded) {
+        char note[80];
+        snprintf(note, sizeof note, "    # +%zu *_url fields\n", folded);
+        put(&body, note);
+    }
     put(&body, "\n");
-    putn(&g->classes, body.data, body.len);
-    cm_buf_free(&body);
+    g->tool->blocks[idx].text = body.data;
+}
+
+/* Compact outputs stop at OUT_LEVELS levels of objects. */
+static bool summarised(const gen *g)
+{
+    return !g->full && g->out && g->level >= OUT_LEVELS;
 }
 
 /* Quoted reference to a new TypedDict class for the object schema s. */
 static void object_class(gen *g, const cJSON *s, const char *hint, cm_buf *e, int depth)
 {
-    char *cls = reserve_name(g, hint);
-    emit_typeddict(g, s, cls, depth);
-    put(e, "\"");
-    put(e, cls);
-    put(e, "\"");
-    free(cls);
+    if (summarised(g)) {
+        put(e, "dict");
+        return;
+    }
+    size_t idx = new_block(g, hint);
+    emit_typeddict(g, s, idx, depth);
+    put_class_ref(e, idx);
 }
 
 /* ---- type expressions ----------------------------------------------------------- */
@@ -423,8 +523,16 @@ static bool literal_value(const cJSON *v, cm_buf *e)
     return true;
 }
 
-static void literal_expr(const cJSON *values, cm_buf *e)
+static void literal_expr(const gen *g, const cJSON *values, cm_buf *e)
 {
+    if (lenient(g)) { /* a compact output: the values are the API's business */
+        const cJSON *v = cJSON_IsArray(values) ? values->child : NULL;
+        put(e, cJSON_IsString(v)   ? "str"
+               : cJSON_IsBool(v)   ? "bool"
+               : cJSON_IsNumber(v) ? "float"
+                                   : "Any");
+        return;
+    }
     cm_buf lit = {0};
     put(&lit, "Literal[");
     bool first = true;
@@ -471,7 +579,7 @@ static size_t add_ref(gen *g, const char *ref)
     g->refs = realloc(g->refs, (g->nrefs + 1) * sizeof *g->refs);
     if (!g->refs)
         abort();
-    g->refs[g->nrefs] = (ref_entry){.ref = cm_xstrdup(ref)};
+    g->refs[g->nrefs] = (ref_entry){.ref = cm_xstrdup(ref), .block = SIZE_MAX};
     size_t idx = g->nrefs++;
     if (2 * g->nrefs > g->ref_cap) {
         free(g->ref_slots);
@@ -485,38 +593,43 @@ static size_t add_ref(gen *g, const char *ref)
     return idx;
 }
 
+/* A named definition ("#/$defs/simple-user") is the class <manual>_SimpleUser,
+ * so every tool of the manual that uses it can share one class.  In a
+ * compact output below the first level it is `dict`: never cached,
+ * since the same definition is a class where it is higher up. */
 static void ref_expr(gen *g, const char *ref, const char *hint, cm_buf *e, int depth)
 {
+    const cJSON *target = resolve_ref(g->root, ref);
+    if (target && is_object_schema(target) && summarised(g)) {
+        put(e, "dict");
+        return;
+    }
     size_t found = find_ref(g, ref);
     if (found != SIZE_MAX) {
         const ref_entry *r = &g->refs[found];
-        if (r->cls) {
-            put(e, "\"");
-            put(e, r->cls);
-            put(e, "\"");
-        } else
+        if (r->block != SIZE_MAX)
+            put_class_ref(e, r->block);
+        else
             put(e, r->expr ? r->expr : "Any"); /* NULL: a cycle through a non-object schema */
         return;
     }
-    const cJSON *target = resolve_ref(g->root, ref);
     if (!target) {
         put(e, "Any");
         return;
     }
     size_t idx = add_ref(g, ref);
     if (is_object_schema(target)) {
-        /* name it after the definition: "#/$defs/Node" → <tool>Node */
         const char *last = strrchr(ref, '/');
         cm_buf stem = {0};
-        put(&stem, g->root_stem ? g->root_stem : hint);
+        put(&stem, g->manual);
+        put(&stem, "_");
         put_pascal(&stem, last ? last + 1 : "Ref", "Ref");
-        char *cls = reserve_name(g, stem.data);
+        size_t block = new_block(g, stem.data);
+        g->tool->blocks[block].named = true;
         cm_buf_free(&stem);
-        g->refs[idx].cls = cls; /* registered first: a reference back is a forward ref */
-        emit_typeddict(g, target, cls, depth);
-        put(e, "\"");
-        put(e, cls);
-        put(e, "\"");
+        g->refs[idx].block = block; /* registered first: a reference back is a forward ref */
+        emit_typeddict(g, target, block, depth);
+        put_class_ref(e, block);
         return;
     }
     cm_buf x = {0};
@@ -594,10 +707,12 @@ static void all_of_expr(gen *g, const cJSON *parts, const char *hint, cm_buf *e,
         if (!cm_json_str(merged, "description") && cm_json_str(s, "description"))
             cJSON_AddStringToObject(merged, "description", cm_json_str(s, "description"));
     }
-    if (all_objects)
+    if (all_objects) {
         object_class(g, merged, hint, e, depth);
-    else
+    } else {
+        g->capture = false; /* the first part's classes are not the inputs' fields */
         type_expr(g, cJSON_GetArrayItem(parts, 0), hint, e, depth + 1);
+    }
     cJSON_Delete(merged);
 }
 
@@ -655,12 +770,12 @@ static void type_expr_inner(gen *g, const cJSON *s, const char *hint, cm_buf *e,
     if ((x = cJSON_GetObjectItemCaseSensitive(s, "const"))) {
         cJSON *one = cJSON_CreateArray();
         cJSON_AddItemToArray(one, cJSON_Duplicate(x, 1));
-        literal_expr(one, e);
+        literal_expr(g, one, e);
         cJSON_Delete(one);
         return;
     }
     if (cJSON_IsArray(x = cJSON_GetObjectItemCaseSensitive(s, "enum"))) {
-        literal_expr(x, e);
+        literal_expr(g, x, e);
         return;
     }
     if (cJSON_IsArray(x = cJSON_GetObjectItemCaseSensitive(s, "anyOf")) ||
@@ -712,11 +827,10 @@ static void type_expr(gen *g, const cJSON *s, const char *hint, cm_buf *e, int d
 
 /* ---- tools ---------------------------------------------------------------------- */
 
-static void gen_free(gen *g)
+static void gen_reset(gen *g)
 {
     for (size_t i = 0; i < g->nrefs; i++) {
         free(g->refs[i].ref);
-        free(g->refs[i].cls);
         free(g->refs[i].expr);
     }
     free(g->refs);
@@ -732,7 +846,7 @@ static void gen_free(gen *g)
 static void root_expr(gen *g, const cJSON *schema, const char *cls, cm_buf *e, bool *is_td)
 {
     g->root = schema;
-    g->root_stem = cls;
+    g->level = 0;
     *is_td = false;
     if (!cJSON_IsObject(schema) || !schema->child) {
         put(e, "Any");
@@ -741,189 +855,60 @@ static void root_expr(gen *g, const cJSON *schema, const char *cls, cm_buf *e, b
     if (is_object_schema(schema) && !cJSON_GetObjectItemCaseSensitive(schema, "$ref") &&
         !cJSON_GetObjectItemCaseSensitive(schema, "anyOf") &&
         !cJSON_GetObjectItemCaseSensitive(schema, "oneOf")) {
+        size_t first = g->tool->nblocks;
+        g->capture = !g->out;
         if (cJSON_GetObjectItemCaseSensitive(schema, "allOf"))
             all_of_expr(g, cJSON_GetObjectItemCaseSensitive(schema, "allOf"), cls, e, 0);
         else
             object_class(g, schema, cls, e, 0);
+        g->capture = false;
         *is_td = e->data && e->data[0] == '"';
+        if (*is_td) /* the first block made is the root class (object_class makes it
+                       before its fields' classes) */
+            g->tool->blocks[first].root = true;
         return;
     }
     type_expr(g, schema, cls, e, 0);
 }
 
-static void put_access_form(cm_buf *b, const char *manual, const char *tool, const cJSON *inputs)
+void pi_render_tool(const char *access_manual, const char *access_tool, const cJSON *def, bool full,
+                    pi_tool *t)
 {
-    put(b, "await ");
-    put(b, manual);
-    put(b, ".");
-    put(b, tool);
-    put(b, "(");
-    const cJSON *p;
-    bool first = true;
-    cJSON_ArrayForEach(p, props_of(inputs))
-    {
-        if (!first)
-            put(b, ", ");
-        if (plain_field_name(p->string)) {
-            put(b, p->string);
-            put(b, "=...");
-        } else {
-            put(b, "**{");
-            put_pystr(b, p->string);
-            put(b, ": ...}");
-        }
-        first = false;
-    }
-    put(b, ")");
-}
-
-void cm_pyiface_tool(const char *access_manual, const char *access_tool, const cJSON *def,
-                     cm_pyiface_names *names, char **classes, char **method)
-{
-    gen g = {.manual = access_manual, .names = names};
+    memset(t, 0, sizeof *t);
+    gen g = {.tool = t, .manual = access_manual, .full = full};
     cm_buf stem = {0};
     put(&stem, access_manual);
     put(&stem, "_");
     put_pascal(&stem, access_tool, "Tool");
     size_t stem_len = stem.len;
-    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(def, "inputs");
-    const cJSON *outputs = cJSON_GetObjectItemCaseSensitive(def, "outputs");
-    const char *name = cm_json_str(def, "name");
-    const char *desc = cm_json_str(def, "description");
-
-    put(&g.classes, "# ---- tool ");
-    put_comment_text(&g.classes, name ? name : access_tool, 200);
-    put(&g.classes, "\n");
     cm_buf in = {0}, out = {0};
-    bool in_td, out_td;
+    bool out_td;
     put(&stem, "Input");
-    root_expr(&g, inputs, stem.data, &in, &in_td);
-    gen_free(&g);
+    root_expr(&g, cJSON_GetObjectItemCaseSensitive(def, "inputs"), stem.data, &in, &t->in_td);
+    gen_reset(&g);
     stem.len = stem_len;
     put(&stem, "Output");
-    root_expr(&g, outputs, stem.data, &out, &out_td);
-    gen_free(&g);
-    (void)out_td;
-
-    cm_buf m = {0};
-    put(&m, "    @staticmethod\n    async def ");
-    put(&m, access_tool);
-    put(&m, in_td ? "(**kwargs: Unpack[" : "(**kwargs: Any");
-    if (in_td)
-        put(&m, in.data);
-    put(&m, in_td ? "]) -> " : ") -> ");
-    put(&m, out.data);
-    put(&m, ":\n        ");
-    cm_buf doc = {0};
-    if (desc && desc[0]) {
-        put(&doc, desc);
-        put(&doc, "\n\n");
-    }
-    put(&doc, "Access: ");
-    put_access_form(&doc, access_manual, access_tool, inputs);
-    put(&doc, "\nUTCP name: ");
-    put(&doc, name ? name : access_tool);
-    put_pystr(&m, doc.data);
-    put(&m, "\n        ...\n");
-    cm_buf_free(&doc);
-    cm_buf_free(&in);
-    cm_buf_free(&out);
+    g.out = true;
+    root_expr(&g, cJSON_GetObjectItemCaseSensitive(def, "outputs"), stem.data, &out, &out_td);
+    gen_reset(&g);
     cm_buf_free(&stem);
-    *classes = g.classes.data ? g.classes.data : cm_xstrdup("");
-    *method = m.data;
+    t->in_expr = in.data ? in.data : cm_xstrdup("Any");
+    t->out_expr = out.data ? out.data : cm_xstrdup("Any");
 }
 
-/* ---- assembly ------------------------------------------------------------------- */
-
-static bool tool_matches(const cJSON *t, const char *only)
+void pi_tool_free(pi_tool *t)
 {
-    const char *name = cm_json_str(t, "name"), *am = cm_json_str(t, "access_manual"),
-               *at = cm_json_str(t, "access_tool");
-    if (name && !strcmp(name, only))
-        return true;
-    size_t n = am ? strlen(am) : 0;
-    return am && at && !strncmp(only, am, n) && only[n] == '.' && !strcmp(only + n + 1, at);
-}
-
-typedef struct iface_entry {
-    const char *manual, *classes, *method;
-    size_t group; /* index of the manual's first appearance */
-} iface_entry;
-
-/* `github` → `GithubNamespace`, `my_api` → `MyApiNamespace` (the library's
- * README: `from generated_tools import GithubNamespace`); a leading digit
- * keeps its `_` (rootfs/runner_chain.py assembles the same text). */
-static void put_namespace_class(cm_buf *b, const char *manual)
-{
-    bool up = true;
-    for (const char *p = manual; *p; p++) {
-        char c = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
-        if ((up = *p == '_' && !(p == manual && p[1] >= '0' && p[1] <= '9')))
-            continue;
-        putn(b, &c, 1);
+    for (size_t i = 0; i < t->nblocks; i++) {
+        free(t->blocks[i].stem);
+        free(t->blocks[i].text);
     }
-    put(b, "Namespace");
-}
-
-static void put_manual(cm_buf *b, const iface_entry *e, size_t n, size_t group)
-{
-    const char *manual = e[group].manual;
-    put(b, "\n# namespace ");
-    put(b, manual);
-    put(b, "  (call its tools as: await ");
-    put(b, manual);
-    put(b, ".<tool>(name=value, ...))\n");
-    for (size_t i = group; i < n; i++)
-        if (e[i].group == group)
-            put(b, e[i].classes);
-    put(b, "class ");
-    put_namespace_class(b, manual);
-    put(b, ":\n    \"namespace ");
-    put(b, manual);
-    put(b, "\"\n\n");
-    for (size_t i = group; i < n; i++)
-        if (e[i].group == group)
-            put(b, e[i].method);
-}
-
-char *cm_pyiface_assemble(const cJSON *tools, const char *only)
-{
-    size_t cap = (size_t)cJSON_GetArraySize(tools) + 1, n = 0;
-    iface_entry *e = cm_xcalloc(cap, sizeof *e);
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tools)
-    {
-        const char *am = cm_json_str(t, "access_manual");
-        if (!am || (only && !tool_matches(t, only)))
-            continue;
-        e[n].manual = am;
-        e[n].classes = cm_json_str(t, "iface_classes");
-        e[n].method = cm_json_str(t, "iface_method");
-        if (!e[n].classes)
-            e[n].classes = "";
-        if (!e[n].method)
-            e[n].method = "";
-        /* tools of one manual are adjacent in registry order; look back first */
-        e[n].group = n;
-        if (n > 0 && !strcmp(e[n - 1].manual, am))
-            e[n].group = e[n - 1].group;
-        else
-            for (size_t k = n; k-- > 0;)
-                if (e[k].group == k && !strcmp(e[k].manual, am)) {
-                    e[n].group = k;
-                    break;
-                }
-        n++;
+    free(t->blocks);
+    for (size_t i = 0; i < t->nfields; i++) {
+        free(t->fields[i].name);
+        free(t->fields[i].expr);
     }
-    if (only && n == 0) {
-        free(e);
-        return NULL;
-    }
-    cm_buf b = {0};
-    put(&b, CM_PYIFACE_HEADER);
-    for (size_t i = 0; i < n; i++)
-        if (e[i].group == i)
-            put_manual(&b, e, n, i);
-    free(e);
-    return b.data;
+    free(t->fields);
+    free(t->in_expr);
+    free(t->out_expr);
+    memset(t, 0, sizeof *t);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #include "pyiface.h"
@@ -25,8 +26,7 @@ typedef struct reg_tool {
     cJSON *def;        /* normalized definition (name qualified) */
     cm_search_doc doc;
     const struct reg_manual *manual; /* back-pointer: visibility by owner */
-    char *iface_classes; /* Python interface parts (pyiface.h), cached with the manual */
-    char *iface_method;
+    cm_pyiface_tool_text iface; /* Python interface parts (pyiface.h), cached with the manual */
 } reg_tool;
 
 typedef struct reg_manual {
@@ -231,8 +231,7 @@ static char *dedupe_name(char *base, const strset *taken, bool *changed)
 
 static void free_tool(reg_tool *t)
 {
-    free(t->iface_classes);
-    free(t->iface_method);
+    cm_pyiface_tool_text_free(&t->iface);
     free(t->name);
     free(t->access_tool);
     free(t->access_name);
@@ -424,8 +423,16 @@ static int build_tool(const cJSON *tool, size_t i, const char *manual, const cJS
         copy_average_response_size(tool, t->def, i, err) < 0 ||
         copy_tool_call_template(tool, t->def, i, allowed, own, err) < 0)
         return -1;
-    cm_search_doc_build(&t->doc, t->name, cJSON_GetObjectItemCaseSensitive(t->def, "tags"),
-                        cm_json_str(t->def, "description"));
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(t->def, "tool_call_template");
+    cm_search_text text = {
+        .name = t->name,
+        .tags = cJSON_GetObjectItemCaseSensitive(t->def, "tags"),
+        .description = cm_json_str(t->def, "description"),
+        .path = cm_json_str(tmpl, "url"),
+        .params = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(t->def, "inputs"), "properties"),
+    };
+    cm_search_doc_build(&t->doc, &text);
     return 0;
 }
 
@@ -556,11 +563,10 @@ static void assign_tool_access(reg_manual *m, cJSON *renamed)
  * (access names known); re-registering a manual regenerates them. */
 static void generate_interfaces(reg_manual *m)
 {
-    cm_pyiface_names *names = cm_pyiface_names_new();
+    cm_pyiface_manual *pm = cm_pyiface_manual_new(m->access);
     for (size_t i = 0; i < m->ntools; i++)
-        cm_pyiface_tool(m->access, m->tools[i].access_tool, m->tools[i].def, names,
-                        &m->tools[i].iface_classes, &m->tools[i].iface_method);
-    cm_pyiface_names_free(names);
+        cm_pyiface_tool(pm, m->tools[i].access_tool, m->tools[i].def, &m->tools[i].iface);
+    cm_pyiface_manual_free(pm);
 }
 
 static cJSON *make_report(const reg_manual *m, cJSON *renamed)
@@ -712,8 +718,11 @@ cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view)
             cJSON_AddStringToObject(e, "manual", m->name);
             cJSON_AddStringToObject(e, "access_manual", m->access);
             cJSON_AddStringToObject(e, "access_tool", m->tools[k].access_tool);
-            cJSON_AddStringToObject(e, "iface_classes", m->tools[k].iface_classes);
-            cJSON_AddStringToObject(e, "iface_method", m->tools[k].iface_method);
+            const cm_pyiface_tool_text *x = &m->tools[k].iface;
+            cJSON_AddStringToObject(e, "iface_classes", x->classes);
+            cJSON_AddStringToObject(e, "iface_method", x->method);
+            cJSON_AddStringToObject(e, "iface_signature", x->signature);
+            cJSON_AddStringToObject(e, "iface_summary", x->summary);
             cJSON_AddItemToArray(out, e);
         }
     }
@@ -824,10 +833,24 @@ static double round4(double x)
     return (double)(long long)(x * 10000.0 + 0.5) / 10000.0;
 }
 
-static cJSON *search_entry(const ranked *rk)
+/* full: the definition's parts (the reference libraries' shape); else what
+ * an agent needs to choose (issue 20): the access name, a one-line
+ * signature (without the access name again: "(owner: str, ...) -> T") and
+ * the first sentence of the description. */
+static cJSON *search_entry(const ranked *rk, bool full)
 {
     const cJSON *def = rk->tool->def;
     cJSON *e = cJSON_CreateObject();
+    if (!full) {
+        cJSON_AddStringToObject(e, "access_name", rk->tool->access_name);
+        const char *sig = rk->tool->iface.signature; /* "<access_name>(...) -> T" */
+        size_t an = strlen(rk->tool->access_name);
+        cJSON_AddStringToObject(e, "signature",
+                                strncmp(sig, rk->tool->access_name, an) ? sig : sig + an);
+        if (rk->tool->iface.summary[0]) /* none when it would only repeat the name */
+            cJSON_AddStringToObject(e, "summary", rk->tool->iface.summary);
+        return e;
+    }
     cJSON_AddStringToObject(e, "name", rk->tool->name);
     cJSON_AddStringToObject(e, "access_name", rk->tool->access_name);
     cJSON_AddStringToObject(e, "description", cm_json_str(def, "description"));
@@ -880,9 +903,28 @@ static size_t total_tools(const cm_registry *r)
     return total;
 }
 
+/* A query that is a tool's name (UTCP or access name, or its tool part:
+ * "pulls/list", "github.pulls_list") means that tool: it ranks first. */
+#define EXACT_NAME_BOOST 1000.0
+static bool names_tool(const char *query, const reg_tool *t)
+{
+    while (*query == ' ')
+        query++;
+    size_t n = strlen(query);
+    while (n && query[n - 1] == ' ')
+        n--;
+    const char *part = strchr(t->name, '.');
+    const char *forms[] = {t->name, t->access_name, t->access_tool, part ? part + 1 : t->name};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++)
+        if (strlen(forms[i]) == n && !strncasecmp(forms[i], query, n))
+            return true;
+    return false;
+}
+
 /* Caller holds the read lock.  Ranks the tools sharing a term with the
  * query (through the index); *out sorted best first. */
-static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ranked **out)
+static size_t rank_matches(cm_registry *r, const char *query, const cm_query_term *terms,
+                           size_t nterms, ranked **out)
 {
     size_t n = total_tools(r);
     cm_autofree double *scores = cm_xcalloc(n ? n : 1, sizeof *scores);
@@ -894,6 +936,8 @@ static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ra
     for (size_t i = 0; i < k; i++) {
         (*out)[i].tool = r->index_tools[touched[i]];
         (*out)[i].score = scores[touched[i]];
+        if (names_tool(query, (*out)[i].tool))
+            (*out)[i].score += EXACT_NAME_BOOST;
     }
     pthread_mutex_unlock(&r->index_lock);
     if (k)
@@ -902,18 +946,18 @@ static size_t rank_matches(cm_registry *r, char *const *terms, size_t nterms, ra
 }
 
 cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view, const char *query,
-                                   int limit, cm_tool_filter advertised, void *ctx)
+                                   int limit, bool full, cm_tool_filter advertised, void *ctx)
 {
     if (limit <= 0)
         limit = 10;
-    char **terms = NULL;
+    cm_query_term *terms = NULL;
     size_t nterms = cm_search_query_terms(query ? query : "", &terms);
     cJSON *out = cJSON_CreateArray();
     pthread_rwlock_rdlock(&r->lock);
     cm_autofree ranked *ranks = NULL;
     size_t n;
     if (nterms > 0) {
-        n = rank_matches(r, terms, nterms, &ranks);
+        n = rank_matches(r, query, terms, nterms, &ranks);
     } else { /* empty query: every tool, by name */
         cm_autofree const cm_search_doc **docs = NULL;
         n = collect_tools(r, &ranks, &docs);
@@ -924,7 +968,7 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view,
         if (!visible(view, ranks[i].tool->manual) ||
             (advertised && !advertised(ranks[i].tool->name, ctx)))
             continue;
-        cJSON_AddItemToArray(out, search_entry(&ranks[i]));
+        cJSON_AddItemToArray(out, search_entry(&ranks[i], full));
         emitted++;
     }
     pthread_rwlock_unlock(&r->lock);
@@ -934,5 +978,5 @@ cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view,
 
 cJSON *cm_registry_search(cm_registry *r, const char *query, int limit)
 {
-    return cm_registry_search_filtered(r, NULL, query, limit, NULL, NULL);
+    return cm_registry_search_filtered(r, NULL, query, limit, true, NULL, NULL);
 }

@@ -54,9 +54,9 @@ int cm_registry_owner(cm_registry *r, const char *manual_name, char **owner);
 int cm_registry_remove(cm_registry *r, const cm_registry_view *view, const char *manual_name,
                        cm_error *err);
 
-/* [{name, manual, access_manual, access_tool, iface_classes, iface_method}]
- * for every tool the view sees (the iface_ parts: see pyiface.h).  Caller
- * frees. */
+/* [{name, manual, access_manual, access_tool, iface_classes, iface_method,
+ * iface_signature, iface_summary}] for every tool the view sees (the iface_
+ * parts: see pyiface.h).  Caller frees. */
 cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view);
 /* Access names ("m.t") of the tools the view sees, sorted.  Caller frees. */
 cJSON *cm_registry_access_names(cm_registry *r, const cm_registry_view *view);
@@ -72,9 +72,10 @@ int cm_registry_lookup(cm_registry *r, const cm_registry_view *view, const char 
 cJSON *cm_registry_search(cm_registry *r, const char *query, int limit);
 /* The same over the tools the view sees, skipping those for which
  * advertised(utcp_name, ctx) is false (the tools the caller's policy
- * rules hide). */
+ * rules hide).  full false: each entry is {access_name, signature,
+ * summary} (pyiface.h), what an agent needs to choose a tool. */
 typedef bool (*cm_tool_filter)(const char *utcp_name, void *ctx);
 cJSON *cm_registry_search_filtered(cm_registry *r, const cm_registry_view *view, const char *query,
-                                   int limit, cm_tool_filter advertised, void *ctx);
+                                   int limit, bool full, cm_tool_filter advertised, void *ctx);
 
 #endif

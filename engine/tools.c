@@ -11,6 +11,9 @@
 #include "jsonrpc.h"
 #include "pctx.h"
 
+/* list_tools' page when the caller names none. */
+#define CM_LIST_PAGE 100
+
 static cJSON *args_of(const cJSON *params)
 {
     return cJSON_GetObjectItemCaseSensitive(params, "arguments");
@@ -109,18 +112,50 @@ static cJSON *tool_deregister_manual(cm_engine *eng, cm_conn *conn, const cJSON 
     return cm_tool_result(s, false);
 }
 
+/* An optional integer argument in [lo, hi]; false when present and not. */
+static bool int_arg(const cJSON *args, const char *key, int lo, int hi, int dflt, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, key);
+    *out = dflt;
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi ||
+        v->valuedouble != (double)(int)v->valuedouble)
+        return false;
+    *out = v->valueint;
+    return true;
+}
+
+/* Names, a page at a time (issue 20: 1,223 GitHub names are 12k tokens):
+ * {tools: [...], total, next_offset (when more follow)}. */
 static cJSON *tool_list_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, const cJSON *params)
 {
     (void)id;
-    (void)params;
+    int offset, limit;
+    if (!int_arg(args_of(params), "offset", 0, 1 << 30, 0, &offset) ||
+        !int_arg(args_of(params), "limit", 1, 1000, CM_LIST_PAGE, &limit)) {
+        cm_error err;
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "list_tools: offset must be an integer >= 0 and limit one in 1..1000 "
+                     "(default %d)",
+                     CM_LIST_PAGE);
+        return error_result(&err);
+    }
     cm_caller c;
     cJSON *refused = NULL;
     if (!begin_caller(eng, conn, &c, &refused))
         return refused;
-    cJSON *s = cJSON_CreateObject();
     cm_registry_view v = cm_agent_view(c.profile);
-    cJSON_AddItemToObject(s, "tools", cm_registry_access_names(eng->registry, &v));
+    cJSON *all = cm_registry_access_names(eng->registry, &v);
     cm_caller_end(&c);
+    int total = cJSON_GetArraySize(all);
+    cJSON *s = cJSON_CreateObject(), *page = cJSON_AddArrayToObject(s, "tools");
+    for (int i = offset; i < total && i < offset + limit; i++)
+        cJSON_AddItemToArray(page, cJSON_CreateString(cJSON_GetArrayItem(all, i)->valuestring));
+    cJSON_AddNumberToObject(s, "total", total);
+    if (offset + limit < total)
+        cJSON_AddNumberToObject(s, "next_offset", offset + limit);
+    cJSON_Delete(all);
     return cm_tool_result(s, false);
 }
 
@@ -130,6 +165,7 @@ static cJSON *tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, 
     const cJSON *args = args_of(params);
     const char *query = cm_json_str(args, "task_description");
     const cJSON *limit = cJSON_GetObjectItemCaseSensitive(args, "limit");
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(args, "detail");
     cm_error err;
     if (!query) {
         cm_error_set(&err, CM_ERR_INVALID_REQUEST,
@@ -146,13 +182,21 @@ static cJSON *tool_search_tools(cm_engine *eng, cm_conn *conn, const cJSON *id, 
         cm_error_set(&err, CM_ERR_INVALID_REQUEST, "search_tools: limit must be 1..1000");
         return error_result(&err);
     }
+    bool full = cJSON_IsString(detail) && !strcmp(detail->valuestring, "full");
+    if (detail && !cJSON_IsNull(detail) && !full &&
+        !(cJSON_IsString(detail) && !strcmp(detail->valuestring, "summary"))) {
+        cm_error_set(&err, CM_ERR_INVALID_REQUEST,
+                     "search_tools: detail must be \"summary\" (the default: access name, "
+                     "signature, first sentence) or \"full\" (inputs and outputs schemas)");
+        return error_result(&err);
+    }
     cm_caller c;
     cJSON *refused = NULL;
     if (!begin_caller(eng, conn, &c, &refused))
         return refused;
     cJSON *s = cJSON_CreateObject();
-    cJSON_AddItemToObject(s, "tools",
-                          cm_agent_search(eng, c.profile, query, limit ? limit->valueint : 10));
+    cJSON_AddItemToObject(
+        s, "tools", cm_agent_search(eng, c.profile, query, limit ? limit->valueint : 10, full));
     cm_caller_end(&c);
     return cm_tool_result(s, false);
 }
@@ -225,52 +269,45 @@ static cJSON *tool_required_keys(cm_engine *eng, cm_conn *conn, const cJSON *id,
     return cm_tool_result(s, false);
 }
 
+/* Descriptions are what every agent pays for on each tools/list (issue 20:
+ * the whole list stays under 500 tokens); the agent prompt says the rest. */
 #define OBJ(props, req) "{\"type\":\"object\",\"properties\":{" props "},\"required\":[" req "]}"
+#define OBJ0(props) "{\"type\":\"object\",\"properties\":{" props "}}"
+#define STR(name) "\"" name "\":{\"type\":\"string\"}"
+#define INT(name) "\"" name "\":{\"type\":\"integer\"}"
 
 static const cm_tool_def tool_defs[] = {
+    /* memory_mb, cpu_quota_pct, pids_max are still taken (chain.c), not advertised: limits
+       says the same (timeout_s, memory_mb, cpu, pids, max_tool_calls, max_output_bytes,
+       max_result_bytes; README) */
     {"call_tool_chain",
-     "Run Python code in a fresh sandbox. The code is the body of an async function: top-level "
-     "await and return work. Every registered tool is callable as manual.tool(**kwargs). "
-     "Returns {result, logs, error, stats}.",
-     OBJ("\"code\":{\"type\":\"string\",\"description\":\"Python code (async function body)\"},"
-         "\"timeout\":{\"type\":\"number\",\"description\":\"seconds, default 30\"},"
-         "\"limits\":{\"type\":\"object\",\"description\":\"lower limits for this chain "
-         "(timeout_s, memory_mb, cpu, pids, max_tool_calls, max_output_bytes, "
-         "max_result_bytes); values above the caller's policy are clamped\"},"
-         "\"memory_mb\":{\"type\":\"number\",\"description\":\"lower the memory cap\"},"
-         "\"cpu_quota_pct\":{\"type\":\"number\",\"description\":\"lower the CPU quota\"},"
-         "\"pids_max\":{\"type\":\"number\",\"description\":\"lower the process cap\"}",
+     "Run Python (async function body) in a sandbox; call tools as await manual.tool(k=v).",
+     OBJ(STR("code") ",\"timeout\":{\"type\":\"number\",\"description\":\"seconds (30)\"},"
+                     "\"limits\":{\"type\":\"object\"}",
          "\"code\""),
      true, false, cm_tool_call_tool_chain},
-    {"register_manual", "Register a UTCP manual (its tools become callable in chains).",
+    {"register_manual", "Register a UTCP manual.",
      OBJ("\"manual_call_template\":{\"type\":\"object\"}", "\"manual_call_template\""), true, false,
      tool_register_manual},
-    {"deregister_manual", "Remove a registered manual and its tools.",
-     OBJ("\"manual_name\":{\"type\":\"string\"}", "\"manual_name\""), true, false,
-     tool_deregister_manual}, /* slow: closes MCP sessions (stops their servers) */
-    {"list_tools", "List the access names (manual.tool) of all registered tools.", OBJ("", ""),
-     false, true, tool_list_tools},
-    {"search_tools", "Find tools relevant to a task description, best first.",
-     OBJ("\"task_description\":{\"type\":\"string\"},\"limit\":{\"type\":\"integer\","
-         "\"default\":10}",
-         "\"task_description\""),
-     false, true, tool_search_tools},
-    {"tools_info", "Full definitions (inputs, outputs, description) of the named tools.",
+    {"deregister_manual", "Remove a manual.", OBJ(STR("manual_name"), "\"manual_name\""), true,
+     false, tool_deregister_manual}, /* slow: closes MCP sessions (stops their servers) */
+    {"list_tools", "Tool names, paged.", OBJ0(INT("offset") "," INT("limit")), false, true,
+     tool_list_tools},
+    {"search_tools", "Rank tools for a task.",
+     OBJ(STR("task_description") "," INT("limit") "," STR("detail"), "\"task_description\""), false,
+     true, tool_search_tools},
+    {"tools_info", "Full definitions of the named tools.",
      OBJ("\"tool_names\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}", "\"tool_names\""),
      false, true, tool_tools_info},
-    {"get_required_keys_for_tool", "Variables (secrets) a tool needs to be configured.",
-     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true, tool_required_keys},
-    {"get_all_tools_python_interfaces",
-     "Python 3.11 TypedDict interfaces (valid, importable with typing alone) of every tool a "
-     "chain may call, grouped by manual: {interfaces}.",
-     OBJ("", ""), false, true, cm_tool_get_interfaces},
-    {"get_tool_interface",
-     "Python interface of one tool, by UTCP name or access name (manual.tool): {interface}.",
-     OBJ("\"tool_name\":{\"type\":\"string\"}", "\"tool_name\""), false, true,
+    {"get_required_keys_for_tool", "Variables (secrets) a tool needs.",
+     OBJ(STR("tool_name"), "\"tool_name\""), false, true, tool_required_keys},
+    {"get_all_tools_python_interfaces", "Python interfaces of every tool.", OBJ0(STR("detail")),
+     false, true, cm_tool_get_interfaces},
+    {"get_tool_interface", "Python interface of one tool.",
+     OBJ(STR("tool_name") "," STR("detail"), "\"tool_name\""), false, true,
      cm_tool_get_tool_interface},
-    {"agent_prompt",
-     "The agent prompt template: how to discover tools and write chains for this engine.",
-     OBJ("", ""), false, true, cm_tool_agent_prompt},
+    {"agent_prompt", "How to find tools and write chains.", OBJ0(""), false, true,
+     cm_tool_agent_prompt},
 };
 
 const cm_tool_def *cm_tools_find(const char *name)
@@ -290,10 +327,8 @@ cJSON *cm_tools_list(void)
         cJSON_AddStringToObject(t, "name", tool_defs[i].name);
         cJSON_AddStringToObject(t, "description", tool_defs[i].description);
         cJSON_AddItemToObject(t, "inputSchema", cJSON_Parse(tool_defs[i].input_schema));
-        cJSON *ann = cJSON_AddObjectToObject(t, "annotations");
-        cJSON_AddBoolToObject(ann, "readOnlyHint", tool_defs[i].read_only);
-        if (tool_defs[i].read_only)
-            cJSON_AddBoolToObject(ann, "idempotentHint", 1);
+        if (tool_defs[i].read_only) /* MCP's default is false: said only when true */
+            cJSON_AddBoolToObject(cJSON_AddObjectToObject(t, "annotations"), "readOnlyHint", 1);
         cJSON_AddItemToArray(arr, t);
     }
     return r;

@@ -265,10 +265,11 @@ def _result_done(value):
 # --------------------------------------------------------------------------- introspection
 # The agent surface inside a chain (issue 7): `interfaces`/`__interfaces`,
 # `get_tool_interface`/`__get_tool_interface`, `search_tools`.  The run frame's
-# tool entries carry their interface parts (iface_classes, iface_method); the
-# text is assembled exactly as the engine's get_all_tools_python_interfaces.
-_IFACE_HEADER = ("from typing import Any, Dict, List, Literal, NotRequired, Optional, TypedDict, "
-                 "Union, Unpack\n")
+# tool entries carry their interface parts (iface_classes, iface_method,
+# iface_signature, iface_summary); `interfaces` is the compact index (the
+# engine's get_all_tools_python_interfaces with detail "index"), one tool's
+# text is assembled exactly as the engine's get_tool_interface.
+_IFACE_HEADER = "from typing import *\n"
 
 
 def _class_name(manual):
@@ -277,24 +278,46 @@ def _class_name(manual):
     return lead + "".join(p[:1].upper() + p[1:] for p in manual.split("_"))
 
 
-def _assemble_interfaces(tools):
+def _by_manual(tools):
     groups = {}
     for t in tools:
         groups.setdefault(t["access_manual"], []).append(t)
+    return groups.items()
+
+
+def _assemble_interfaces(tools):
     out = [_IFACE_HEADER]
-    for manual, ts in groups.items():
-        out.append("\n# namespace %s  (call its tools as: await %s.<tool>(name=value, ...))\n"
-                   % (manual, manual))
+    for manual, ts in _by_manual(tools):
+        out.append("\n")  # one tool: no `# namespace` heading (engine/pyiface_text.c)
         out.extend(t.get("iface_classes") or "" for t in ts)
-        out.append('class %sNamespace:\n    "namespace %s"\n\n' % (_class_name(manual), manual))
+        out.append("class %sNamespace:\n" % _class_name(manual))
         out.extend(t.get("iface_method") or "" for t in ts)
+    return "".join(out)
+
+
+def _one_line(s):
+    return "".join(" " if ord(c) < 0x20 or c == "\x7f" else c for c in s)
+
+
+def _index(tools):
+    # the compact index (as engine/pyiface_text.c cm_pyiface_index): a
+    # signature and a sentence per tool; one tool's types on demand
+    out = ["# Tools: await <manual>.<tool>(name=value, ...). One tool's types: "
+           "get_tool_interface(\"<manual>.<tool>\").\n"]
+    for manual, ts in _by_manual(tools):
+        out.append("# namespace %s\n" % manual)
+        for t in ts:
+            line = "#   " + _one_line(t.get("iface_signature") or "")
+            if t.get("iface_summary"):
+                line += "  # " + _one_line(t["iface_summary"])
+            out.append(line + "\n")
     return "".join(out)
 
 
 def _install_introspection(g, state, tools):
     # tools the policy hides (advertised: false) stay callable but unlisted
     tools = [t for t in tools if t.get("advertised", True) is not False]
-    text = _assemble_interfaces(tools)
+    text = _index(tools)
     by_name = {}
     for t in tools:
         by_name[t["name"]] = t
@@ -308,7 +331,7 @@ def _install_introspection(g, state, tools):
         return _assemble_interfaces([t])
 
     def search_tools(query, limit=10):
-        """Tools ranked for a task description: [{name, access_name, description, ...}]."""
+        """Tools ranked for a task description: [{access_name, signature, summary}]."""
         if not isinstance(query, str):
             raise TypeError("search_tools(query, limit=10): query must be a string")
         if type(limit) is not int or not 1 <= limit <= 1000:

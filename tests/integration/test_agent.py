@@ -110,7 +110,7 @@ class Interfaces(EngineTest):
         self.compile_and_import(text)
         ns = {}
         exec(compile(text, "<interfaces>", "exec"), ns)
-        node = ns["corpus_EverythingInputNode"]
+        node = ns["corpus_Node"]  # a $ref'd definition: one class the manual's tools share
         hints = __import__("typing").get_type_hints(node, ns)
         self.assertIn("children", hints)
         self.assertEqual(node.__required_keys__, frozenset({"value"}))
@@ -124,8 +124,15 @@ class Interfaces(EngineTest):
         self.assertIn("Union[str, None, int]", text)
         self.assertIn("Optional[str]", text)
         self.assertIn("Dict[str, int]", text)
+        # the compact text says the first sentence; the whole tool (every parameter in the
+        # Access line, whole descriptions) is detail "full"
+        full = self.client.call_tool("get_tool_interface", {"tool_name": "corpus.everything",
+                                                            "detail": "full"})
+        full = full["structuredContent"]["interface"]
+        self.compile_and_import(full)
         self.assertIn('Access: await corpus.everything(root=..., loop=..., missing=..., remote=..., '
-                      '**{\\"content-type\\": ...}', text)
+                      '**{\\"content-type\\": ...}', full)
+        self.assertNotIn("Access: ", text)
         merged = [k for k in ns if k.startswith("corpus_EverythingInputMerged")]
         self.assertTrue(merged)
         self.assertEqual(ns[merged[0]].__required_keys__, frozenset({"a"}))
@@ -153,7 +160,9 @@ class Interfaces(EngineTest):
         self.assertTrue(bad["isError"])
 
     def test_chain_introspection_matches_engine(self):
-        text = self.interfaces()
+        index = self.client.call_tool("get_all_tools_python_interfaces", {"detail": "index"})
+        text = index["structuredContent"]["interfaces"]
+        one = self.client.call_tool("get_tool_interface", {"tool_name": "github.get_pull_request"})
         r = self.client.chain(
             "i = get_tool_interface('github.get_pull_request')\n"
             "assert i == __get_tool_interface('github.get_pull_request')\n"
@@ -161,11 +170,18 @@ class Interfaces(EngineTest):
             "        'has_github': 'namespace github' in __interfaces,\n"
             "        'has_slack': 'namespace slack' in __interfaces,\n"
             "        'found': [t['access_name'] for t in search_tools('pull request', 3)],\n"
-            "        'awaited': [t['name'] for t in await search_tools('PR', limit=1)]}")
+            "        'awaited': [t['access_name'] for t in await search_tools('PR', limit=1)],\n"
+            "        'entry': search_tools('PR', 1)[0]}")
         self.assertIsNone(r["error"], r)
         res = r["result"]
         self.assertTrue(res["same"])
+        # `interfaces` is the compact index, the engine's detail "index"; one tool's text
+        # is the engine's get_tool_interface
         self.assertEqual(res["text"], text)
+        self.assertEqual(res["one"], one["structuredContent"]["interface"])
+        self.assertIn("#   github.get_pull_request(pull_number: int = ...) -> Any  # Fetch a PR by number", text)
+        compile(text, "<index>", "exec")
+        self.assertEqual(sorted(res["entry"]), ["access_name", "signature", "summary"])
         self.assertTrue(res["has_github"])
         self.assertFalse(res["has_slack"])
         self.assertIn("async def get_pull_request", res["one"])
@@ -179,10 +195,14 @@ class Interfaces(EngineTest):
 
     def test_search_synonyms_and_determinism(self):
         res = self.client.call_tool("search_tools", {"task_description": "pull request", "limit": 5})
-        names = [t["name"] for t in res["structuredContent"]["tools"]]
+        names = [t["access_name"] for t in res["structuredContent"]["tools"]]
         self.assertEqual(names[0], "github.get_pull_request")
-        res2 = self.client.call_tool("search_tools", {"task_description": "repo issues", "limit": 5})
+        res2 = self.client.call_tool("search_tools", {"task_description": "repo issues", "limit": 5,
+                                                      "detail": "full"})
         self.assertEqual(res2["structuredContent"]["tools"][0]["name"], "github.list_issues")
+        # a query that is a tool's name finds that tool first
+        res3 = self.client.call_tool("search_tools", {"task_description": "github.list_issues"})
+        self.assertEqual(res3["structuredContent"]["tools"][0]["access_name"], "github.list_issues")
         # ties broken by name, the same every time
         a = self.client.call_tool("search_tools", {"task_description": "get", "limit": 10})
         b = self.client.call_tool("search_tools", {"task_description": "get", "limit": 10})

@@ -126,7 +126,18 @@ class Registration(EngineTest):
                                                     "limit": 2})
         found = r["structuredContent"]["tools"]
         self.assertLessEqual(len(found), 2)
-        self.assertEqual(found[0]["name"], "gh.open_pull_request")
+        # the compact answer (issue 20): what an agent needs to choose
+        self.assertEqual(found[0]["access_name"], "gh.open_pull_request")
+        self.assertEqual(sorted(found[0]), ["access_name", "signature", "summary"])
+        self.assertEqual(found[0]["summary"], "Open a pull request on a repository")
+        self.assertTrue(found[0]["signature"].startswith("("), found[0])
+        full = self.client.call_tool("search_tools", {"task_description": "create a pull request",
+                                                       "limit": 2, "detail": "full"})
+        top = full["structuredContent"]["tools"][0]
+        self.assertEqual(top["name"], "gh.open_pull_request")
+        self.assertEqual(top["tags"], ["github", "pr"])
+        self.assertIn("inputs", top)
+        self.assertGreater(top["score"], 0)
         r = self.client.call_tool("tools_info", {"tool_names": ["gh.weather", "gh.missing"]})
         sc = r["structuredContent"]
         self.assertEqual(sc["tools"][0]["description"], "Current weather for a city")
@@ -135,6 +146,12 @@ class Registration(EngineTest):
     def test_bad_arguments(self):
         self.assertTrue(self.client.call_tool("register_manual", {})["isError"])
         self.assertTrue(self.client.call_tool("search_tools", {"limit": 3})["isError"])
+        self.assertTrue(self.client.call_tool("search_tools", {"task_description": "x",
+                                                               "detail": "everything"})["isError"])
+        self.assertTrue(self.client.call_tool("list_tools", {"limit": 0})["isError"])
+        self.assertTrue(self.client.call_tool("list_tools", {"offset": -1})["isError"])
+        self.assertTrue(self.client.call_tool("get_tool_interface",
+                                              {"tool_name": "gh.x", "detail": 3})["isError"])
         self.assertTrue(self.client.call_tool("tools_info", {"tool_names": "x"})["isError"])
 
 

@@ -92,7 +92,7 @@ class PolicyEnforcement(EngineTest):
 
     def test_denied_tools_are_not_advertised_inside_the_chain(self):
         r = self.client.chain(
-            "names = [t['name'] for t in search_tools('drop something echo', 10)]\n"
+            "names = [t['access_name'] for t in search_tools('drop something echo', 10)]\n"
             "try:\n"
             "    get_tool_interface('t.drop')\n"
             "    iface = 'shown'\n"

@@ -286,13 +286,22 @@ class AllProviders(EngineTest):
         self.assertEqual(post["inputs"]["required"], ["body"])
         self.assertEqual(post["inputs"]["properties"]["body"]["$ref"], "#/$defs/Pet")
         self.assertEqual(post["inputs"]["$defs"]["Pet"]["required"], ["name"])
-        # the Python interface renders the references as classes (recursion: forward refs)
+        # the Python interface renders the references as classes named after the
+        # definitions; compact, the output stops one level down ...
         iface = self.client.call_tool("get_tool_interface", {"tool_name": "petstore.getPet"})
         text = iface["structuredContent"]["interface"]
-        self.assertIn("class petstore_GetPetOutputPet(TypedDict)", text, text)
-        self.assertIn('owner: NotRequired["petstore_GetPetOutputOwner"]', text, text)
-        self.assertIn('pets: NotRequired[List["petstore_GetPetOutputPet"]]', text, text)
-        self.assertIn('-> "petstore_GetPetOutputPet"', text, text)
+        self.assertIn("class petstore_Pet(TypedDict, total=False)", text, text)
+        self.assertIn("    owner: dict\n", text, text)
+        self.assertIn("-> petstore_Pet:", text, text)
+        # ... in full, every level (recursion: forward refs)
+        iface = self.client.call_tool("get_tool_interface", {"tool_name": "petstore.getPet",
+                                                             "detail": "full"})
+        text = iface["structuredContent"]["interface"]
+        self.assertIn("class petstore_Pet(TypedDict)", text, text)
+        self.assertIn('owner: NotRequired["petstore_Owner"]', text, text)
+        self.assertIn('pets: NotRequired[List["petstore_Pet"]]', text, text)
+        self.assertIn("-> petstore_Pet:", text, text)
+        compile(text, "<petstore>", "exec")
         keys = self.client.call_tool("get_required_keys_for_tool", {"tool_name": "petstore.getPet"})
         self.assertEqual(keys["structuredContent"]["required_variables"], ["API_KEY_1"])
 

@@ -389,15 +389,23 @@ class CodeModeUtcpClient:
         description, tags, inputs, outputs, score); any_of_tags_required keeps
         only tools carrying one of those tags.  limit=0: no limit."""
         want = min(limit, 1000) if limit and not any_of_tags_required else 1000
-        tools = (await self._tool("search_tools", {"task_description": query, "limit": want}))["tools"]
+        # detail "full": the library's Tool shape (the engine's default answer is
+        # the compact one an agent reads: access_name, signature, summary)
+        tools = (await self._tool("search_tools", {"task_description": query, "limit": want,
+                                                   "detail": "full"}))["tools"]
         if any_of_tags_required:
             tags = set(any_of_tags_required)
             tools = [t for t in tools if tags & set(t.get("tags") or [])]
         return [Record(t) for t in (tools[:limit] if limit else tools)]
 
     async def get_tools(self):
-        """Access names of every registered tool."""
-        return (await self._tool("list_tools", {}))["tools"]
+        """Access names of every registered tool (list_tools is paged)."""
+        names, offset = [], 0
+        while offset is not None:
+            page = await self._tool("list_tools", {"offset": offset, "limit": 1000})
+            names.extend(page["tools"])
+            offset = page.get("next_offset")
+        return names
 
     async def get_all_tools_python_interfaces(self):
         """Python TypedDict interfaces of all tools (compiles; typing only)."""
