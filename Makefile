@@ -3,7 +3,7 @@
 #   make run      install deps, build, build rootfs, start engine, run demo chain
 #   make test     install deps, build (normal + ASan/UBSan), unit + integration tests
 CC      ?= gcc
-PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
+PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 INCLUDES := -Icore -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf

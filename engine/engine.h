@@ -43,6 +43,11 @@ typedef struct cm_conn {
     struct ucred peer;
     atomic_int log_level;        /* 0: logging off (default), else MCP logging/setLevel index + 1 */
     struct cm_conn *next, *prev; /* event loop only */
+    /* another transport's connection (engine/http_stream.c): fd is -1, every
+       message goes to sink (which takes it) instead of the socket, and the
+       last unref calls release to free the struct that embeds this one */
+    void (*sink)(struct cm_conn *c, cJSON *msg);
+    void (*release)(struct cm_conn *c);
 } cm_conn;
 
 typedef struct cm_engine_stats {
@@ -86,6 +91,7 @@ struct cm_engine {
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
+    struct cm_http *http;           /* streamable HTTP transport, NULL when off (http.h) */
     cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
     struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
     char *work_dir;                 /* provider temp dirs (workdir.c) */
