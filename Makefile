@@ -138,8 +138,10 @@ integration: all asan rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1 $(PYTHON) -m unittest discover -s tests/integration -t .
 
-# MCP conformance suite, client scenarios initialize + tools_call, both builds.
+# MCP conformance suite, both builds: server scenarios against serve --http and mcp
+# (stdio), client scenarios initialize + tools_call (tests/conformance/run.py).
 conformance: all asan rootfs npm-deps
+	@scripts/install-npm-tools.sh build/npm
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    $(PYTHON) tests/conformance/run.py build/conformance

@@ -1,8 +1,11 @@
-"""Runs the MCP conformance suite's client scenarios (`initialize`,
-`tools_call`) against the engine's MCP client (tests/conformance/mcp_client.sh)
-and asserts both the suite's exit status and its checks.json: every check
-the scenario requires is SUCCESS, none is FAILURE, and our client reported
-its chain's result.  Node 22 and the suite come from build/npm (make npm-deps).
+"""Runs the MCP conformance suite against codemode: its server scenarios
+against `codemode serve --http` (directly) and `codemode mcp` (stdio, through
+supergateway) — server_matrix.py says which apply and why the others do not —
+and its client scenarios (`initialize`, `tools_call`) against the engine's MCP
+client (tests/conformance/mcp_client.sh), asserting both the suite's exit
+status and its checks.json: every check the scenario requires is SUCCESS,
+none is FAILURE, and our client reported its chain's result.  Node 22 and the
+suite come from build/npm (make npm-deps, scripts/install-npm-tools.sh).
 
 Usage: run.py [OUTDIR]   (CODEMODE_BIN selects the engine binary)"""
 import glob
@@ -51,7 +54,14 @@ def main():
     for path in (SUITE, os.path.join(NODE_BIN, "node")):
         if not os.path.exists(path):
             sys.exit("%s missing: run `make npm-deps`" % path)
-    failed = False
+    import server_matrix
+    totals = [0, 0, 0]
+    for target in (server_matrix.run_http, server_matrix.run_stdio):
+        for i, n in enumerate(target(out)):
+            totals[i] += n
+    print("server scenarios: %d passed, %d failed, %d out of scope (both targets)" %
+          tuple(totals))
+    failed = totals[1] > 0
     for scenario in ("initialize", "tools_call"):
         problems, log = run(scenario, out)
         if problems:

@@ -103,7 +103,8 @@ class Client:
 class Engine:
     """A running `codemode serve` with its own temp dir, socket and config."""
 
-    def __init__(self, config=None, config_name="config.yaml", files=None):
+    def __init__(self, config=None, config_name="config.yaml", files=None, args=None):
+        self.args = list(args or [])  # more `codemode serve` options (e.g. --http ADDR)
         self.dir = tempfile.mkdtemp(prefix="codemode-test-")
         self.socket = os.path.join(self.dir, "engine.sock")
         self.config_path = None
@@ -121,6 +122,7 @@ class Engine:
         cmd = [BIN, "serve", "--socket", self.socket]
         if self.config_path:
             cmd += ["--config", self.config_path]
+        cmd += self.args
         self.log = open(self.log_path, "w")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
