@@ -7,15 +7,13 @@ stdio server as streamable HTTP.  Used by run.py."""
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from tests.integration.engine import BIN, Engine  # noqa: E402
+from tests.integration.engine import BIN, Engine, wait_port  # noqa: E402
 from tests.integration.test_mcp_conformance import NPM, free_port, node_env  # noqa: E402
 
 SUITE = os.path.join(NPM, ".bin", "conformance")
@@ -77,19 +75,6 @@ GATEWAY_ONLY_HTTP = {
     "server-sse-polling": "SSE stream handling would be supergateway's, not codemode's",
     "server-sse-multiple-streams": "SSE streams would be supergateway's, not codemode's",
 }
-
-
-def wait_port(port, proc, what):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("%s did not listen on port %d" % (what, port))
 
 
 def listed_scenarios():

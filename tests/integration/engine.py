@@ -27,6 +27,20 @@ def alive(pid):
         return False
 
 
+def wait_port(port, proc=None, what="server", timeout=30):
+    """Waits until something listens on 127.0.0.1:port (proc: fail early if it exits)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not listen on port %d" % (what, port))
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup
