@@ -293,45 +293,10 @@ static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, 
     cm_chain_queue(ch, cm_chain_result_frame(id, NULL, &err));
 }
 
-void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
+/* Starts tc, counted in ch->inflight already: on the providers' loop when
+ * its provider can, else on its own thread. */
+static void launch_call(chain *ch, tool_call *tc)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const char *tool = cm_json_str(msg, "tool");
-    cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
-    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: call frame needs numeric id, tool and object args");
-        return;
-    }
-    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
-    if (++ch->ncalls > ch->lim->max_tool_calls) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
-        return;
-    }
-    cm_error err;
-    pthread_mutex_lock(&ch->lock);
-    bool full = ch->inflight >= ch->eng->cfg.max_inflight_calls;
-    int over = full ? 0 : cm_budget_reserve(ch->eng, &ch->budget, frame_len, &err);
-    if (!full && over == 0)
-        ch->inflight++;
-    pthread_mutex_unlock(&ch->lock);
-    if (full) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "too many concurrent tool calls (max %d)", ch->eng->cfg.max_inflight_calls);
-        return;
-    }
-    if (over < 0) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR, "%.60s: %s", tool, err.message);
-        return;
-    }
-    tool_call *tc = cm_xcalloc(1, sizeof *tc);
-    tc->ch = ch;
-    tc->id = id->valuedouble;
-    tc->tool = cm_xstrdup(tool);
-    tc->arg_bytes = frame_len;
-    /* taken from the frame, not copied */
-    tc->args = args ? cJSON_DetachItemViaPointer(msg, args) : cJSON_CreateObject();
     if (start_async_call(ch, tc)) {
         tc->next = ch->calls;
         ch->calls = tc;
@@ -351,6 +316,73 @@ void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
     }
     tc->next = ch->calls;
     ch->calls = tc;
+}
+
+/* Calls beyond engine.max_inflight_calls wait in arrival order (their
+ * frames count in the chain's memory budget, their number is bounded by
+ * the chain's max_tool_calls) and start as running ones finish; chain
+ * thread only. */
+static void start_waiting(chain *ch)
+{
+    for (;;) {
+        pthread_mutex_lock(&ch->lock);
+        tool_call *tc = NULL;
+        if (ch->waiting && ch->inflight < ch->eng->cfg.max_inflight_calls &&
+            !atomic_load(&ch->cancel)) {
+            tc = ch->waiting;
+            ch->waiting = tc->next;
+            tc->next = NULL;
+            ch->inflight++;
+        }
+        pthread_mutex_unlock(&ch->lock);
+        if (!tc)
+            return;
+        launch_call(ch, tc);
+    }
+}
+
+void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const char *tool = cm_json_str(msg, "tool");
+    cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
+    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: call frame needs numeric id, tool and object args");
+        return;
+    }
+    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
+    if (++ch->ncalls > ch->lim->max_tool_calls) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
+                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
+        return;
+    }
+    cm_error err;
+    pthread_mutex_lock(&ch->lock);
+    int over = cm_budget_reserve(ch->eng, &ch->budget, frame_len, &err);
+    bool now = over == 0 && !ch->waiting && ch->inflight < ch->eng->cfg.max_inflight_calls;
+    if (now)
+        ch->inflight++;
+    pthread_mutex_unlock(&ch->lock);
+    if (over < 0) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR, "%.60s: %s", tool, err.message);
+        return;
+    }
+    tool_call *tc = cm_xcalloc(1, sizeof *tc);
+    tc->ch = ch;
+    tc->id = id->valuedouble;
+    tc->tool = cm_xstrdup(tool);
+    tc->arg_bytes = frame_len;
+    /* taken from the frame, not copied */
+    tc->args = args ? cJSON_DetachItemViaPointer(msg, args) : cJSON_CreateObject();
+    if (now) {
+        launch_call(ch, tc);
+        return;
+    }
+    tool_call **tail = &ch->waiting;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = tc;
 }
 
 /* The head the runner writes for a call, {"t":"call","id":N,"tool":"...",
@@ -398,6 +430,16 @@ void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len)
 void cm_chain_join_calls(chain *ch)
 {
     atomic_store(&ch->cancel, true);
+    while (ch->waiting) { /* never started: nothing to wait for */
+        tool_call *tc = ch->waiting;
+        ch->waiting = tc->next;
+        pthread_mutex_lock(&ch->lock);
+        cm_budget_release(ch->eng, &ch->budget, tc->arg_bytes);
+        pthread_mutex_unlock(&ch->lock);
+        free(tc->tool);
+        cJSON_Delete(tc->args);
+        free(tc);
+    }
     cm_providers_wakeup(ch->eng->providers); /* async calls see the cancel now */
     for (tool_call *tc = ch->calls; tc; tc = tc->next)
         if (!tc->async)
@@ -433,6 +475,7 @@ void cm_chain_collect_calls(chain *ch)
     }
     cm_buf_consume(&ch->finished_calls, ch->finished_calls.len);
     pthread_mutex_unlock(&ch->lock);
+    start_waiting(ch);
 }
 
 void cm_chain_sent(chain *ch, size_t n)

@@ -55,6 +55,7 @@ struct chain {
     pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
     atomic_bool cancel;
     tool_call *calls;
+    tool_call *waiting; /* calls over engine.max_inflight_calls, in order (chain thread) */
     int ncalls;
     cJSON *logs;
     size_t log_bytes;
@@ -65,7 +66,7 @@ struct chain {
     double timeout_s;
     cm_policy_chain *pc;         /* policy session (policies/session.h) */
     cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
-    const cm_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
+    const cm_limits *lim;        /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
     cm_limits limits;            /* isolation: this chain's cgroup limits */
     cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */

