@@ -13,7 +13,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
-from tests.integration.engine import BIN, Engine, wait_port  # noqa: E402
+from tests.integration.engine import BIN, Engine, stop_process, wait_port  # noqa: E402
 from tests.integration.test_mcp_conformance import NPM, free_port, node_env  # noqa: E402
 
 SUITE = os.path.join(NPM, ".bin", "conformance")
@@ -167,12 +167,7 @@ def run_stdio(out):
         return run_target("mcp (stdio)", "http://127.0.0.1:%d/mcp" % port, out, GATEWAY_ONLY_HTTP)
     finally:
         if gw:
-            gw.terminate()
-            try:
-                gw.wait(10)
-            except subprocess.TimeoutExpired:
-                gw.kill()
-                gw.wait()
+            stop_process(gw)
         gw_log.close()
         eng.stop()
         eng.cleanup()

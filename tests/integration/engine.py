@@ -41,6 +41,16 @@ def wait_port(port, proc=None, what="server", timeout=30):
     raise RuntimeError("%s did not listen on port %d" % (what, port))
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after timeout; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup

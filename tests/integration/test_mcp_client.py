@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 
-from tests.integration.engine import EngineTest, wait_port
+from tests.integration.engine import EngineTest, stop_process, wait_port
 from tests.integration.test_mcp_conformance import free_port
 from tests.integration.test_providers import EVERYTHING, NODE
 
@@ -43,12 +43,7 @@ class EverythingClient(EngineTest):
 
     @classmethod
     def stop_server(cls):
-        cls.srv.terminate()
-        try:
-            cls.srv.wait(10)
-        except subprocess.TimeoutExpired:
-            cls.srv.kill()
-            cls.srv.wait()
+        stop_process(cls.srv)
 
     @classmethod
     def tearDownClass(cls):
