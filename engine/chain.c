@@ -54,6 +54,16 @@ static void take_log(chain *ch, const cJSON *msg)
     cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
 }
 
+void cm_chain_note(chain *ch, const char *line)
+{
+    size_t len = strlen(line) + 1;
+    if (ch->log_bytes + len > (size_t)ch->lim->max_output_bytes)
+        return; /* a chatty server never ends the chain: its lines stop */
+    ch->log_bytes += len;
+    cJSON_AddItemToArray(ch->logs, cJSON_CreateString(line));
+    cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
+}
+
 /* {"t":"search","id":I,"query":S,"limit":N}: search_tools inside the chain,
  * answered with a result frame (not a tool call: no budget, no provider). */
 static void take_search(chain *ch, const cJSON *msg)

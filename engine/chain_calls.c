@@ -130,9 +130,42 @@ static void explain_timeout(const chain *ch, const cm_call_ctx *ctx, cm_error *e
              ch->timeout_s);
 }
 
+/* cm_call_ctx.note: a provider's line about call tc (any thread), kept
+ * for the chain thread, which logs it (collect_notes). */
+static void tool_note(void *arg, const char *line)
+{
+    tool_call *tc = arg;
+    chain *ch = tc->ch;
+    char text[640];
+    snprintf(text, sizeof text, "[%s] %s", tc->tool, line);
+    size_t n = strlen(text) + 1;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->tool_note_bytes + n <= (size_t)ch->lim->max_output_bytes) {
+        if (!ch->tool_notes)
+            ch->tool_notes = cJSON_CreateArray();
+        cJSON_AddItemToArray(ch->tool_notes, cJSON_CreateString(text));
+        ch->tool_note_bytes += n;
+        uint64_t one = 1;
+        (void)!write(ch->wake_fd, &one, sizeof one);
+    }
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void collect_notes(chain *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    cJSON *notes = ch->tool_notes;
+    ch->tool_notes = NULL;
+    ch->tool_note_bytes = 0;
+    pthread_mutex_unlock(&ch->lock);
+    const cJSON *line;
+    cJSON_ArrayForEach(line, notes) cm_chain_note(ch, line->valuestring);
+    cJSON_Delete(notes);
+}
+
 /* What a provider call of this chain may use: variables, deadline, cancel
- * flag, output cap, the profile's egress rules. */
-static cm_call_ctx call_ctx(chain *ch, const char *manual)
+ * flag, output cap, the profile's egress rules, the note hook. */
+static cm_call_ctx call_ctx(chain *ch, tool_call *tc, const char *manual)
 {
     return (cm_call_ctx){
         .vars = ch->eng->vars,
@@ -143,6 +176,9 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
         .providers = ch->eng->providers,
         .egress = ch->egress.rules ? &ch->egress : NULL,
+        .note = tool_note,
+        .note_arg = tc,
+        .note_group = ch,
     };
 }
 
@@ -170,7 +206,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
                         err) < 0)
         return -1;
     tc->manual = cm_xstrdup(manual);
-    cm_call_ctx ctx = call_ctx(ch, manual);
+    cm_call_ctx ctx = call_ctx(ch, tc, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
@@ -263,7 +299,7 @@ static bool start_async_call(chain *ch, tool_call *tc)
     tc->manual = cm_xstrdup(manual);
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
-    tc->ctx = call_ctx(ch, tc->manual);
+    tc->ctx = call_ctx(ch, tc, tc->manual);
     if (check_arguments(def, tc, &err) < 0 ||
         cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
                                   &err) < 0) {
@@ -448,6 +484,8 @@ void cm_chain_join_calls(chain *ch)
     while (ch->inflight > 0)
         pthread_cond_wait(&ch->calls_done, &ch->lock);
     pthread_mutex_unlock(&ch->lock);
+    cJSON_Delete(ch->tool_notes); /* every call is over: no more notes */
+    ch->tool_notes = NULL;
     while (ch->calls) {
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
@@ -475,6 +513,7 @@ void cm_chain_collect_calls(chain *ch)
     }
     cm_buf_consume(&ch->finished_calls, ch->finished_calls.len);
     pthread_mutex_unlock(&ch->lock);
+    collect_notes(ch);
     start_waiting(ch);
 }
 

@@ -55,7 +55,9 @@ struct chain {
     pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
     atomic_bool cancel;
     tool_call *calls;
-    tool_call *waiting; /* calls over engine.max_inflight_calls, in order (chain thread) */
+    tool_call *waiting;     /* calls over engine.max_inflight_calls, in order (chain thread) */
+    cJSON *tool_notes;      /* providers' lines for the logs, not yet taken (under lock) */
+    size_t tool_note_bytes; /* their size (under lock) */
     int ncalls;
     cJSON *logs;
     size_t log_bytes;
@@ -76,6 +78,9 @@ struct chain {
 void cm_chain_set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback);
 void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* chain.c: a provider's line (an MCP server's progress or log) into the
+ * chain's logs, streamed like a print; dropped past max_output_bytes. */
+void cm_chain_note(chain *ch, const char *line);
 /* Encodes frame (taken) onto the bytes waiting for the sandbox. */
 void cm_chain_queue(chain *ch, cJSON *frame);
 

@@ -45,6 +45,11 @@ typedef struct pending {
     const atomic_bool *cancel;
     bool failed; /* err holds why */
     cm_error err;
+    /* the caller's note hook (cm_call_ctx.note), for the server's progress
+       and log notifications while this request runs */
+    void (*note)(void *note_arg, const char *line);
+    void *note_arg;
+    const void *note_group;
 } pending;
 
 struct cm_mcp_session {
@@ -104,6 +109,18 @@ int cm_mcp_server_hung(cm_mcp_session *s, const char *method, cm_error *err);
 /* A JSON-RPC answer → its result; an `error` member → CM_ERR_TOOL_ERROR. */
 int cm_mcp_answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer, cJSON **result,
                             cm_error *err);
+
+/* A tools/call's params get _meta.progressToken = its request id, so the
+ * server's progress notifications name the call they belong to. */
+void cm_mcp_progress_token(const char *method, cJSON *params, int64_t id);
+/* The caller's note hook into p (from ctx). */
+void cm_mcp_pending_notes(pending *p, const cm_call_ctx *ctx);
+/* A notification from the server: progress goes to the request it names,
+ * a log message to each chain with a request in flight (lock held). */
+void cm_mcp_forward_notification_locked(cm_mcp_session *s, const cJSON *msg);
+/* The same for one request (id) whose notifications came with its answer
+ * (an HTTP server's SSE body). */
+void cm_mcp_note_for(const cm_call_ctx *ctx, const cJSON *msg, int64_t id);
 
 /* ---- mcp_session_async.c ---------------------------------------------- */
 

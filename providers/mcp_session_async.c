@@ -125,6 +125,8 @@ static int send_async_locked(cm_mcp_session *s, const char *method, cJSON *param
     pd->hung_at = cm_now_ms() + cm_mcp_request_timeout_ms(s);
     pd->deadline_ms = cm_mcp_request_deadline(s, ctx);
     cJSON_AddNumberToObject(msg, "id", (double)pd->id);
+    cm_mcp_progress_token(method, params, pd->id);
+    cm_mcp_pending_notes(pd, ctx);
     cJSON_AddStringToObject(msg, "method", method);
     if (params)
         cJSON_AddItemReferenceToObject(msg, "params", params);

@@ -26,8 +26,9 @@ static int header_lines(const cJSON *cfg, struct curl_slist **h, cm_error *err)
     return 0;
 }
 
-/* Finds the answer to `id` in a JSON or SSE body. */
-static cJSON *find_answer(const cm_http_resp *r, int64_t id)
+/* Finds the answer to `id` in a JSON or SSE body; the progress and log
+ * notifications before it go to the caller's notes. */
+static cJSON *find_answer(const cm_http_resp *r, int64_t id, const cm_call_ctx *ctx)
 {
     const char *body = r->body.data ? r->body.data : "";
     bool sse = r->content_type && strstr(r->content_type, "text/event-stream");
@@ -65,10 +66,12 @@ static cJSON *find_answer(const cm_http_resp *r, int64_t id)
                 cJSON *j = cJSON_ParseWithLength(data.data, data.len);
                 const cJSON *eid = cJSON_GetObjectItemCaseSensitive(j, "id");
                 if (cJSON_IsNumber(eid) && (int64_t)eid->valuedouble == id &&
-                    !cJSON_GetObjectItemCaseSensitive(j, "method"))
+                    !cJSON_GetObjectItemCaseSensitive(j, "method")) {
                     found = j;
-                else
+                } else {
+                    cm_mcp_note_for(ctx, j, id);
                     cJSON_Delete(j);
+                }
             }
             cm_buf_free(&data);
             data = (cm_buf){0};
@@ -98,8 +101,10 @@ int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
     char proto[sizeof s->proto];
     memcpy(proto, s->proto, sizeof proto);
     pthread_mutex_unlock(&s->lock);
-    if (!notify)
+    if (!notify) {
         cJSON_AddNumberToObject(msg, "id", (double)id);
+        cm_mcp_progress_token(method, params, id);
+    }
     cJSON_AddStringToObject(msg, "method", method);
     if (params)
         cJSON_AddItemReferenceToObject(msg, "params", params);
@@ -151,7 +156,7 @@ int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
         s->session_id = cm_steal_ptr(&resp.captured);
         pthread_mutex_unlock(&s->lock);
     }
-    if (!notify && !(*answer = find_answer(&resp, id)))
+    if (!notify && !(*answer = find_answer(&resp, id, ctx)))
         rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': no answer to request %lld",
                           s->server, (long long)id);
     cm_http_resp_free(&resp);

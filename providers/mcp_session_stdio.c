@@ -38,6 +38,15 @@ static void answer_server_request(cm_mcp_session *s, const cJSON *msg)
         cJSON_AddObjectToObject(r, "result");
     } else if (!strcmp(method, "roots/list")) {
         cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
+    } else if (!strcmp(method, "elicitation/create")) {
+        /* no user behind a chain to ask: declined, as the spec words it */
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "result"), "action", "decline");
+    } else if (!strcmp(method, "sampling/createMessage")) {
+        cJSON *e = cJSON_AddObjectToObject(r, "error");
+        cJSON_AddNumberToObject(e, "code", -1);
+        cJSON_AddStringToObject(e, "message",
+                                "sampling refused: codemode has no model to sample from; a tool "
+                                "that needs an LLM completion cannot run from a chain");
     } else {
         cJSON *e = cJSON_AddObjectToObject(r, "error");
         cJSON_AddNumberToObject(e, "code", -32601);
@@ -54,10 +63,15 @@ static void deliver(cm_mcp_session *s, cJSON *msg)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     const char *method = cm_json_str(msg, "method");
     if (method) {
-        if (id)
+        if (id) {
             answer_server_request(s, msg);
+        } else {
+            pthread_mutex_lock(&s->lock);
+            cm_mcp_forward_notification_locked(s, msg);
+            pthread_mutex_unlock(&s->lock);
+        }
         cJSON_Delete(msg);
-        return; /* notifications are ignored */
+        return;
     }
     if (!cJSON_IsNumber(id)) {
         cJSON_Delete(msg);
@@ -350,6 +364,8 @@ int cm_mcp_stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
     if (!notify) {
         pd.id = ++s->next_id;
         cJSON_AddNumberToObject(msg, "id", (double)pd.id);
+        cm_mcp_progress_token(method, params, pd.id);
+        cm_mcp_pending_notes(&pd, ctx);
     }
     cJSON_AddStringToObject(msg, "method", method);
     if (params)

@@ -64,3 +64,39 @@ class EverythingClient(EngineTest):
             for i, text in enumerate(r["result"]):
                 self.assertIn("m%d" % i, text, manual)
             self.assertEqual(r["stats"]["tool_calls"], 32)
+
+    def test_long_running_tool_progress_reaches_the_chain_logs(self):
+        for manual in ("ev.srv", "evh.h"):
+            tool = manual + ".trigger-long-running-operation"  # the name its log lines carry
+            call = manual + "_trigger_long_running_operation"
+            r = self.run_chain("r = await %s(duration=1, steps=4)\nreturn r" % call)
+            self.assertIn("completed", json.dumps(r["result"]))
+            progress = [line for line in r["logs"] if "progress" in line]
+            self.assertEqual(progress, ["[%s] progress %d/4" % (tool, i) for i in range(1, 5)],
+                             (manual, r["logs"]))
+
+    def test_declared_capabilities_expose_the_tools_that_need_them(self):
+        r = self.run_chain("return sorted(t['name'] for t in search_tools('roots sampling "
+                           "elicitation', 50))")
+        for name in ("ev.srv.get-roots-list", "ev.srv.trigger-sampling-request",
+                     "ev.srv.trigger-elicitation-request"):
+            self.assertIn(name, r["result"])
+
+    def test_sampling_is_refused_and_elicitation_declined_clearly(self):
+        r = self.client.chain(
+            "import json\n"
+            "try:\n"
+            "    await ev.srv_trigger_sampling_request(prompt='hi', maxTokens=5)\n"
+            "    s = 'sampled'\n"
+            "except Exception as e:\n"
+            "    s = str(e)\n"
+            "e = await ev.srv_trigger_elicitation_request()\n"
+            "roots = await ev.srv_get_roots_list()\n"
+            "return [s, json.dumps(e), json.dumps(roots)]",
+            timeout=60)
+        self.assertIsNone(r["error"], r)
+        sampled, elicited, roots = r["result"]
+        self.assertIn("sampling refused", sampled)
+        self.assertIn("declined", elicited)
+        self.assertIn("decline", elicited)
+        self.assertNotIn("does not support roots", roots)
