@@ -70,8 +70,10 @@ struct chain {
     cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
     const cm_limits *lim;        /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
-    cm_limits limits;            /* isolation: this chain's cgroup limits */
-    cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
+    cm_running run;              /* registered on conn while it runs (cancel.c) */
+    bool registered;
+    cm_limits limits; /* isolation: this chain's cgroup limits */
+    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
 };
 
 /* chain_state.c: the chain's error (first one wins; ends the chain) */

@@ -348,7 +348,15 @@ void cm_http_stream_cancel(cm_http *h, http_session *s, const char *req_id)
     if (!mine)
         return; /* finished already, or never ours: ignored, as the spec says */
     cm_log("info", "http: request %.40s cancelled by the client", req_id);
-    stream_end(st);
+    cm_autojson cJSON *id = cJSON_Parse(req_id);
+    if (cm_conn_cancel(&st->conn, id)) { /* a chain: it stops as cancelled, no answer */
+        pthread_mutex_lock(&st->mu);
+        st->ended = true;
+        pthread_cond_broadcast(&st->cond);
+        pthread_mutex_unlock(&st->mu);
+    } else {
+        stream_end(st);
+    }
     cm_conn_unref(&st->conn);
 }
 

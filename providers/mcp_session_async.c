@@ -23,10 +23,12 @@ void cm_mcp_expire_async_locked(cm_mcp_session *s)
         if (p->cancel && atomic_load(p->cancel)) {
             cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': cancelled: the caller gave up",
                          s->server);
+            cm_mcp_send_cancelled_locked(s, p->id, "the calling chain ended");
         } else if (now >= p->hung_at) {
             cm_mcp_server_hung(s, p->method, &p->err); /* fails every call, this one says why */
         } else if (now >= p->deadline_ms) {
             cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': timed out", s->server);
+            cm_mcp_send_cancelled_locked(s, p->id, "the call's deadline passed");
         } else {
             continue;
         }

@@ -310,3 +310,17 @@ void cm_mcp_note_for(const cm_call_ctx *ctx, const cJSON *msg, int64_t id)
         (!token || (int64_t)token->valuedouble == id))
         ctx->note(ctx->note_arg, line);
 }
+
+void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *reason)
+{
+    if (s->http || s->in_fd < 0 || s->state != S_READY)
+        return;
+    cm_autojson cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(msg, "method", "notifications/cancelled");
+    cJSON *params = cJSON_AddObjectToObject(msg, "params");
+    cJSON_AddNumberToObject(params, "requestId", (double)id);
+    cJSON_AddStringToObject(params, "reason", reason);
+    cm_error ignored;
+    cm_mcp_send_line_locked(s, msg, cm_now_ms() + 200, &ignored);
+}

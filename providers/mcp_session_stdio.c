@@ -384,6 +384,8 @@ int cm_mcp_stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
         }
         cm_mcp_wait_ms(s, 100);
     }
+    if (rc < 0 && !pd.done && err->kind == CM_ERR_TIMEOUT) /* given up, the server alive */
+        cm_mcp_send_cancelled_locked(s, pd.id, "the caller gave up or its deadline passed");
     for (pending **pp = &s->pending; *pp; pp = &(*pp)->next)
         if (*pp == &pd) {
             *pp = pd.next;

@@ -35,7 +35,7 @@ PORT = free_port()
 CONFIG = json.dumps({
     "manual_call_templates": [],
     "engine": {
-        "policy": {"file": "policy.yaml",
+        "policy": {"file": "policy.yaml", "audit_log": "audit.jsonl",
                    "callers": [{"uid": 1000, "profile": "ops"}, {"uid": 2000, "profile": "other"}],
                    "default_profile": None},
         "http": {"listen": "127.0.0.1:%d" % PORT,
@@ -227,6 +227,14 @@ class HttpTransport(EngineTest):
         self.assertLess(time.time() - t0, 10)
         self.assertEqual([e for e in rest if e[1] and "id" in e[1]], [], "no answer is sent")
         self.assertIn("cancelled by the client", self.engine.read_log())
+        deadline = time.time() + 10
+        while time.time() < deadline:  # the chain's end is audited as cancelled
+            with open(os.path.join(self.engine.dir, "audit.jsonl")) as f:
+                ends = [json.loads(x) for x in f if '"chain_end"' in x]
+            if any(e.get("outcome") == "cancelled" for e in ends):
+                break
+            time.sleep(0.1)
+        self.assertIn("cancelled", [e.get("outcome") for e in ends])
 
     def test_dns_rebinding_host_and_origin_are_checked(self):
         h = Http(PORT, OPS_TOKEN)
@@ -281,3 +289,33 @@ class HttpLoopbackOnly(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SocketCancellation(EngineTest):
+    """notifications/cancelled on the socket (and so through `codemode mcp`)."""
+
+    def test_cancelled_chain_stops_without_an_answer(self):
+        c = self.client
+        c.send_raw((json.dumps({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {
+            "name": "call_tool_chain", "arguments": {
+                "code": "import asyncio\nawait asyncio.sleep(30)\nreturn 1"}}}) + "\n").encode())
+        time.sleep(0.5)
+        t0 = time.time()
+        c.send_raw((json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                "params": {"requestId": "slow", "reason": "test"}}) + "\n").encode())
+        # the next answer on this connection is the ping's: the chain sent none
+        c.send_raw(b'{"jsonrpc":"2.0","id":"after","method":"ping"}\n')
+        msg = c.read_message()
+        while msg.get("method"):
+            msg = c.read_message()
+        self.assertEqual(msg["id"], "after")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            stats = c.request("codemode/stats")["result"]
+            if stats.get("chains_failed", 0) >= 1:
+                break
+            time.sleep(0.1)
+        self.assertLess(time.time() - t0, 10, "the chain stopped long before its 30 s")
+        self.assertIn("cancelled by the client", self.engine.read_log())
+        metrics = c.request("codemode/metrics")["result"]["text"]
+        self.assertIn('codemode_chains_total{outcome="cancelled"}', metrics)

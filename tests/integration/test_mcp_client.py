@@ -3,13 +3,16 @@
 more concurrent calls than engine.max_inflight_calls queue instead of
 failing, the client declares roots/sampling/elicitation (stdio) and refuses
 sampling and elicitation requests clearly, and a long-running tool's
-progress notifications reach the chain's logs attributed to the tool."""
+progress notifications reach the chain's logs attributed to the tool; a
+call the chain gives up on is cancelled at the server."""
 import json
 import os
 import subprocess
+import time
 
 from tests.integration.engine import EngineTest, stop_process, wait_port
 from tests.integration.test_mcp_conformance import free_port
+from tests.integration.test_mcp_hang import StdioStubTest
 from tests.integration.test_providers import EVERYTHING, NODE
 
 GATHER32 = """
@@ -100,3 +103,43 @@ class EverythingClient(EngineTest):
         self.assertIn("declined", elicited)
         self.assertIn("decline", elicited)
         self.assertNotIn("does not support roots", roots)
+
+
+class CancelToServer(StdioStubTest):
+    """A chain that gives up on an MCP call (its deadline, or its own
+    cancellation) tells the server with notifications/cancelled."""
+
+    MANUAL, NAME, ENTRY = "c", "s", {}
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cancel_mcp_server.py")
+
+    def cancelled(self, n, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with open(os.path.join(self.state, "cancelled")) as f:
+                    lines = [json.loads(x) for x in f if x.strip()]
+                if len(lines) >= n:
+                    return lines
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+        self.fail("the server got no notifications/cancelled")
+
+    def test_deadline_and_chain_cancel_reach_the_server(self):
+        r = self.client.chain("try:\n    await c.s_slow()\nexcept Exception as e:\n"
+                              "    return str(e)\n", timeout=2)
+        self.assertIn("timed out", r["result"])
+        first = self.cancelled(1)[0]
+        self.assertIsInstance(first["requestId"], int)
+        self.assertIn("deadline", first["reason"])
+        # the chain itself cancelled (notifications/cancelled from our client)
+        self.client.send_raw((json.dumps({"jsonrpc": "2.0", "id": "c1", "method": "tools/call",
+                                          "params": {"name": "call_tool_chain", "arguments": {
+                                              "code": "await c.s_slow()", "timeout": 30}}})
+                              + "\n").encode())
+        time.sleep(1)
+        self.client.send_raw(b'{"jsonrpc":"2.0","method":"notifications/cancelled",'
+                             b'"params":{"requestId":"c1"}}\n')
+        second = self.cancelled(2)[1]
+        self.assertNotEqual(second["requestId"], first["requestId"])
+        self.assertIn("chain ended", second["reason"])
