@@ -100,7 +100,7 @@ struct cm_engine {
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
-    struct cm_http *http;           /* streamable HTTP transport, NULL when off (http.h) */
+    struct cm_http *http;           /* streamable HTTP transport, NULL when off (http_transport.h) */
     cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
     struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
     char *work_dir;                 /* provider temp dirs (workdir.c) */

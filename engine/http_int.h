@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "http.h"
+#include "http_transport.h"
 
 #define CM_HTTP_PATH "/mcp"
 

@@ -19,7 +19,7 @@
 #include "client.h"
 #include "cmd_doctor.h"
 #include "engine.h"
-#include "http.h"
+#include "http_transport.h"
 #include "jobs.h"
 #include "rootfs.h"
 #include "rpc.h"

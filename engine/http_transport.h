@@ -1,11 +1,11 @@
-/* http.h — the streamable HTTP transport (MCP 2025-06-18 / 2025-11-25):
+/* http_transport.h — the streamable HTTP transport (MCP 2025-06-18 / 2025-11-25):
  * `codemode serve --http ADDR` or `engine.http.listen` serves the same MCP
  * methods as the Unix socket at one endpoint, /mcp.  Its callers are
  * authenticated by bearer token (or configured as anonymous) and each
  * token stands for a caller identity {uid, gid} that the policy maps to a
  * profile exactly as it maps a socket peer (SO_PEERCRED). */
-#ifndef CM_HTTP_H
-#define CM_HTTP_H
+#ifndef CM_HTTP_TRANSPORT_H
+#define CM_HTTP_TRANSPORT_H
 
 #include "engine.h"
 
