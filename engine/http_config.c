@@ -19,8 +19,8 @@
 #define NOBODY 65534
 
 static const char *const KEYS[] = {
-    "listen",    "allow_remote",   "allowed_hosts", "allowed_origins", "tokens",
-    "anonymous", "session_idle_s", "max_sessions",  "max_connections", NULL};
+    "listen",         "allow_remote", "allowed_hosts",   "allowed_origins", "tokens", "anonymous",
+    "session_idle_s", "max_sessions", "max_connections", "oauth",           NULL};
 
 static int parse_addr(const char *listen, http_config *cfg, cm_error *err)
 {
@@ -82,6 +82,25 @@ static int hex_digest(const char *hex, unsigned char out[32])
     return 0;
 }
 
+int cm_http_known_keys(const cJSON *obj, const char *where, const char *const *keys, cm_error *err)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, obj)
+    {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known = known || !strcmp(keys[i], item->string);
+        if (known)
+            continue;
+        char list[400] = "";
+        for (size_t i = 0, n = 0; keys[i] && n < sizeof list; i++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", keys[i]);
+        return cm_error_set(err, CM_ERR_CONFIG, "%s: unknown key '%.60s' (known: %s)", where,
+                            item->string, list);
+    }
+    return 0;
+}
+
 static int id_of(const cJSON *obj, const char *key, long dflt, long *out, const char *where,
                  cm_error *err)
 {
@@ -96,7 +115,7 @@ static int id_of(const cJSON *obj, const char *key, long dflt, long *out, const 
     return 0;
 }
 
-static int load_identity(const cJSON *obj, struct ucred *who, const char *where, cm_error *err)
+int cm_http_identity(const cJSON *obj, struct ucred *who, const char *where, cm_error *err)
 {
     long uid, gid;
     if (id_of(obj, "uid", NOBODY, &uid, where, err) < 0 ||
@@ -115,16 +134,9 @@ static int load_token(const cJSON *t, size_t i, http_token *out, cm_error *err)
     if (!cJSON_IsObject(t))
         return cm_error_set(err, CM_ERR_CONFIG, "%s: must be an object {sha256, uid, gid, name}",
                             where);
-    const cJSON *item;
-    cJSON_ArrayForEach(
-        item,
-        t) if (strcmp(item->string, "sha256") && strcmp(item->string, "uid") &&
-               strcmp(item->string, "gid") &&
-               strcmp(
-                   item->string,
-                   "name")) return cm_error_set(err, CM_ERR_CONFIG,
-                                                "%s: unknown key '%.60s' (sha256, uid, gid, name)",
-                                                where, item->string);
+    static const char *const token_keys[] = {"sha256", "uid", "gid", "name", NULL};
+    if (cm_http_known_keys(t, where, token_keys, err) < 0)
+        return -1;
     if (hex_digest(cm_json_str(t, "sha256"), out->sha256) < 0)
         return cm_error_set(err, CM_ERR_CONFIG,
                             "%s.sha256: must be the token's SHA-256 as 64 hex digits (printf %%s "
@@ -139,7 +151,7 @@ static int load_token(const cJSON *t, size_t i, http_token *out, cm_error *err)
     char dflt[32];
     snprintf(dflt, sizeof dflt, "token%zu", i);
     out->name = cm_xstrdup(name ? name : dflt);
-    return load_identity(t, &out->who, where, err);
+    return cm_http_identity(t, &out->who, where, err);
 }
 
 static int load_tokens(const cJSON *arr, http_config *cfg, cm_error *err)
@@ -170,7 +182,7 @@ static int load_anonymous(const cJSON *v, http_config *cfg, cm_error *err)
     }
     if (!cJSON_IsObject(v))
         return cm_error_set(err, CM_ERR_CONFIG, "engine.http.anonymous: true, false or {uid, gid}");
-    return load_identity(v, &cfg->anon, "engine.http.anonymous", err);
+    return cm_http_identity(v, &cfg->anon, "engine.http.anonymous", err);
 }
 
 static int string_list(const cJSON *v, const char *key, cJSON **out, cm_error *err)
@@ -204,24 +216,6 @@ static int int_key(const cJSON *sec, const char *key, int lo, int hi, int *out, 
     return 0;
 }
 
-static int check_keys(const cJSON *sec, cm_error *err)
-{
-    const cJSON *item;
-    cJSON_ArrayForEach(item, sec)
-    {
-        bool known = false;
-        for (size_t i = 0; KEYS[i]; i++)
-            known = known || !strcmp(KEYS[i], item->string);
-        if (!known)
-            return cm_error_set(err, CM_ERR_CONFIG,
-                                "engine.http: unknown key '%.60s' (listen, allow_remote, "
-                                "allowed_hosts, allowed_origins, tokens, anonymous, "
-                                "session_idle_s, max_sessions, max_connections)",
-                                item->string);
-    }
-    return 0;
-}
-
 static int check_exposure(http_config *cfg, cm_error *err)
 {
     if (cfg->loopback)
@@ -232,9 +226,9 @@ static int check_exposure(http_config *cfg, cm_error *err)
                             "loopback only unless engine.http.allow_remote is true (then also "
                             "configure engine.http.tokens and put TLS in front)",
                             cfg->listen);
-    if (!cfg->ntokens || cfg->anonymous)
+    if ((!cfg->ntokens && !cfg->oauth) || cfg->anonymous)
         return cm_error_set(err, CM_ERR_CONFIG,
-                            "engine.http.allow_remote needs engine.http.tokens and no "
+                            "engine.http.allow_remote needs engine.http.tokens (or oauth) and no "
                             "engine.http.anonymous: a network endpoint must authenticate");
     return 0;
 }
@@ -245,7 +239,7 @@ int cm_http_config_load(const cJSON *sec, const char *listen_override, http_conf
     *cfg = (http_config){.session_idle_s = 1800, .max_sessions = 256, .max_connections = 512};
     if (sec && !cJSON_IsObject(sec))
         return cm_error_set(err, CM_ERR_CONFIG, "engine.http: must be an object");
-    if (sec && check_keys(sec, err) < 0)
+    if (sec && cm_http_known_keys(sec, "engine.http", KEYS, err) < 0)
         return -1;
     const char *listen = listen_override ? listen_override : cm_json_str(sec, "listen");
     if (!listen)
@@ -265,7 +259,8 @@ int cm_http_config_load(const cJSON *sec, const char *listen_override, http_conf
         load_anonymous(cJSON_GetObjectItemCaseSensitive(sec, "anonymous"), cfg, err) < 0 ||
         int_key(sec, "session_idle_s", 10, 86400, &cfg->session_idle_s, err) < 0 ||
         int_key(sec, "max_sessions", 1, 65536, &cfg->max_sessions, err) < 0 ||
-        int_key(sec, "max_connections", 4, 4096, &cfg->max_connections, err) < 0)
+        int_key(sec, "max_connections", 4, 4096, &cfg->max_connections, err) < 0 ||
+        cm_http_oauth_load(cJSON_GetObjectItemCaseSensitive(sec, "oauth"), &cfg->oauth, err) < 0)
         return -1;
     return check_exposure(cfg, err);
 }
@@ -277,6 +272,7 @@ void cm_http_config_free(http_config *cfg)
     free(cfg->tokens);
     cJSON_Delete(cfg->allowed_hosts);
     cJSON_Delete(cfg->allowed_origins);
+    cm_http_oauth_free(cfg->oauth);
     free(cfg->listen);
     *cfg = (http_config){0};
 }

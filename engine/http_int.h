@@ -19,6 +19,8 @@ typedef struct http_token {
     struct ucred who; /* pid 0 */
 } http_token;
 
+typedef struct http_oauth http_oauth;
+
 typedef struct http_config {
     char *listen; /* as configured, for messages */
     struct sockaddr_storage addr;
@@ -34,6 +36,7 @@ typedef struct http_config {
     int session_idle_s;
     int max_sessions;
     int max_connections;
+    http_oauth *oauth; /* engine.http.oauth: resource-server mode, NULL when off */
 } http_config;
 
 /* One answer stream: the request it carries runs on `conn`, whose sink
@@ -84,6 +87,10 @@ struct cm_http {
 int cm_http_config_load(const cJSON *section, const char *listen_override, http_config *cfg,
                         cm_error *err);
 void cm_http_config_free(http_config *cfg);
+/* Unknown keys of obj (at `where`) are an error listing the known ones. */
+int cm_http_known_keys(const cJSON *obj, const char *where, const char *const *keys, cm_error *err);
+/* {uid, gid} of obj (uid default 65534, gid default uid) as a caller identity. */
+int cm_http_identity(const cJSON *obj, struct ucred *who, const char *where, cm_error *err);
 /* The identity a bearer token stands for, or NULL. */
 const http_token *cm_http_token_find(const http_config *cfg, const char *token);
 /* Host header acceptable (DNS rebinding): a loopback name, the listen
@@ -91,6 +98,25 @@ const http_token *cm_http_token_find(const http_config *cfg, const char *token);
 bool cm_http_host_ok(const http_config *cfg, const char *host);
 /* Origin header acceptable: absent, a loopback origin, or allowed_origins. */
 bool cm_http_origin_ok(const http_config *cfg, const char *origin);
+
+/* http_oauth.c: OAuth 2.1 resource-server mode */
+typedef struct cm_http_oauth_result {
+    int status;     /* 401 or 403 */
+    char error[32]; /* invalid_token, insufficient_scope */
+    char description[200];
+} cm_http_oauth_result;
+int cm_http_oauth_load(const cJSON *section, http_oauth **out, cm_error *err);
+void cm_http_oauth_free(http_oauth *o);
+/* The RFC 9728 protected-resource metadata document (owned). */
+char *cm_http_oauth_metadata(const http_oauth *o);
+/* The WWW-Authenticate value: resource_metadata, scope, and error when set. */
+void cm_http_oauth_challenge(const http_oauth *o, const char *error, const char *description,
+                             char *out, size_t size);
+/* Introspects token at the authorization server: 0 and *who when it is
+ * active, unexpired, for this resource, with the scopes, of a mapped
+ * subject; else -1 and res says what to answer. */
+int cm_http_oauth_check(const http_oauth *o, const char *token, struct ucred *who,
+                        cm_http_oauth_result *res);
 
 /* http_stream.c (callers hold no lock unless said) */
 http_session *cm_http_session_new(cm_http *h, const struct ucred *who, cm_error *err);

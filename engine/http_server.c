@@ -79,7 +79,26 @@ static bool version_ok(const char *v)
     return false;
 }
 
-/* 0 and *who: authenticated; else the 401 is queued (*rc). */
+static enum MHD_Result refuse_auth(cm_http *h, struct MHD_Connection *c, unsigned status,
+                                   const char *error, const char *why)
+{
+    char challenge[900];
+    if (h->cfg.oauth)
+        cm_http_oauth_challenge(h->cfg.oauth, error, why, challenge, sizeof challenge);
+    else if (error)
+        snprintf(challenge, sizeof challenge,
+                 "Bearer realm=\"codemode\", error=\"%s\", error_description=\"%s\"", error, why);
+    else
+        snprintf(challenge, sizeof challenge, "Bearer realm=\"codemode\"");
+    cm_log("warn", "http: refused a request: %s", why);
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s: %s", status == 403 ? "forbidden" : "authentication failed", why);
+    cm_autojson cJSON *e = cm_rpc_error(NULL, -32001, msg);
+    cm_autofree char *s = cm_json_print(e);
+    return send_body(c, status, "application/json", s, NULL, challenge);
+}
+
+/* 0 and *who: authenticated; else the 401/403 is queued (*rc). */
 static int authenticate(cm_http *h, struct MHD_Connection *c, struct ucred *who,
                         enum MHD_Result *rc)
 {
@@ -90,21 +109,23 @@ static int authenticate(cm_http *h, struct MHD_Connection *c, struct ucred *who,
             *who = t->who;
             return 0;
         }
-    } else if (!auth && h->cfg.anonymous) {
+        cm_http_oauth_result res = {0};
+        if (h->cfg.oauth && cm_http_oauth_check(h->cfg.oauth, auth + 7, who, &res) == 0)
+            return 0;
+        *rc = refuse_auth(
+            h, c, h->cfg.oauth ? (unsigned)res.status : MHD_HTTP_UNAUTHORIZED, "invalid_token",
+            h->cfg.oauth ? res.description : "the bearer token is not one of engine.http.tokens");
+        return -1;
+    }
+    if (!auth && h->cfg.anonymous) {
         *who = h->cfg.anon;
         return 0;
     }
-    const char *challenge = auth ? "Bearer realm=\"codemode\", error=\"invalid_token\", "
-                                   "error_description=\"unknown bearer token\""
-                                 : "Bearer realm=\"codemode\"";
-    cm_log("warn", "http: refused a request: %s", auth ? "unknown bearer token" : "no token");
-    cm_autojson cJSON *e = cm_rpc_error(
-        NULL, -32001,
-        auth ? "authentication failed: the bearer token is not one of engine.http.tokens"
-             : "authentication required: send Authorization: Bearer TOKEN (a token whose "
-               "SHA-256 is listed in engine.http.tokens)");
-    cm_autofree char *s = cm_json_print(e);
-    *rc = send_body(c, MHD_HTTP_UNAUTHORIZED, "application/json", s, NULL, challenge);
+    *rc = refuse_auth(h, c, MHD_HTTP_UNAUTHORIZED, NULL,
+                      h->cfg.oauth ? "send Authorization: Bearer TOKEN (a token from the "
+                                     "authorization server in the resource metadata)"
+                                   : "send Authorization: Bearer TOKEN (a token whose SHA-256 "
+                                     "is listed in engine.http.tokens)");
     return -1;
 }
 
@@ -306,6 +327,11 @@ static enum MHD_Result route(http_req *r, struct MHD_Connection *c, const char *
 {
     cm_http *h = r->h;
     enum MHD_Result rc;
+    if (h->cfg.oauth && !strcmp(method, "GET") &&
+        !strncmp(url, "/.well-known/oauth-protected-resource", 37)) {
+        cm_autofree char *doc = cm_http_oauth_metadata(h->cfg.oauth);
+        return send_body(c, MHD_HTTP_OK, "application/json", doc, NULL, NULL);
+    }
     if (strcmp(url, CM_HTTP_PATH) != 0)
         return send_body(c, MHD_HTTP_NOT_FOUND, "text/plain",
                          "not found: the MCP endpoint is " CM_HTTP_PATH "\n", NULL, NULL);

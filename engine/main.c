@@ -34,21 +34,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: codemode COMMAND [OPTIONS]\n\n"
-               "Commands:\n"
-               "  serve [--socket PATH] [--config FILE]  run the engine in the foreground\n"
-               "        [--http HOST:PORT]               (also as MCP streamable HTTP)\n"
-               "  run [--socket PATH] [--timeout S] [--follow] FILE|-  run one tool chain\n"
-               "  mcp [--socket PATH | --config FILE]    stdio MCP server (bridge or embedded)\n"
-               "  tools interfaces|interface|search ...  Python interfaces, tool search\n"
-               "  prompt                                 print the agent prompt template\n"
-               "  policy check|explain|test|bench ...    validate, explain and test policies\n"
-               "  rootfs build|verify ...                build or check the sandbox rootfs\n"
-               "  doctor [--config FILE]                 report each isolation layer\n"
-               "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
-               "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
-               "  version                                print the version\n\n"
-               "Run `codemode COMMAND --help` for a command's options; `man codemode` for all.\n");
+    fprintf(
+        f,
+        "usage: codemode COMMAND [OPTIONS]\n\n"
+        "Commands:\n"
+        "  serve [--socket P] [--config F] [--http ADDR]  run the engine (--http: MCP over HTTP)\n"
+        "  run [--socket PATH] [--timeout S] [--follow] FILE|-  run one tool chain\n"
+        "  mcp [--socket PATH | --config FILE]    stdio MCP server (bridge or embedded)\n"
+        "  tools interfaces|interface|search ...  Python interfaces, tool search\n"
+        "  prompt                                 print the agent prompt template\n"
+        "  policy check|explain|test|bench ...    validate, explain and test policies\n"
+        "  rootfs build|verify ...                build or check the sandbox rootfs\n"
+        "  doctor [--config FILE]                 report each isolation layer\n"
+        "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
+        "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
+        "  version                                print the version\n\n"
+        "Run `codemode COMMAND --help` for a command's options; `man codemode` for all.\n");
 }
 
 static void serve_usage(FILE *f)

@@ -202,17 +202,35 @@ class EngineTest(unittest.TestCase):
     FILES = None
 
     @classmethod
+    def cleanup_side(cls):
+        """What a test class starts besides the engine (servers, dirs): stopped
+        after the engine, and when setUpClass fails."""
+
+    @classmethod
+    def ready(cls):
+        """Runs after the engine started (e.g. wait for its HTTP port)."""
+
+    @classmethod
     def setUpClass(cls):
         cls.engine = Engine(cls.CONFIG, cls.CONFIG_NAME, cls.FILES)
         try:
             cls.engine.start()
             cls.client = cls.engine.client()
+            cls.ready()
         except Exception:
             cls.engine.cleanup()  # never leave an engine running
+            cls.cleanup_side()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        try:
+            cls.stop_engine()
+        finally:
+            cls.cleanup_side()
+
+    @classmethod
+    def stop_engine(cls):
         cls.client.close()
         rc = cls.engine.stop()
         log = cls.engine.read_log()

@@ -4,14 +4,19 @@ WWW-Authenticate; tokens hashed in the config and mapped to policy profiles
 like socket peers), sessions (Mcp-Session-Id, DELETE, another caller's
 session), SSE answers for chains with logs and progress, resumption with
 Last-Event-ID, notifications/cancelled, DNS-rebinding checks, loopback-only
-by default, and bad input answered without harming the engine."""
+by default, bad input answered without harming the engine, and OAuth
+resource-server mode against a loopback introspection endpoint."""
+import base64
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import subprocess
+import threading
 import time
 import unittest
+import urllib.parse
 
 from tests.integration.engine import BIN, Engine, EngineTest, wait_port
 from tests.integration.test_mcp_conformance import free_port
@@ -121,8 +126,7 @@ class HttpTransport(EngineTest):
     FILES = {"policy.yaml": POLICY}
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
+    def ready(cls):
         wait_port(PORT, cls.engine.proc)
 
     def test_no_token_gets_401_with_a_bearer_challenge(self):
@@ -319,3 +323,101 @@ class SocketCancellation(EngineTest):
         self.assertIn("cancelled by the client", self.engine.read_log())
         metrics = c.request("codemode/metrics")["result"]["text"]
         self.assertIn('codemode_chains_total{outcome="cancelled"}', metrics)
+
+
+class Introspection(http.server.BaseHTTPRequestHandler):
+    """RFC 7662 introspection on loopback: a few known tokens."""
+    RESOURCE = None
+    calls = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        form = urllib.parse.parse_qs(body)
+        token = form.get("token", [""])[0]
+        Introspection.calls.append((self.headers.get("Authorization"), token))
+        now = int(time.time())
+        info = {
+            "good": {"active": True, "aud": self.RESOURCE, "sub": "alice", "scope": "mcp other",
+                     "exp": now + 600},
+            "wrong-aud": {"active": True, "aud": "https://elsewhere/mcp", "sub": "alice",
+                          "scope": "mcp"},
+            "expired": {"active": True, "aud": [self.RESOURCE], "sub": "alice", "scope": "mcp",
+                        "exp": now - 5},
+            "no-scope": {"active": True, "aud": self.RESOURCE, "sub": "alice", "scope": "other"},
+            "stranger": {"active": True, "aud": self.RESOURCE, "sub": "mallory", "scope": "mcp"},
+        }.get(token, {"active": False})
+        data = json.dumps(info).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+OAUTH_PORT = free_port()
+
+
+class HttpOAuth(EngineTest):
+    """engine.http.oauth: protected-resource metadata, WWW-Authenticate pointing at it, and
+    bearer tokens checked by introspection (active, expiry, audience, scope, subject)."""
+    CONFIG_NAME = "config.json"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.resource = "http://127.0.0.1:%d/mcp" % OAUTH_PORT
+        Introspection.RESOURCE = cls.resource
+        cls.auth = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Introspection)
+        threading.Thread(target=cls.auth.serve_forever, daemon=True).start()
+        issuer = "http://127.0.0.1:%d" % cls.auth.server_address[1]
+        os.environ["CM_TEST_INTROSPECT_SECRET"] = "s3cr3t"
+        cls.CONFIG = json.dumps({"manual_call_templates": [], "engine": {"http": {
+            "listen": "127.0.0.1:%d" % OAUTH_PORT,
+            "oauth": {"resource": cls.resource, "issuer": issuer,
+                      "introspection_url": issuer + "/introspect", "client_id": "codemode",
+                      "client_secret_env": "CM_TEST_INTROSPECT_SECRET", "scopes": ["mcp"],
+                      "subjects": [{"sub": "alice", "uid": 1000}]}}}})
+        super().setUpClass()
+
+    @classmethod
+    def ready(cls):
+        wait_port(OAUTH_PORT, cls.engine.proc)
+
+    @classmethod
+    def cleanup_side(cls):
+        cls.auth.shutdown()
+        cls.auth.server_close()
+
+    def test_metadata_and_challenge(self):
+        c = http.client.HTTPConnection("127.0.0.1", OAUTH_PORT, timeout=10)
+        c.request("GET", "/.well-known/oauth-protected-resource/mcp")
+        meta = json.loads(c.getresponse().read())
+        c.close()
+        self.assertEqual(meta["resource"], self.resource)
+        self.assertEqual(meta["authorization_servers"],
+                         ["http://127.0.0.1:%d" % self.auth.server_address[1]])
+        self.assertEqual(meta["scopes_supported"], ["mcp"])
+        r, _ = Http(OAUTH_PORT).post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        self.assertEqual(r.status, 401)
+        www = r.getheader("WWW-Authenticate")
+        self.assertIn('resource_metadata="http://127.0.0.1:%d/.well-known/oauth-protected-resource'
+                      '/mcp"' % OAUTH_PORT, www)
+        self.assertIn('scope="mcp"', www)
+
+    def test_introspected_tokens(self):
+        h = Http(OAUTH_PORT, "good")
+        h.initialize()
+        self.assertEqual(h.post({"jsonrpc": "2.0", "id": 2, "method": "ping"})[1]["result"], {})
+        auth, token = Introspection.calls[-1]
+        self.assertEqual(token, "good")
+        self.assertEqual(auth, "Basic " + base64.b64encode(b"codemode:s3cr3t").decode())
+        for token, status, why in (("wrong-aud", 401, "audience"), ("expired", 401, "expired"),
+                                   ("bogus", 401, "not active"), ("no-scope", 403, "scope mcp"),
+                                   ("stranger", 403, "mallory")):
+            r, body = Http(OAUTH_PORT, token).post(
+                {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT})
+            self.assertEqual(r.status, status, token)
+            self.assertIn(why, body["error"]["message"], token)
+            self.assertIn("error=", r.getheader("WWW-Authenticate"), token)

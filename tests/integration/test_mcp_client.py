@@ -33,27 +33,20 @@ class EverythingClient(EngineTest):
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_port(cls.port, cls.srv, "server-everything")
-            cls.CONFIG = json.dumps({"manual_call_templates": [
-                {"name": "ev", "call_template_type": "mcp", "config": {"mcpServers": {
-                    "srv": {"command": NODE, "args": [EVERYTHING, "stdio"]}}}},
-                {"name": "evh", "call_template_type": "mcp", "config": {"mcpServers": {
-                    "h": {"url": "http://127.0.0.1:%d/mcp" % cls.port}}}},
-            ]})
-            super().setUpClass()
         except Exception:
-            cls.stop_server()
+            cls.cleanup_side()
             raise
+        cls.CONFIG = json.dumps({"manual_call_templates": [
+            {"name": "ev", "call_template_type": "mcp", "config": {"mcpServers": {
+                "srv": {"command": NODE, "args": [EVERYTHING, "stdio"]}}}},
+            {"name": "evh", "call_template_type": "mcp", "config": {"mcpServers": {
+                "h": {"url": "http://127.0.0.1:%d/mcp" % cls.port}}}},
+        ]})
+        super().setUpClass()
 
     @classmethod
-    def stop_server(cls):
+    def cleanup_side(cls):
         stop_process(cls.srv)
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.stop_server()
 
     def run_chain(self, code, timeout=60):
         r = self.client.chain("import json\n" + code, timeout=timeout)

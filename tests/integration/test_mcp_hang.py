@@ -27,18 +27,11 @@ class StdioStubTest(EngineTest):
         cls.CONFIG = json.dumps({"manual_call_templates": [
             {"name": cls.MANUAL, "call_template_type": "mcp",
              "config": {"mcpServers": {cls.NAME: entry}}}]})
-        try:
-            super().setUpClass()
-        except Exception:
-            shutil.rmtree(cls.state, ignore_errors=True)
-            raise
+        super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.state, ignore_errors=True)
+    def cleanup_side(cls):
+        shutil.rmtree(cls.state, ignore_errors=True)
 
 
 class HungMcpServer(StdioStubTest):
