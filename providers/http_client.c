@@ -161,6 +161,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     cm_error e;
     if (cm_buf_append(&x->resp->body, data, len, &e) < 0)
         return 0;
+    if (x->req.on_data)
+        x->req.on_data(x->req.on_data_arg, &x->resp->body);
     return len;
 }
 

@@ -122,6 +122,10 @@ void cm_mcp_forward_notification_locked(cm_mcp_session *s, const cJSON *msg);
  * (an HTTP server's SSE body). */
 void cm_mcp_note_for(const cm_call_ctx *ctx, const cJSON *msg, int64_t id);
 
+/* The client's answer to a server's request (ping, roots/list: empty,
+ * elicitation/create: declined, sampling/createMessage: refused, else
+ * method not found). */
+cJSON *cm_mcp_client_reply(const cJSON *request);
 /* Tells a stdio server the request it is working on was given up (the
  * chain's cancel or deadline): notifications/cancelled (lock held). */
 void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *reason);

@@ -54,17 +54,14 @@ static int handshake(cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err)
 {
     cm_autojson cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "protocolVersion", cm_mcp_versions[0]);
+    /* answered by cm_mcp_client_reply (stdio: the reader thread; HTTP: on
+       the answer stream as it arrives): roots are empty, sampling is
+       refused, elicitation declined; declared so a server shows the tools
+       that ask for them */
     cJSON *caps = cJSON_AddObjectToObject(params, "capabilities");
-    if (!s->http) {
-        /* the reader thread answers these (mcp_session_stdio.c): roots are
-           empty, sampling is refused, elicitation declined; declared so a
-           server shows the tools that ask for them.  Over HTTP the answer
-           body is read whole, so a server request in it could not be
-           answered: nothing is declared. */
-        cJSON_AddBoolToObject(cJSON_AddObjectToObject(caps, "roots"), "listChanged", 0);
-        cJSON_AddObjectToObject(caps, "sampling");
-        cJSON_AddObjectToObject(caps, "elicitation");
-    }
+    cJSON_AddBoolToObject(cJSON_AddObjectToObject(caps, "roots"), "listChanged", 0);
+    cJSON_AddObjectToObject(caps, "sampling");
+    cJSON_AddObjectToObject(caps, "elicitation");
     cJSON *ci = cJSON_AddObjectToObject(params, "clientInfo");
     cJSON_AddStringToObject(ci, "name", "codemode");
     cJSON_AddStringToObject(ci, "version", "0.1.0");

@@ -324,3 +324,30 @@ void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *rea
     cm_error ignored;
     cm_mcp_send_line_locked(s, msg, cm_now_ms() + 200, &ignored);
 }
+
+cJSON *cm_mcp_client_reply(const cJSON *msg)
+{
+    const char *method = cm_json_str(msg, "method");
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
+    if (!strcmp(method, "ping")) {
+        cJSON_AddObjectToObject(r, "result");
+    } else if (!strcmp(method, "roots/list")) {
+        cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
+    } else if (!strcmp(method, "elicitation/create")) {
+        /* no user behind a chain to ask: declined, as the spec words it */
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "result"), "action", "decline");
+    } else if (!strcmp(method, "sampling/createMessage")) {
+        cJSON *e = cJSON_AddObjectToObject(r, "error");
+        cJSON_AddNumberToObject(e, "code", -1);
+        cJSON_AddStringToObject(e, "message",
+                                "sampling refused: codemode has no model to sample from; a tool "
+                                "that needs an LLM completion cannot run from a chain");
+    } else {
+        cJSON *e = cJSON_AddObjectToObject(r, "error");
+        cJSON_AddNumberToObject(e, "code", -32601);
+        cJSON_AddStringToObject(e, "message", "method not supported by this client");
+    }
+    return r;
+}

@@ -30,28 +30,7 @@ typedef struct reader_arg {
 
 static void answer_server_request(cm_mcp_session *s, const cJSON *msg)
 {
-    const char *method = cm_json_str(msg, "method");
-    cm_autojson cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
-    if (!strcmp(method, "ping")) {
-        cJSON_AddObjectToObject(r, "result");
-    } else if (!strcmp(method, "roots/list")) {
-        cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
-    } else if (!strcmp(method, "elicitation/create")) {
-        /* no user behind a chain to ask: declined, as the spec words it */
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "result"), "action", "decline");
-    } else if (!strcmp(method, "sampling/createMessage")) {
-        cJSON *e = cJSON_AddObjectToObject(r, "error");
-        cJSON_AddNumberToObject(e, "code", -1);
-        cJSON_AddStringToObject(e, "message",
-                                "sampling refused: codemode has no model to sample from; a tool "
-                                "that needs an LLM completion cannot run from a chain");
-    } else {
-        cJSON *e = cJSON_AddObjectToObject(r, "error");
-        cJSON_AddNumberToObject(e, "code", -32601);
-        cJSON_AddStringToObject(e, "message", "method not supported by this client");
-    }
+    cm_autojson cJSON *r = cm_mcp_client_reply(msg);
     cm_error ignored;
     pthread_mutex_lock(&s->lock);
     cm_mcp_send_line_locked(s, r, cm_now_ms() + 1000, &ignored);
