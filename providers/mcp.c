@@ -122,6 +122,12 @@ int cm_mcp_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJ
         return cm_error_set(err, CM_ERR_TOOL_ERROR,
                             "mcp tool template needs mcp_server and mcp_tool (register the "
                             "manual through mcp discovery)");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tmpl, "mcp_task_required")))
+        return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                            "mcp %s.%s: the server runs this tool only as a task (MCP tasks, "
+                            "execution.taskSupport: required), which codemode's MCP client does "
+                            "not support; use another tool of the server",
+                            server, tool);
     cm_autojson cJSON *t = NULL;
     if (substituted(tmpl, ctx, &t, err) < 0) {
         err->kind = CM_ERR_TOOL_ERROR;
@@ -245,7 +251,9 @@ void cm_mcp_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *
         cm_error ignored;
         cfg = cJSON_GetObjectItemCaseSensitive(servers_of(t, &ignored), server);
     }
-    if (!cfg || !ctx->providers) { /* the blocking path words the error */
+    if (!cfg || !ctx->providers ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tmpl, "mcp_task_required"))) {
+        /* the blocking path words the error */
         call_on_thread(c, tmpl, args, ctx);
         return;
     }
@@ -284,6 +292,10 @@ static cJSON *tool_from_mcp(const cJSON *mt, const char *manual, const char *ser
     cJSON_AddStringToObject(t, "manual", manual);
     cJSON_AddStringToObject(t, "mcp_server", server);
     cJSON_AddStringToObject(t, "mcp_tool", name);
+    const char *tasks =
+        cm_json_str(cJSON_GetObjectItemCaseSensitive(mt, "execution"), "taskSupport");
+    if (tasks && !strcmp(tasks, "required"))
+        cJSON_AddBoolToObject(t, "mcp_task_required", 1);
     cJSON *servers = cJSON_AddObjectToObject(cJSON_AddObjectToObject(t, "config"), "mcpServers");
     cJSON_AddItemToObject(servers, server, cJSON_Duplicate(server_cfg_raw, 1));
     return tool;

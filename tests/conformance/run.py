@@ -66,13 +66,28 @@ def main():
     print("server scenarios: %d passed, %d failed, %d out of scope (both targets)" %
           tuple(totals))
     failed = totals[1] > 0
-    for scenario in REQUIRED:
+    passed = missing = 0
+    for scenario in server_matrix.listed_scenarios("Client scenarios"):
+        if scenario.startswith("auth/"):
+            # they apply to our client, which has no OAuth yet: listed loudly as
+            # missing work, not passed and not hidden
+            missing += 1
+            print("MISSING %s: MCP authorization as a client (OAuth discovery, client "
+                  "credentials, token refresh) is not implemented yet" % scenario)
+            continue
+        if scenario not in REQUIRED:
+            failed = True
+            print("FAIL %s: new in this suite version: not yet classified" % scenario)
+            continue
         problems, log = run(scenario, out)
         if problems:
             failed = True
             print("FAIL %s: %s\n%s" % (scenario, "; ".join(problems), log[-4000:]))
         else:
+            passed += 1
             print("ok   %s (%s)" % (scenario, os.environ.get("CODEMODE_BIN", "build/codemode")))
+    print("client scenarios: %d passed, %d missing (auth), %s" %
+          (passed, missing, "some FAILED" if failed else "none failed"))
     sys.exit(1 if failed else 0)
 
 

@@ -77,10 +77,13 @@ GATEWAY_ONLY_HTTP = {
 }
 
 
-def listed_scenarios():
+def listed_scenarios(section="Server scenarios"):
+    """The scenario names `conformance list` prints in one section."""
     p = subprocess.run([SUITE, "list"], env=node_env(), capture_output=True, text=True,
                        timeout=60)
-    out, names = p.stdout.split("Client scenarios")[0], []
+    out, names = p.stdout, []
+    out = out.split(section, 1)[1] if section in out else ""
+    out = out.split("scenarios (", 1)[0] if section.startswith("Server") else out
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("- "):

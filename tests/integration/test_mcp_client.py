@@ -99,6 +99,12 @@ class EverythingClient(EngineTest):
         self.assertNotIn("does not support roots", json.dumps(roots))
 
 
+    def test_task_only_tool_is_refused_clearly(self):
+        r = self.client.chain("await ev.srv_simulate_research_query(topic='x')")
+        self.assertEqual(r["error"]["kind"], "tool_error", r)
+        self.assertIn("only as a task", r["error"]["message"])
+
+
 class CancelToServer(StdioStubTest):
     """A chain that gives up on an MCP call (its deadline, or its own
     cancellation) tells the server with notifications/cancelled."""
