@@ -253,7 +253,7 @@ static void serve(chain *ch)
             return;
         }
         if (ch->conn && atomic_load(&ch->conn->closed)) {
-            cm_chain_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
+            cm_chain_errorf(ch, CM_ERR_CANCELLED, "client disconnected; chain cancelled");
             return;
         }
         if (atomic_load(&ch->eng->abort_chains)) {
