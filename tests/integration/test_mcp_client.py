@@ -99,6 +99,24 @@ class EverythingClient(EngineTest):
         self.assertNotIn("does not support roots", json.dumps(roots))
 
 
+    def test_resources_and_prompts_reachable_from_a_chain(self):
+        for server in ("ev.srv", "evh.h"):
+            r = self.run_chain(
+                "rs = await ev.srv_list_resources()\n"
+                "uri = rs['resources'][0]['uri']\n"
+                "doc = await ev.srv_read_resource(uri=uri)\n"
+                "ps = await ev.srv_list_prompts()\n"
+                "p = await ev.srv_get_prompt(name='simple-prompt')\n"
+                "return [uri, doc, [x['name'] for x in ps['prompts']], p]".replace("ev.srv",
+                                                                                  server))
+            uri, doc, prompts, prompt = r["result"]
+            self.assertEqual(doc["contents"][0]["uri"], uri, server)
+            self.assertIn("simple-prompt", prompts)
+            self.assertTrue(prompt["messages"], server)
+        iface = self.run_chain("return __interfaces")["result"]
+        self.assertIn("read_resource", iface)
+        self.assertIn("get_prompt", iface)
+
     def test_task_only_tool_is_refused_clearly(self):
         r = self.client.chain("await ev.srv_simulate_research_query(topic='x')")
         self.assertEqual(r["error"]["kind"], "tool_error", r)
