@@ -3,7 +3,7 @@
 #   make run      install deps, build, build rootfs, start engine, run demo chain
 #   make test     install deps, build (normal + ASan/UBSan), unit + integration tests
 CC      ?= gcc
-PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto
+PKGS    := libcurl libcjson yaml-0.1 libcap libseccomp libbpf libcrypto libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 INCLUDES := -Icore -Iengine -Iisolate -Iproviders -Ipolicies -Ibuild/bpf
@@ -145,8 +145,10 @@ integration: all asan rootfs npm-deps
 search-eval: all rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/eval -t .
 
-# MCP conformance suite, client scenarios initialize + tools_call, both builds.
+# MCP conformance suite, both builds: server scenarios against serve --http and mcp
+# (stdio), client scenarios initialize + tools_call (tests/conformance/run.py).
 conformance: all asan rootfs npm-deps
+	@scripts/install-npm-tools.sh build/npm
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance
 	CODEMODE_BIN=$(CURDIR)/build/asan/codemode ASAN_OPTIONS=detect_leaks=1 \
 	    $(PYTHON) tests/conformance/run.py build/conformance

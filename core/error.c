@@ -20,6 +20,7 @@ static const char *const kind_names[CM_ERR__COUNT] = {
     [CM_ERR_BUSY] = "busy",
     [CM_ERR_SHUTDOWN] = "shutdown",
     [CM_ERR_INVALID_ARGUMENTS] = "invalid_arguments",
+    [CM_ERR_CANCELLED] = "cancelled",
     [CM_ERR_IO] = "io",
     [CM_ERR_CONFIG] = "config",
     [CM_ERR_NOT_FOUND] = "not_found",

@@ -25,7 +25,9 @@ typedef enum cm_errkind {
     CM_ERR_INVALID_REQUEST,         /* "invalid_request": bad parameters */
     CM_ERR_BUSY,                    /* "busy": queue full */
     CM_ERR_SHUTDOWN,                /* "shutdown": the engine stopped it after its drain time */
-    CM_ERR_INVALID_ARGUMENTS,       /* "invalid_arguments": a tool call's arguments fail its inputs schema */
+    CM_ERR_INVALID_ARGUMENTS, /* "invalid_arguments": a tool call's arguments fail its inputs schema
+                               */
+    CM_ERR_CANCELLED,         /* "cancelled": the client sent notifications/cancelled */
     /* internal kinds (never a chain error kind on their own) */
     CM_ERR_IO,        /* "io": a system call failed */
     CM_ERR_CONFIG,    /* "config": bad configuration or manual */

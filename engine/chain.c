@@ -54,6 +54,16 @@ static void take_log(chain *ch, const cJSON *msg)
     cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
 }
 
+void cm_chain_note(chain *ch, const char *line)
+{
+    size_t len = strlen(line) + 1;
+    if (ch->log_bytes + len > (size_t)ch->lim->max_output_bytes)
+        return; /* a chatty server never ends the chain: its lines stop */
+    ch->log_bytes += len;
+    cJSON_AddItemToArray(ch->logs, cJSON_CreateString(line));
+    cm_agent_stream_log(ch->conn, ch->progress_token, cJSON_GetArraySize(ch->logs), line);
+}
+
 /* {"t":"search","id":I,"query":S,"limit":N}: search_tools inside the chain,
  * answered with a result frame (not a tool call: no budget, no provider). */
 static void take_search(chain *ch, const cJSON *msg)
@@ -237,8 +247,14 @@ static void serve(chain *ch)
                             ch->timeout_s, (double)(cm_now_us() - ch->start_us) / 1e6);
             return;
         }
+        if (ch->registered && atomic_load(&ch->run.cancelled)) {
+            cm_chain_errorf(ch, CM_ERR_CANCELLED,
+                            "cancelled by the client (notifications/cancelled) after %.1fs",
+                            (double)(cm_now_us() - ch->start_us) / 1e6);
+            return;
+        }
         if (ch->conn && atomic_load(&ch->conn->closed)) {
-            cm_chain_errorf(ch, CM_ERR_INVALID_REQUEST, "client disconnected; chain stopped");
+            cm_chain_errorf(ch, CM_ERR_CANCELLED, "client disconnected; chain cancelled");
             return;
         }
         if (atomic_load(&ch->eng->abort_chains)) {
@@ -519,6 +535,10 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     }
     pthread_mutex_init(&ch.lock, NULL);
     pthread_cond_init(&ch.calls_done, NULL);
+    if (reply_id && conn) {
+        cm_conn_running_add(conn, &ch.run, reply_id);
+        ch.registered = true;
+    }
     /* a done frame holds the result and maybe logs; a call frame its args
      * (a bigger one is read, then refused by the call's budget) */
     ch.reader.max_frame =
@@ -567,7 +587,13 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
     cm_metrics_chain_done(eng->metrics, cJSON_IsString(kind) ? kind->valuestring : "ok",
                           (double)(cm_now_us() - ch.start_us) / 1000.0);
     cm_policy_chain_end(ch.pc, response);
-    if (reply_id) {
+    bool cancelled = ch.registered && atomic_load(&ch.run.cancelled);
+    if (ch.registered)
+        cm_conn_running_remove(conn, &ch.run);
+    if (reply_id && cancelled) { /* a cancelled request gets no answer (MCP) */
+        cJSON_Delete(response);
+        response = NULL;
+    } else if (reply_id) {
         bool failed = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(response, "error"));
         cm_conn_answer(conn, reply_id, cm_tool_result(response, failed));
         response = NULL;

@@ -130,9 +130,42 @@ static void explain_timeout(const chain *ch, const cm_call_ctx *ctx, cm_error *e
              ch->timeout_s);
 }
 
+/* cm_call_ctx.note: a provider's line about call tc (any thread), kept
+ * for the chain thread, which logs it (collect_notes). */
+static void tool_note(void *arg, const char *line)
+{
+    tool_call *tc = arg;
+    chain *ch = tc->ch;
+    char text[640];
+    snprintf(text, sizeof text, "[%s] %s", tc->tool, line);
+    size_t n = strlen(text) + 1;
+    pthread_mutex_lock(&ch->lock);
+    if (ch->tool_note_bytes + n <= (size_t)ch->lim->max_output_bytes) {
+        if (!ch->tool_notes)
+            ch->tool_notes = cJSON_CreateArray();
+        cJSON_AddItemToArray(ch->tool_notes, cJSON_CreateString(text));
+        ch->tool_note_bytes += n;
+        uint64_t one = 1;
+        (void)!write(ch->wake_fd, &one, sizeof one);
+    }
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void collect_notes(chain *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    cJSON *notes = ch->tool_notes;
+    ch->tool_notes = NULL;
+    ch->tool_note_bytes = 0;
+    pthread_mutex_unlock(&ch->lock);
+    const cJSON *line;
+    cJSON_ArrayForEach(line, notes) cm_chain_note(ch, line->valuestring);
+    cJSON_Delete(notes);
+}
+
 /* What a provider call of this chain may use: variables, deadline, cancel
- * flag, output cap, the profile's egress rules. */
-static cm_call_ctx call_ctx(chain *ch, const char *manual)
+ * flag, output cap, the profile's egress rules, the note hook. */
+static cm_call_ctx call_ctx(chain *ch, tool_call *tc, const char *manual)
 {
     return (cm_call_ctx){
         .vars = ch->eng->vars,
@@ -143,6 +176,9 @@ static cm_call_ctx call_ctx(chain *ch, const char *manual)
         .max_output_bytes = ch->eng->cfg.max_tool_output_bytes,
         .providers = ch->eng->providers,
         .egress = ch->egress.rules ? &ch->egress : NULL,
+        .note = tool_note,
+        .note_arg = tc,
+        .note_group = ch,
     };
 }
 
@@ -170,7 +206,7 @@ static int run_provider(chain *ch, tool_call *tc, cJSON **value, cm_error *err)
                         err) < 0)
         return -1;
     tc->manual = cm_xstrdup(manual);
-    cm_call_ctx ctx = call_ctx(ch, manual);
+    cm_call_ctx ctx = call_ctx(ch, tc, manual);
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(def, "tool_call_template");
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     const char *qualified = cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool;
@@ -263,7 +299,7 @@ static bool start_async_call(chain *ch, tool_call *tc)
     tc->manual = cm_xstrdup(manual);
     tc->redact = cm_redactor_for_call(ch->eng->vars, manual, tmpl, ch->eng->cfg.public_variables);
     tc->qualified = cm_xstrdup(cm_json_str(def, "name") ? cm_json_str(def, "name") : tc->tool);
-    tc->ctx = call_ctx(ch, tc->manual);
+    tc->ctx = call_ctx(ch, tc, tc->manual);
     if (check_arguments(def, tc, &err) < 0 ||
         cm_policy_chain_authorize(ch->pc, tc->qualified, manual, owner, tmpl, tc->args, &tc->d,
                                   &err) < 0) {
@@ -293,45 +329,10 @@ static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, 
     cm_chain_queue(ch, cm_chain_result_frame(id, NULL, &err));
 }
 
-void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
+/* Starts tc, counted in ch->inflight already: on the providers' loop when
+ * its provider can, else on its own thread. */
+static void launch_call(chain *ch, tool_call *tc)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    const char *tool = cm_json_str(msg, "tool");
-    cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
-    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: call frame needs numeric id, tool and object args");
-        return;
-    }
-    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
-    if (++ch->ncalls > ch->lim->max_tool_calls) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
-        return;
-    }
-    cm_error err;
-    pthread_mutex_lock(&ch->lock);
-    bool full = ch->inflight >= ch->eng->cfg.max_inflight_calls;
-    int over = full ? 0 : cm_budget_reserve(ch->eng, &ch->budget, frame_len, &err);
-    if (!full && over == 0)
-        ch->inflight++;
-    pthread_mutex_unlock(&ch->lock);
-    if (full) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
-                    "too many concurrent tool calls (max %d)", ch->eng->cfg.max_inflight_calls);
-        return;
-    }
-    if (over < 0) {
-        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR, "%.60s: %s", tool, err.message);
-        return;
-    }
-    tool_call *tc = cm_xcalloc(1, sizeof *tc);
-    tc->ch = ch;
-    tc->id = id->valuedouble;
-    tc->tool = cm_xstrdup(tool);
-    tc->arg_bytes = frame_len;
-    /* taken from the frame, not copied */
-    tc->args = args ? cJSON_DetachItemViaPointer(msg, args) : cJSON_CreateObject();
     if (start_async_call(ch, tc)) {
         tc->next = ch->calls;
         ch->calls = tc;
@@ -351,6 +352,73 @@ void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
     }
     tc->next = ch->calls;
     ch->calls = tc;
+}
+
+/* Calls beyond engine.max_inflight_calls wait in arrival order (their
+ * frames count in the chain's memory budget, their number is bounded by
+ * the chain's max_tool_calls) and start as running ones finish; chain
+ * thread only. */
+static void start_waiting(chain *ch)
+{
+    for (;;) {
+        pthread_mutex_lock(&ch->lock);
+        tool_call *tc = NULL;
+        if (ch->waiting && ch->inflight < ch->eng->cfg.max_inflight_calls &&
+            !atomic_load(&ch->cancel)) {
+            tc = ch->waiting;
+            ch->waiting = tc->next;
+            tc->next = NULL;
+            ch->inflight++;
+        }
+        pthread_mutex_unlock(&ch->lock);
+        if (!tc)
+            return;
+        launch_call(ch, tc);
+    }
+}
+
+void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const char *tool = cm_json_str(msg, "tool");
+    cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
+    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: call frame needs numeric id, tool and object args");
+        return;
+    }
+    atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
+    if (++ch->ncalls > ch->lim->max_tool_calls) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR,
+                    "tool call budget of %ld calls per chain exhausted", ch->lim->max_tool_calls);
+        return;
+    }
+    cm_error err;
+    pthread_mutex_lock(&ch->lock);
+    int over = cm_budget_reserve(ch->eng, &ch->budget, frame_len, &err);
+    bool now = over == 0 && !ch->waiting && ch->inflight < ch->eng->cfg.max_inflight_calls;
+    if (now)
+        ch->inflight++;
+    pthread_mutex_unlock(&ch->lock);
+    if (over < 0) {
+        refuse_call(ch, id->valuedouble, CM_ERR_TOOL_ERROR, "%.60s: %s", tool, err.message);
+        return;
+    }
+    tool_call *tc = cm_xcalloc(1, sizeof *tc);
+    tc->ch = ch;
+    tc->id = id->valuedouble;
+    tc->tool = cm_xstrdup(tool);
+    tc->arg_bytes = frame_len;
+    /* taken from the frame, not copied */
+    tc->args = args ? cJSON_DetachItemViaPointer(msg, args) : cJSON_CreateObject();
+    if (now) {
+        launch_call(ch, tc);
+        return;
+    }
+    tool_call **tail = &ch->waiting;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = tc;
 }
 
 /* The head the runner writes for a call, {"t":"call","id":N,"tool":"...",
@@ -398,6 +466,16 @@ void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len)
 void cm_chain_join_calls(chain *ch)
 {
     atomic_store(&ch->cancel, true);
+    while (ch->waiting) { /* never started: nothing to wait for */
+        tool_call *tc = ch->waiting;
+        ch->waiting = tc->next;
+        pthread_mutex_lock(&ch->lock);
+        cm_budget_release(ch->eng, &ch->budget, tc->arg_bytes);
+        pthread_mutex_unlock(&ch->lock);
+        free(tc->tool);
+        cJSON_Delete(tc->args);
+        free(tc);
+    }
     cm_providers_wakeup(ch->eng->providers); /* async calls see the cancel now */
     for (tool_call *tc = ch->calls; tc; tc = tc->next)
         if (!tc->async)
@@ -406,6 +484,8 @@ void cm_chain_join_calls(chain *ch)
     while (ch->inflight > 0)
         pthread_cond_wait(&ch->calls_done, &ch->lock);
     pthread_mutex_unlock(&ch->lock);
+    cJSON_Delete(ch->tool_notes); /* every call is over: no more notes */
+    ch->tool_notes = NULL;
     while (ch->calls) {
         tool_call *tc = ch->calls;
         ch->calls = tc->next;
@@ -433,6 +513,8 @@ void cm_chain_collect_calls(chain *ch)
     }
     cm_buf_consume(&ch->finished_calls, ch->finished_calls.len);
     pthread_mutex_unlock(&ch->lock);
+    collect_notes(ch);
+    start_waiting(ch);
 }
 
 void cm_chain_sent(chain *ch, size_t n)

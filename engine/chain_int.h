@@ -55,6 +55,9 @@ struct chain {
     pthread_cond_t calls_done; /* signalled when an async call posted (under lock) */
     atomic_bool cancel;
     tool_call *calls;
+    tool_call *waiting;     /* calls over engine.max_inflight_calls, in order (chain thread) */
+    cJSON *tool_notes;      /* providers' lines for the logs, not yet taken (under lock) */
+    size_t tool_note_bytes; /* their size (under lock) */
     int ncalls;
     cJSON *logs;
     size_t log_bytes;
@@ -65,16 +68,21 @@ struct chain {
     double timeout_s;
     cm_policy_chain *pc;         /* policy session (policies/session.h) */
     cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
-    const cm_limits *lim;  /* this chain's limits: engine ∩ profile ∩ request */
+    const cm_limits *lim;        /* this chain's limits: engine ∩ profile ∩ request */
     const cJSON *progress_token; /* MCP progress token of the request, or NULL */
-    cm_limits limits;            /* isolation: this chain's cgroup limits */
-    cm_jail jail;                /* isolation: ids and cgroups of this chain's sandbox */
+    cm_running run;              /* registered on conn while it runs (cancel.c) */
+    bool registered;
+    cm_limits limits; /* isolation: this chain's cgroup limits */
+    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
 };
 
 /* chain_state.c: the chain's error (first one wins; ends the chain) */
 void cm_chain_set_error(chain *ch, cm_errkind kind, const char *message, const char *traceback);
 void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* chain.c: a provider's line (an MCP server's progress or log) into the
+ * chain's logs, streamed like a print; dropped past max_output_bytes. */
+void cm_chain_note(chain *ch, const char *line);
 /* Encodes frame (taken) onto the bytes waiting for the sandbox. */
 void cm_chain_queue(chain *ch, cJSON *frame);
 

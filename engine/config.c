@@ -277,9 +277,9 @@ static const engine_key *find_engine_key(const char *name)
 
 static int unknown_engine_key(const char *key, cm_error *err)
 {
-    static const char *const other[] = {"rootfs",    "rootfs_full",  "metrics_file",
-                                        "policy",    "registration", "imports",
-                                        "test_mode", "zygote",       "require_layers"};
+    static const char *const other[] = {"rootfs",         "rootfs_full", "metrics_file", "policy",
+                                        "registration",   "imports",     "test_mode",    "zygote",
+                                        "require_layers", "http"};
     size_t nk = sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0], no = sizeof other / sizeof *other;
     const char
         *names[sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0] + sizeof other / sizeof *other + 1];
@@ -317,6 +317,10 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
         }
         if (!strcmp(item->string, "policy")) {
             cfg->policy = item;
+            continue;
+        }
+        if (!strcmp(item->string, "http")) {
+            cfg->http = item;
             continue;
         }
         if (!strcmp(item->string, "registration")) {

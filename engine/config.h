@@ -51,6 +51,7 @@ typedef struct cm_config {
     char *metrics_file;           /* engine.metrics_file: Prometheus text, rewritten every 5 s */
     int metrics_port;             /* engine.metrics_port: serve /metrics on 127.0.0.1 (0 = off) */
     const cJSON *policy;          /* engine.policy (borrowed; validated by policies/session.c) */
+    const cJSON *http;            /* engine.http (borrowed; validated by engine/http_config.c) */
     /* isolation (issue #3) */
     size_t memory_bytes;         /* engine.memory_mb: per-chain memory cap, no swap (256 MiB) */
     int cpu_quota_pct;           /* engine.cpu_quota_pct: per-chain CPU quota, % of one CPU (100) */

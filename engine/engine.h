@@ -25,6 +25,14 @@
 typedef struct cm_jobs cm_jobs;
 typedef struct cm_engine cm_engine;
 
+/* A request of a connection that notifications/cancelled can stop (a
+ * running chain): engine/cancel.c. */
+typedef struct cm_running {
+    char *id; /* the request id as printed JSON */
+    atomic_bool cancelled;
+    struct cm_running *next;
+} cm_running;
+
 /* One client connection.  The event loop owns the fd; workers only append
  * responses to `out` (under `lock`) and wake the loop.  Reference-counted:
  * a worker holding a request keeps the struct alive after a disconnect. */
@@ -43,6 +51,12 @@ typedef struct cm_conn {
     struct ucred peer;
     atomic_int log_level;        /* 0: logging off (default), else MCP logging/setLevel index + 1 */
     struct cm_conn *next, *prev; /* event loop only */
+    /* another transport's connection (engine/http_stream.c): fd is -1, every
+       message goes to sink (which takes it) instead of the socket, and the
+       last unref calls release to free the struct that embeds this one */
+    void (*sink)(struct cm_conn *c, cJSON *msg);
+    void (*release)(struct cm_conn *c);
+    cm_running *running; /* cancellable requests (under lock; engine/cancel.c) */
 } cm_conn;
 
 typedef struct cm_engine_stats {
@@ -86,6 +100,7 @@ struct cm_engine {
     int64_t metrics_written_ms;
     struct cm_policy_store *policy; /* NULL: no engine.policy configured */
     struct cm_providers *providers; /* provider connections and MCP sessions */
+    struct cm_http *http;           /* streamable HTTP transport, NULL when off (http_transport.h) */
     cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
     struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
     char *work_dir;                 /* provider temp dirs (workdir.c) */
@@ -120,6 +135,12 @@ void cm_conn_unref(cm_conn *c);
 /* Queues one JSON-RPC message (plus '\n') for the client and wakes the loop.
  * Takes ownership of msg. Dropped silently when the client is gone. */
 void cm_conn_send(cm_conn *c, cJSON *msg);
+/* Cancellation (engine/cancel.c): a running request registers itself with
+ * its id; notifications/cancelled {requestId} sets its flag.  cm_conn_cancel
+ * returns true when a running request had that id. */
+void cm_conn_running_add(cm_conn *c, cm_running *r, const cJSON *id);
+void cm_conn_running_remove(cm_conn *c, cm_running *r);
+bool cm_conn_cancel(cm_conn *c, const cJSON *request_id);
 /* The answer to request `id`: {"jsonrpc","id","result"} sent on c; for a
  * notification (id NULL) result is only freed.  Takes ownership. */
 void cm_conn_answer(cm_conn *c, const cJSON *id, cJSON *result);

@@ -19,6 +19,7 @@
 #include "client.h"
 #include "cmd_doctor.h"
 #include "engine.h"
+#include "http_transport.h"
 #include "jobs.h"
 #include "rootfs.h"
 #include "rpc.h"
@@ -33,26 +34,30 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: codemode COMMAND [OPTIONS]\n\n"
-               "Commands:\n"
-               "  serve [--socket PATH] [--config FILE]  run the engine in the foreground\n"
-               "  run [--socket PATH] [--timeout S] [--follow] FILE|-  run one tool chain\n"
-               "  mcp [--socket PATH | --config FILE]    stdio MCP server (bridge or embedded)\n"
-               "  tools interfaces|interface|search ...  Python interfaces, tool search\n"
-               "  prompt                                 print the agent prompt template\n"
-               "  policy check|explain|test|bench ...    validate, explain and test policies\n"
-               "  rootfs build|verify ...                build or check the sandbox rootfs\n"
-               "  doctor [--config FILE]                 report each isolation layer\n"
-               "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
-               "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
-               "  version                                print the version\n\n"
-               "Run `codemode COMMAND --help` for a command's options; `man codemode` for all.\n");
+    fprintf(
+        f,
+        "usage: codemode COMMAND [OPTIONS]\n\n"
+        "Commands:\n"
+        "  serve [--socket P] [--config F] [--http ADDR]  run the engine (--http: MCP over HTTP)\n"
+        "  run [--socket PATH] [--timeout S] [--follow] FILE|-  run one tool chain\n"
+        "  mcp [--socket PATH | --config FILE]    stdio MCP server (bridge or embedded)\n"
+        "  tools interfaces|interface|search ...  Python interfaces, tool search\n"
+        "  prompt                                 print the agent prompt template\n"
+        "  policy check|explain|test|bench ...    validate, explain and test policies\n"
+        "  rootfs build|verify ...                build or check the sandbox rootfs\n"
+        "  doctor [--config FILE]                 report each isolation layer\n"
+        "  stats [--socket PATH] [--prometheus]   print the engine's counters or metrics\n"
+        "  health [--socket PATH] [--quiet]       exit 0 when the engine is ready\n"
+        "  version                                print the version\n\n"
+        "Run `codemode COMMAND --help` for a command's options; `man codemode` for all.\n");
 }
 
 static void serve_usage(FILE *f)
 {
-    fprintf(f, "usage: codemode serve [--socket PATH] [--config FILE]\n"
-               "Serves newline-delimited JSON-RPC 2.0 (MCP methods) on a Unix socket.\n"
+    fprintf(f, "usage: codemode serve [--socket PATH] [--config FILE] [--http HOST:PORT]\n"
+               "Serves newline-delimited JSON-RPC 2.0 (MCP methods) on a Unix socket;\n"
+               "--http (or engine.http.listen) also serves them as MCP streamable HTTP\n"
+               "at http://HOST:PORT/mcp (loopback only unless engine.http.allow_remote).\n"
                "Default socket: $CODEMODE_SOCKET, /run/codemode/codemode.sock as root.\n");
 }
 
@@ -172,14 +177,16 @@ static void pool_miss_metric(void *ctx)
     cm_metrics_pool_miss(eng->metrics);
 }
 
-static int engine_open(cm_engine *eng, const char *config, const char *socket_path, cm_error *err)
+static int engine_open(cm_engine *eng, const char *config, const char *socket_path,
+                       const char *http_addr, cm_error *err)
 {
     tune_malloc();
     eng->on_line = cm_rpc_handle_line;
     eng->requests_busy = requests_busy;
     eng->tick = cm_engine_tick;
     cm_autofree char *dir = cm_exe_dir();
-    if (cm_config_load(config, dir, &eng->cfg, err) < 0)
+    if (cm_config_load(config, dir, &eng->cfg, err) < 0 ||
+        cm_http_new(eng, http_addr, &eng->http, err) < 0)
         return -1;
     if (check_rootfs(&eng->cfg, err) < 0 ||
         drop_supplementary_groups(eng->cfg.sandbox_uid, err) < 0)
@@ -211,13 +218,14 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
      * self check failed: health says why; waiting would only delay that) */
     if (!eng->sandbox_check && cm_pool_wait_warm(eng->pool, 30000) < 0)
         cm_log("warn", "pool: no warm sandbox after 30 s; chains build on the request path");
-    if (cm_metrics_http_start(eng, err) < 0)
+    if (cm_metrics_http_start(eng, err) < 0 || (eng->http && cm_http_start(eng->http, err) < 0))
         return -1;
     return cm_server_listen(eng, socket_path, err);
 }
 
 static void engine_close(cm_engine *eng)
 {
+    cm_http_free(eng->http); /* its sessions end: their chains stop */
     cm_metrics_http_stop(eng);
     cm_jobs_stop(eng->jobs);
     cm_pool_stop(eng->pool);
@@ -278,16 +286,19 @@ static int cmd_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
                                          {"config", required_argument, NULL, 'c'},
+                                         {"http", required_argument, NULL, 'H'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *config = NULL;
+    const char *config = NULL, *http_addr = NULL;
     cm_autofree char *socket_path = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "s:c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:c:H:h", opts, NULL)) != -1) {
         if (c == 's') {
             free(socket_path);
             socket_path = cm_xstrdup(optarg);
+        } else if (c == 'H') {
+            http_addr = optarg;
         } else if (c == 'c') {
             config = optarg;
         } else if (c == 'h') {
@@ -321,7 +332,8 @@ static int cmd_serve(int argc, char **argv)
                      .metrics = cm_metrics_new()};
     cm_error err;
     int rc = 0;
-    if (engine_open(&eng, config, socket_path, &err) < 0 || cm_server_run(&eng, &err) < 0) {
+    if (engine_open(&eng, config, socket_path, http_addr, &err) < 0 ||
+        cm_server_run(&eng, &err) < 0) {
         cm_log("error", "%s", err.message);
         rc = 1;
     }

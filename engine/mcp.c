@@ -80,6 +80,13 @@ static int start_embedded(embedded *e, const char *config, cm_error *err)
         argv[4] = "--config";
         argv[5] = config;
     }
+    /* exec'd by its real path, not /proc/self/exe: the process name (comm)
+       is then "codemode", which is how other engines tell a live engine's
+       cgroups from a dead one's (isolate/cgroup.c engine_alive); as "exe"
+       the embedded engine's sandbox cgroups were reaped under it */
+    cm_autofree char *self = realpath("/proc/self/exe", NULL);
+    if (!self)
+        return cm_error_sys(err, CM_ERR_IO, "cannot resolve /proc/self/exe");
     e->pid = fork();
     if (e->pid < 0)
         return cm_error_sys(err, CM_ERR_IO, "fork");
@@ -92,7 +99,7 @@ static int start_embedded(embedded *e, const char *config, cm_error *err)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv("/proc/self/exe", (char *const *)argv);
+        execv(self, (char *const *)argv);
         _exit(127);
     }
     return wait_for_engine(e, err);

@@ -185,8 +185,14 @@ static void dispatch(cm_engine *eng, cm_conn *conn, const char *method, const cJ
         cm_conn_answer(conn, id, initialize_result(params));
     } else if (strcmp(method, "ping") == 0) {
         cm_conn_answer(conn, id, cJSON_CreateObject());
+    } else if (strcmp(method, "notifications/cancelled") == 0) {
+        /* a running chain with that id stops and sends no answer; an id that
+           finished already (or never ran) is ignored, as the spec says */
+        if (cm_conn_cancel(conn, cJSON_GetObjectItemCaseSensitive(params, "requestId")))
+            cm_log("info", "request %s cancelled by the client",
+                   cm_json_str(params, "reason") ? cm_json_str(params, "reason") : "(no reason)");
     } else if (strncmp(method, "notifications/", 14) == 0) {
-        /* initialized, cancelled, ...: nothing to answer */
+        /* initialized, ...: nothing to answer */
     } else if (strcmp(method, "tools/list") == 0) {
         cm_conn_answer(conn, id, cm_tools_list());
     } else if (strcmp(method, "tools/call") == 0) {

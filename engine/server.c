@@ -46,7 +46,10 @@ void cm_conn_unref(cm_conn *c)
     pthread_mutex_destroy(&c->lock);
     cm_buf_free(&c->in);
     cm_buf_free(&c->out);
-    free(c);
+    if (c->release)
+        c->release(c);
+    else
+        free(c);
 }
 
 /* With nothing queued before it, a message goes straight to the socket from
@@ -81,6 +84,10 @@ void cm_conn_send(cm_conn *c, cJSON *msg)
         return;
     if (atomic_load(&c->closed)) {
         cJSON_Delete(msg);
+        return;
+    }
+    if (c->sink) {
+        c->sink(c, msg);
         return;
     }
     char *s = cm_json_print(msg);

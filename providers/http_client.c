@@ -145,6 +145,7 @@ struct cm_http_xfer {
     size_t max_bytes;
     bool too_big;
     bool cancelled;
+    bool stopped; /* the streaming reader ended the transfer (req.on_data) */
     egress_guard guard;
 };
 
@@ -161,6 +162,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     cm_error e;
     if (cm_buf_append(&x->resp->body, data, len, &e) < 0)
         return 0;
+    if (x->req.on_data && x->req.on_data(x->req.on_data_arg, &x->resp->body)) {
+        x->stopped = true;
+        return 0; /* CURLE_WRITE_ERROR, taken as the end (hop_result) */
+    }
     return len;
 }
 
@@ -376,7 +381,7 @@ static int hop_result(xfer *x, CURLcode rc, cm_error *err)
         *err = x->guard.err;
         return -1;
     }
-    if (rc != CURLE_OK)
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x->stopped))
         return transfer_error(rc, x, x->h.url, err);
     char *ct = NULL, *loc = NULL;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp->status);

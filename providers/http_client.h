@@ -33,6 +33,12 @@ typedef struct cm_http_req {
     const atomic_bool *cancel;       /* may be NULL */
     const char *capture_header;      /* response header to capture (may be NULL) */
     const cm_egress *egress;         /* the caller's egress rules, NULL = built-in rule */
+    /* called on the transfer's thread after each piece of body arrives, with
+       everything received so far (a streaming reader, e.g. SSE); true ends
+       the transfer there, as a success (the reader has what it waited for);
+       may be NULL */
+    bool (*on_data)(void *arg, const cm_buf *body);
+    void *on_data_arg;
 } cm_http_req;
 
 typedef struct cm_http_resp {

@@ -122,6 +122,12 @@ int cm_mcp_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJ
         return cm_error_set(err, CM_ERR_TOOL_ERROR,
                             "mcp tool template needs mcp_server and mcp_tool (register the "
                             "manual through mcp discovery)");
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tmpl, "mcp_task_required")))
+        return cm_error_set(err, CM_ERR_TOOL_ERROR,
+                            "mcp %s.%s: the server runs this tool only as a task (MCP tasks, "
+                            "execution.taskSupport: required), which codemode's MCP client does "
+                            "not support; use another tool of the server",
+                            server, tool);
     cm_autojson cJSON *t = NULL;
     if (substituted(tmpl, ctx, &t, err) < 0) {
         err->kind = CM_ERR_TOOL_ERROR;
@@ -133,15 +139,23 @@ int cm_mcp_call(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *ctx, cJ
         err->kind = CM_ERR_TOOL_ERROR;
         return cm_error_prefix(err, "mcp %s.%s", server, tool);
     }
-    cm_autojson cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "name", tool);
-    cJSON_AddItemToObject(params, "arguments",
-                          args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject());
+    /* a resources/prompts access tool (add_access_tools) sends its method
+       with the arguments as params and returns the result as it is */
+    const char *direct = cm_json_str(tmpl, "mcp_method");
+    cm_autojson cJSON *params = NULL;
+    if (direct) {
+        params = args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject();
+    } else {
+        params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "name", tool);
+        cJSON_AddItemToObject(params, "arguments",
+                              args ? cJSON_Duplicate(args, 1) : cJSON_CreateObject());
+    }
     cm_autojson cJSON *res = NULL;
     const char *manual = cm_json_str(t, "manual") ? cm_json_str(t, "manual") : ctx->manual_name;
     if (cm_mcp_request(ctx->providers, manual ? manual : "", server, cfg, ctx->base_dir,
-                       "tools/call", params, ctx, &res, err) < 0 ||
-        cm_mcp_map_result(res, result, err) < 0)
+                       direct ? direct : "tools/call", params, ctx, &res, err) < 0 ||
+        (direct ? (*result = cm_steal_ptr(&res), 0) : cm_mcp_map_result(res, result, err)) < 0)
         return cm_error_prefix(err, "mcp %s.%s", server, tool);
     return 0;
 }
@@ -245,7 +259,9 @@ void cm_mcp_call_async(const cJSON *tmpl, const cJSON *args, const cm_call_ctx *
         cm_error ignored;
         cfg = cJSON_GetObjectItemCaseSensitive(servers_of(t, &ignored), server);
     }
-    if (!cfg || !ctx->providers) { /* the blocking path words the error */
+    if (!cfg || !ctx->providers || cm_json_str(tmpl, "mcp_method") ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tmpl, "mcp_task_required"))) {
+        /* the blocking path words the error */
         call_on_thread(c, tmpl, args, ctx);
         return;
     }
@@ -284,6 +300,10 @@ static cJSON *tool_from_mcp(const cJSON *mt, const char *manual, const char *ser
     cJSON_AddStringToObject(t, "manual", manual);
     cJSON_AddStringToObject(t, "mcp_server", server);
     cJSON_AddStringToObject(t, "mcp_tool", name);
+    const char *tasks =
+        cm_json_str(cJSON_GetObjectItemCaseSensitive(mt, "execution"), "taskSupport");
+    if (tasks && !strcmp(tasks, "required"))
+        cJSON_AddBoolToObject(t, "mcp_task_required", 1);
     cJSON *servers = cJSON_AddObjectToObject(cJSON_AddObjectToObject(t, "config"), "mcpServers");
     cJSON_AddItemToObject(servers, server, cJSON_Duplicate(server_cfg_raw, 1));
     return tool;
@@ -316,6 +336,97 @@ static int list_server_tools(const cJSON *cfg, const cJSON *raw_cfg, const char 
     return 0;
 }
 
+/* ---- resources and prompts as tools ---------------------------------------- */
+
+/* Up to 5 names (key) of a list result's array, for a description. */
+static void some_names(const cJSON *res, const char *array, const char *key, char *out, size_t size)
+{
+    size_t n = 0;
+    int count = 0;
+    const cJSON *e;
+    out[0] = '\0';
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(res, array))
+    {
+        const char *v = cm_json_str(e, key);
+        if (!v || count == 5 || n >= size)
+            continue;
+        n += (size_t)snprintf(out + n, size - n, "%s%.120s", count++ ? ", " : "", v);
+    }
+}
+
+static void add_access_tool(cJSON *tools, const char *manual, const char *server,
+                            const cJSON *raw_cfg, const char *name, const char *method,
+                            const char *desc, const char *schema)
+{
+    char qualified[300];
+    snprintf(qualified, sizeof qualified, "%s.%s", server, name);
+    const cJSON *have;
+    cJSON_ArrayForEach(
+        have,
+        tools) if (!strcmp(cm_json_str(have, "name"),
+                           qualified)) return; /* the server has a tool of that name: it wins */
+    cJSON *mt = cJSON_CreateObject();
+    cJSON_AddStringToObject(mt, "name", name);
+    cJSON_AddStringToObject(mt, "description", desc);
+    cJSON_AddItemToObject(mt, "inputSchema", cJSON_Parse(schema));
+    cJSON *tool = tool_from_mcp(mt, manual, server, raw_cfg);
+    cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(tool, "tool_call_template"),
+                            "mcp_method", method);
+    cJSON_Delete(mt);
+    cJSON_AddItemToArray(tools, tool);
+}
+
+/* A server that answers resources/list or prompts/list gets tools that
+ * reach them from a chain: list_resources, read_resource(uri), and
+ * list_prompts, get_prompt(name, arguments); their results are the MCP
+ * results as they are.  A server without them costs one refused request. */
+static void add_access_tools(const cJSON *cfg, const cJSON *raw_cfg, const char *server,
+                             const cm_call_ctx *ctx, cJSON *tools)
+{
+    static const char *const kinds[][2] = {{"resources/list", "resources"},
+                                           {"prompts/list", "prompts"}};
+    for (size_t k = 0; k < 2; k++) {
+        cm_autojson cJSON *params = cJSON_CreateObject(), *res = NULL;
+        cm_error ignored;
+        if (cm_mcp_request(ctx->providers, ctx->manual_name, server, cfg, ctx->base_dir,
+                           kinds[k][0], params, ctx, &res, &ignored) < 0)
+            continue;
+        char names[700], desc[900];
+        some_names(res, kinds[k][1], k == 0 ? "uri" : "name", names, sizeof names);
+        if (k == 0) {
+            add_access_tool(tools, ctx->manual_name, server, raw_cfg, "list_resources",
+                            "resources/list",
+                            "Lists the MCP server's resources (resources/list; pass cursor for "
+                            "the next page).",
+                            "{\"type\":\"object\",\"properties\":{\"cursor\":{\"type\":"
+                            "\"string\"}}}");
+            snprintf(desc, sizeof desc,
+                     "Reads one of the MCP server's resources by URI (resources/read); the "
+                     "result is {contents: [{uri, mimeType, text | blob}]}. Some: %s",
+                     names[0] ? names : "(none listed)");
+            add_access_tool(tools, ctx->manual_name, server, raw_cfg, "read_resource",
+                            "resources/read", desc,
+                            "{\"type\":\"object\",\"properties\":{\"uri\":{\"type\":"
+                            "\"string\"}},\"required\":[\"uri\"]}");
+        } else {
+            add_access_tool(tools, ctx->manual_name, server, raw_cfg, "list_prompts",
+                            "prompts/list",
+                            "Lists the MCP server's prompts and their arguments (prompts/list).",
+                            "{\"type\":\"object\",\"properties\":{\"cursor\":{\"type\":"
+                            "\"string\"}}}");
+            snprintf(desc, sizeof desc,
+                     "Gets one of the MCP server's prompts with its arguments (prompts/get); "
+                     "the result is {description, messages}. Prompts: %s",
+                     names[0] ? names : "(none listed)");
+            add_access_tool(tools, ctx->manual_name, server, raw_cfg, "get_prompt", "prompts/get",
+                            desc,
+                            "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":"
+                            "\"string\"},\"arguments\":{\"type\":\"object\"}},"
+                            "\"required\":[\"name\"]}");
+        }
+    }
+}
+
 int cm_mcp_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **manual, cm_error *err)
 {
     cm_autojson cJSON *t = NULL;
@@ -338,6 +449,8 @@ int cm_mcp_discover(const cJSON *manual_tmpl, const cm_call_ctx *ctx, cJSON **ma
             cm_mcp_sessions_close(ctx->providers, ctx->manual_name);
             return cm_error_prefix(err, "mcp manual: server '%s'", s->string);
         }
+        add_access_tools(s, cJSON_GetObjectItemCaseSensitive(raw, s->string), s->string, ctx,
+                         tools);
     }
     *manual = cm_steal_ptr(&m);
     return 0;

@@ -45,6 +45,11 @@ typedef struct pending {
     const atomic_bool *cancel;
     bool failed; /* err holds why */
     cm_error err;
+    /* the caller's note hook (cm_call_ctx.note), for the server's progress
+       and log notifications while this request runs */
+    void (*note)(void *note_arg, const char *line);
+    void *note_arg;
+    const void *note_group;
 } pending;
 
 struct cm_mcp_session {
@@ -76,6 +81,10 @@ struct cm_mcp_session {
     /* http */
     char *session_id;
     char proto[16];
+    pthread_t listener;        /* the GET stream for server messages (mcp_session_http.c) */
+    bool listener_started;     /* joinable */
+    atomic_bool listener_done; /* it returned (the server has no GET stream, or stop) */
+    atomic_bool listen_stop;
     cm_mcp_session *next;
 };
 
@@ -105,6 +114,27 @@ int cm_mcp_server_hung(cm_mcp_session *s, const char *method, cm_error *err);
 int cm_mcp_answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer, cJSON **result,
                             cm_error *err);
 
+/* A tools/call's params get _meta.progressToken = its request id, so the
+ * server's progress notifications name the call they belong to. */
+void cm_mcp_progress_token(const char *method, cJSON *params, int64_t id);
+/* The caller's note hook into p (from ctx). */
+void cm_mcp_pending_notes(pending *p, const cm_call_ctx *ctx);
+/* A notification from the server: progress goes to the request it names,
+ * a log message to each chain with a request in flight (lock held). */
+void cm_mcp_forward_notification_locked(cm_mcp_session *s, const cJSON *msg);
+/* The same for one request (id) whose notifications came with its answer
+ * (an HTTP server's SSE body). */
+void cm_mcp_note_for(const cm_call_ctx *ctx, const cJSON *msg, int64_t id);
+
+/* The client's answer to a server's request (ping, roots/list: empty,
+ * elicitation/create: declined, or the schema's defaults accepted when the
+ * server entry says `elicitation: accept_defaults`, sampling/createMessage:
+ * refused, else method not found). */
+cJSON *cm_mcp_client_reply(const cm_mcp_session *s, const cJSON *request);
+/* Tells a stdio server the request it is working on was given up (the
+ * chain's cancel or deadline): notifications/cancelled (lock held). */
+void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *reason);
+
 /* ---- mcp_session_async.c ---------------------------------------------- */
 
 /* Fails async requests given up, past their deadline or hung (lock held). */
@@ -128,6 +158,11 @@ void cm_mcp_stop_stdio(cm_mcp_session *s);
 /* One POST; RETRY_EXPIRED when the server forgot the session (404). */
 int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, bool notify,
                          const cm_call_ctx *ctx, cJSON **answer, cm_error *err);
+/* The session's GET stream, listened to on a thread of its own: the
+ * server's requests on it are answered, its notifications go to the calls
+ * in flight; ends when the server has none (405) or at stop. */
+void cm_mcp_http_listen_start(cm_mcp_session *s);
+void cm_mcp_http_listen_stop(cm_mcp_session *s);
 /* DELETE of the Mcp-Session-Id, if any (best effort, 2 s). */
 void cm_mcp_delete_http_session(cm_mcp_session *s);
 

@@ -54,7 +54,14 @@ static int handshake(cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err)
 {
     cm_autojson cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "protocolVersion", cm_mcp_versions[0]);
-    cJSON_AddObjectToObject(params, "capabilities");
+    /* answered by cm_mcp_client_reply (stdio: the reader thread; HTTP: on
+       the answer stream as it arrives): roots are empty, sampling is
+       refused, elicitation declined; declared so a server shows the tools
+       that ask for them */
+    cJSON *caps = cJSON_AddObjectToObject(params, "capabilities");
+    cJSON_AddBoolToObject(cJSON_AddObjectToObject(caps, "roots"), "listChanged", 0);
+    cJSON_AddObjectToObject(caps, "sampling");
+    cJSON_AddObjectToObject(caps, "elicitation");
     cJSON *ci = cJSON_AddObjectToObject(params, "clientInfo");
     cJSON_AddStringToObject(ci, "name", "codemode");
     cJSON_AddStringToObject(ci, "version", "0.1.0");
@@ -117,6 +124,8 @@ static int ensure_ready(cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err
     if (rc == 0 && !s->closing && s->state == S_STARTING) {
         s->state = S_READY;
         s->started_ms = cm_now_ms();
+        if (s->http)
+            cm_mcp_http_listen_start(s); /* under the lock: one starter at a time */
     } else {
         if (rc == 0)
             rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s' %s during start-up",
@@ -176,10 +185,12 @@ static void session_close(cm_mcp_session *s)
     s->closing = true;
     cm_mcp_fail_all_locked(s, "was closed");
     pthread_mutex_unlock(&s->lock);
-    if (s->http)
+    if (s->http) {
+        cm_mcp_http_listen_stop(s);
         cm_mcp_delete_http_session(s);
-    else
+    } else {
         cm_mcp_stop_stdio(s);
+    }
     pthread_mutex_lock(&s->lock);
     while (s->refs > 0)
         cm_mcp_wait_ms(s, 50);

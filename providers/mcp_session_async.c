@@ -23,10 +23,12 @@ void cm_mcp_expire_async_locked(cm_mcp_session *s)
         if (p->cancel && atomic_load(p->cancel)) {
             cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': cancelled: the caller gave up",
                          s->server);
+            cm_mcp_send_cancelled_locked(s, p->id, "the calling chain ended");
         } else if (now >= p->hung_at) {
             cm_mcp_server_hung(s, p->method, &p->err); /* fails every call, this one says why */
         } else if (now >= p->deadline_ms) {
             cm_error_set(&p->err, CM_ERR_TIMEOUT, "MCP server '%s': timed out", s->server);
+            cm_mcp_send_cancelled_locked(s, p->id, "the call's deadline passed");
         } else {
             continue;
         }
@@ -125,6 +127,8 @@ static int send_async_locked(cm_mcp_session *s, const char *method, cJSON *param
     pd->hung_at = cm_now_ms() + cm_mcp_request_timeout_ms(s);
     pd->deadline_ms = cm_mcp_request_deadline(s, ctx);
     cJSON_AddNumberToObject(msg, "id", (double)pd->id);
+    cm_mcp_progress_token(method, params, pd->id);
+    cm_mcp_pending_notes(pd, ctx);
     cJSON_AddStringToObject(msg, "method", method);
     if (params)
         cJSON_AddItemReferenceToObject(msg, "params", params);

@@ -216,3 +216,162 @@ int cm_mcp_answer_to_result(cm_mcp_session *s, const char *method, cJSON *answer
     *result = r ? r : cJSON_CreateObject();
     return 0;
 }
+
+/* ---- server notifications into the calling chains' logs ------------------ */
+
+void cm_mcp_progress_token(const char *method, cJSON *params, int64_t id)
+{
+    if (strcmp(method, "tools/call") != 0 || !cJSON_IsObject(params))
+        return;
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
+    if (!cJSON_IsObject(meta)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(params, "_meta");
+        meta = cJSON_AddObjectToObject(params, "_meta");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "progressToken");
+    cJSON_AddNumberToObject(meta, "progressToken", (double)id);
+}
+
+void cm_mcp_pending_notes(pending *p, const cm_call_ctx *ctx)
+{
+    p->note = ctx ? ctx->note : NULL;
+    p->note_arg = ctx ? ctx->note_arg : NULL;
+    p->note_group = ctx ? ctx->note_group : NULL;
+}
+
+static void progress_line(const cJSON *params, char *line, size_t size)
+{
+    const cJSON *progress = cJSON_GetObjectItemCaseSensitive(params, "progress");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(params, "total");
+    const char *message = cm_json_str(params, "message");
+    int n =
+        snprintf(line, size, "progress %g", cJSON_IsNumber(progress) ? progress->valuedouble : 0);
+    if (cJSON_IsNumber(total) && n > 0 && (size_t)n < size)
+        n += snprintf(line + n, size - (size_t)n, "/%g", total->valuedouble);
+    if (message && n > 0 && (size_t)n < size)
+        snprintf(line + n, size - (size_t)n, ": %.300s", message);
+}
+
+static void log_line(const cJSON *params, char *line, size_t size)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(params, "data");
+    cm_autofree char *printed = cJSON_IsString(data) ? NULL : cm_json_print(data);
+    const char *level = cm_json_str(params, "level"), *logger = cm_json_str(params, "logger");
+    snprintf(line, size, "log %s%s%s: %.400s", level ? level : "info", logger ? " " : "",
+             logger ? logger : "", cJSON_IsString(data) ? data->valuestring : printed);
+}
+
+/* The log line of a progress (token set) or log notification; false for
+ * any other message. */
+static bool note_text(const cJSON *msg, const cJSON **token, char *line, size_t size)
+{
+    const char *method = cm_json_str(msg, "method");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
+    *token = NULL;
+    if (method && !strcmp(method, "notifications/progress")) {
+        *token = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
+        progress_line(params, line, size);
+        return cJSON_IsNumber(*token);
+    }
+    if (method && !strcmp(method, "notifications/message")) {
+        log_line(params, line, size);
+        return true;
+    }
+    return false;
+}
+
+void cm_mcp_forward_notification_locked(cm_mcp_session *s, const cJSON *msg)
+{
+    const cJSON *token;
+    char line[512];
+    if (!note_text(msg, &token, line, sizeof line))
+        return;
+    for (pending *p = s->pending; p; p = p->next) {
+        if (!p->note || p->done)
+            continue;
+        if (token) {
+            if (p->id == (int64_t)token->valuedouble)
+                p->note(p->note_arg, line);
+            continue;
+        }
+        bool first = true; /* of its chain: a server-wide line reaches a chain once */
+        for (pending *q = s->pending; q != p && first; q = q->next)
+            first = !(q->note && !q->done && q->note_group == p->note_group);
+        if (first)
+            p->note(p->note_arg, line);
+    }
+}
+
+void cm_mcp_note_for(const cm_call_ctx *ctx, const cJSON *msg, int64_t id)
+{
+    const cJSON *token;
+    char line[512];
+    if (ctx && ctx->note && note_text(msg, &token, line, sizeof line) &&
+        (!token || (int64_t)token->valuedouble == id))
+        ctx->note(ctx->note_arg, line);
+}
+
+void cm_mcp_send_cancelled_locked(cm_mcp_session *s, int64_t id, const char *reason)
+{
+    if (s->http || s->in_fd < 0 || s->state != S_READY)
+        return;
+    cm_autojson cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(msg, "method", "notifications/cancelled");
+    cJSON *params = cJSON_AddObjectToObject(msg, "params");
+    cJSON_AddNumberToObject(params, "requestId", (double)id);
+    cJSON_AddStringToObject(params, "reason", reason);
+    cm_error ignored;
+    cm_mcp_send_line_locked(s, msg, cm_now_ms() + 200, &ignored);
+}
+
+/* elicitation: "accept_defaults" (server entry): every field of the
+ * requested schema that has a default, accepted as the answer */
+static cJSON *accept_defaults(const cJSON *params)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "action", "accept");
+    cJSON *content = cJSON_AddObjectToObject(res, "content");
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(params, "requestedSchema"), "properties");
+    const cJSON *p;
+    cJSON_ArrayForEach(p, props)
+    {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "default");
+        if (d)
+            cJSON_AddItemToObject(content, p->string, cJSON_Duplicate(d, 1));
+    }
+    return res;
+}
+
+cJSON *cm_mcp_client_reply(const cm_mcp_session *s, const cJSON *msg)
+{
+    const char *method = cm_json_str(msg, "method");
+    const char *elicit = cm_json_str(s->cfg, "elicitation");
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
+    if (!strcmp(method, "ping")) {
+        cJSON_AddObjectToObject(r, "result");
+    } else if (!strcmp(method, "roots/list")) {
+        cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
+    } else if (!strcmp(method, "elicitation/create") && elicit &&
+               !strcmp(elicit, "accept_defaults")) {
+        cJSON_AddItemToObject(r, "result",
+                              accept_defaults(cJSON_GetObjectItemCaseSensitive(msg, "params")));
+    } else if (!strcmp(method, "elicitation/create")) {
+        /* no user behind a chain to ask: declined, as the spec words it */
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(r, "result"), "action", "decline");
+    } else if (!strcmp(method, "sampling/createMessage")) {
+        cJSON *e = cJSON_AddObjectToObject(r, "error");
+        cJSON_AddNumberToObject(e, "code", -1);
+        cJSON_AddStringToObject(e, "message",
+                                "sampling refused: codemode has no model to sample from; a tool "
+                                "that needs an LLM completion cannot run from a chain");
+    } else {
+        cJSON *e = cJSON_AddObjectToObject(r, "error");
+        cJSON_AddNumberToObject(e, "code", -32601);
+        cJSON_AddStringToObject(e, "message", "method not supported by this client");
+    }
+    return r;
+}

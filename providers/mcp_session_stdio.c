@@ -30,19 +30,7 @@ typedef struct reader_arg {
 
 static void answer_server_request(cm_mcp_session *s, const cJSON *msg)
 {
-    const char *method = cm_json_str(msg, "method");
-    cm_autojson cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(r, "id", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(msg, "id"), 1));
-    if (!strcmp(method, "ping")) {
-        cJSON_AddObjectToObject(r, "result");
-    } else if (!strcmp(method, "roots/list")) {
-        cJSON_AddArrayToObject(cJSON_AddObjectToObject(r, "result"), "roots");
-    } else {
-        cJSON *e = cJSON_AddObjectToObject(r, "error");
-        cJSON_AddNumberToObject(e, "code", -32601);
-        cJSON_AddStringToObject(e, "message", "method not supported by this client");
-    }
+    cm_autojson cJSON *r = cm_mcp_client_reply(s, msg);
     cm_error ignored;
     pthread_mutex_lock(&s->lock);
     cm_mcp_send_line_locked(s, r, cm_now_ms() + 1000, &ignored);
@@ -54,10 +42,15 @@ static void deliver(cm_mcp_session *s, cJSON *msg)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     const char *method = cm_json_str(msg, "method");
     if (method) {
-        if (id)
+        if (id) {
             answer_server_request(s, msg);
+        } else {
+            pthread_mutex_lock(&s->lock);
+            cm_mcp_forward_notification_locked(s, msg);
+            pthread_mutex_unlock(&s->lock);
+        }
         cJSON_Delete(msg);
-        return; /* notifications are ignored */
+        return;
     }
     if (!cJSON_IsNumber(id)) {
         cJSON_Delete(msg);
@@ -350,6 +343,8 @@ int cm_mcp_stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
     if (!notify) {
         pd.id = ++s->next_id;
         cJSON_AddNumberToObject(msg, "id", (double)pd.id);
+        cm_mcp_progress_token(method, params, pd.id);
+        cm_mcp_pending_notes(&pd, ctx);
     }
     cJSON_AddStringToObject(msg, "method", method);
     if (params)
@@ -368,6 +363,8 @@ int cm_mcp_stdio_exchange(cm_mcp_session *s, const char *method, cJSON *params, 
         }
         cm_mcp_wait_ms(s, 100);
     }
+    if (rc < 0 && !pd.done && err->kind == CM_ERR_TIMEOUT) /* given up, the server alive */
+        cm_mcp_send_cancelled_locked(s, pd.id, "the caller gave up or its deadline passed");
     for (pending **pp = &s->pending; *pp; pp = &(*pp)->next)
         if (*pp == &pd) {
             *pp = pd.next;

@@ -35,6 +35,12 @@ typedef struct cm_call_ctx {
      * `headers` from it: providers/openapi_auth.h); set by
      * cm_provider_discover */
     const cJSON *manual_tmpl;
+    /* a provider's notes on a running call (an MCP server's progress and log
+     * notifications), one line each, for the calling chain's logs; NULL:
+     * dropped.  Called on any thread, only while the call runs. */
+    void (*note)(void *note_arg, const char *line);
+    void *note_arg;
+    const void *note_group; /* one chain's calls share it: a server-wide line reaches it once */
 } cm_call_ctx;
 
 /* Runs a tool.  `tmpl` is the tool's tool_call_template as registered (not

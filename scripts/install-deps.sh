@@ -5,7 +5,7 @@ set -eu
 PKGS="gcc make pkg-config libc6-dev libcurl4-openssl-dev libcjson-dev libyaml-dev libcap-dev
 libseccomp-dev libbpf-dev libcmocka-dev python3.11 libpython3.11-dev clang bpftool iproute2
 util-linux socat scdoc python3-yaml libssl-dev libclang-rt-14-dev valgrind
-qemu-system-x86 mmdebstrap e2fsprogs mypy"
+qemu-system-x86 mmdebstrap e2fsprogs mypy libmicrohttpd-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -7,6 +7,10 @@ pointing at URL over streamable HTTP -- registration runs initialize,
 notifications/initialized and tools/list -- then runs a chain:
   initialize: `return 1` (the handshake is what the suite checks)
   tools_call: add_numbers(a=17, b=25) through the chain, result checked.
+  elicitation-sep1034-client-defaults: with `elicitation: accept_defaults`
+             on the server entry, the schema's defaults are the answer.
+  sse-retry: test_reconnection, whose answer stream the server closes early:
+             the client resumes it (GET, Last-Event-ID, after `retry`).
 Exits 0 on success, 1 with a message otherwise."""
 import json
 import os
@@ -19,8 +23,11 @@ from tests.integration.engine import Engine  # noqa: E402
 def main():
     url = sys.argv[-1]
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    server = {"url": url}
+    if scenario == "elicitation-sep1034-client-defaults":
+        server["elicitation"] = "accept_defaults"  # the configured elicitation policy
     cfg = {"manual_call_templates": [{"name": "conf", "call_template_type": "mcp", "config": {
-        "mcpServers": {"suite": {"url": url}}}}]}
+        "mcpServers": {"suite": server}}}]}
     engine = Engine(json.dumps(cfg), "config.json")
     try:
         engine.start()
@@ -29,6 +36,12 @@ def main():
             if scenario == "tools_call":
                 r = client.chain("return await conf.suite_add_numbers(a=17, b=25)")
                 ok = r["error"] is None and "42" in json.dumps(r["result"])
+            elif scenario == "elicitation-sep1034-client-defaults":
+                r = client.chain("return await conf.suite_test_client_elicitation_defaults()")
+                ok = r["error"] is None and "completed" in json.dumps(r["result"])
+            elif scenario == "sse-retry":
+                r = client.chain("return await conf.suite_test_reconnection()")
+                ok = r["error"] is None and "successfully" in json.dumps(r["result"])
             else:
                 r = client.chain("return 1")
                 ok = r["error"] is None and r["result"] == 1

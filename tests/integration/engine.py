@@ -27,6 +27,30 @@ def alive(pid):
         return False
 
 
+def wait_port(port, proc=None, what="server", timeout=30):
+    """Waits until something listens on 127.0.0.1:port (proc: fail early if it exits)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (what, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("%s did not listen on port %d" % (what, port))
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM, then SIGKILL after timeout; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup
@@ -103,7 +127,8 @@ class Client:
 class Engine:
     """A running `codemode serve` with its own temp dir, socket and config."""
 
-    def __init__(self, config=None, config_name="config.yaml", files=None):
+    def __init__(self, config=None, config_name="config.yaml", files=None, args=None):
+        self.args = list(args or [])  # more `codemode serve` options (e.g. --http ADDR)
         self.dir = tempfile.mkdtemp(prefix="codemode-test-")
         self.socket = os.path.join(self.dir, "engine.sock")
         self.config_path = None
@@ -121,6 +146,7 @@ class Engine:
         cmd = [BIN, "serve", "--socket", self.socket]
         if self.config_path:
             cmd += ["--config", self.config_path]
+        cmd += self.args
         self.log = open(self.log_path, "w")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -176,17 +202,35 @@ class EngineTest(unittest.TestCase):
     FILES = None
 
     @classmethod
+    def cleanup_side(cls):
+        """What a test class starts besides the engine (servers, dirs): stopped
+        after the engine, and when setUpClass fails."""
+
+    @classmethod
+    def ready(cls):
+        """Runs after the engine started (e.g. wait for its HTTP port)."""
+
+    @classmethod
     def setUpClass(cls):
         cls.engine = Engine(cls.CONFIG, cls.CONFIG_NAME, cls.FILES)
         try:
             cls.engine.start()
             cls.client = cls.engine.client()
+            cls.ready()
         except Exception:
             cls.engine.cleanup()  # never leave an engine running
+            cls.cleanup_side()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        try:
+            cls.stop_engine()
+        finally:
+            cls.cleanup_side()
+
+    @classmethod
+    def stop_engine(cls):
         cls.client.close()
         rc = cls.engine.stop()
         log = cls.engine.read_log()

@@ -14,27 +14,27 @@ from tests.integration.engine import ROOT, EngineTest, alive
 SERVER = os.path.join(ROOT, "tests", "integration", "hung_mcp_server.py")
 
 
-class HungMcpServer(EngineTest):
+class StdioStubTest(EngineTest):
+    """An engine whose manual MANUAL has one stdio stub MCP server NAME
+    (SCRIPT STATEDIR, entry extras in ENTRY), with a state dir of its own."""
+
+    MANUAL, NAME, SCRIPT, ENTRY = "hang", "h", SERVER, {"timeout": 1.5}
 
     @classmethod
     def setUpClass(cls):
-        cls.state = tempfile.mkdtemp(prefix="codemode-hung-mcp-")
+        cls.state = tempfile.mkdtemp(prefix="codemode-stub-mcp-")
+        entry = dict(cls.ENTRY, command="/usr/bin/python3.11", args=[cls.SCRIPT, cls.state])
         cls.CONFIG = json.dumps({"manual_call_templates": [
-            {"name": "hang", "call_template_type": "mcp", "config": {"mcpServers": {
-                "h": {"command": "/usr/bin/python3.11", "args": [SERVER, cls.state],
-                      "timeout": 1.5}}}}]})
-        try:
-            super().setUpClass()
-        except Exception:
-            shutil.rmtree(cls.state, ignore_errors=True)
-            raise
+            {"name": cls.MANUAL, "call_template_type": "mcp",
+             "config": {"mcpServers": {cls.NAME: entry}}}]})
+        super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.state, ignore_errors=True)
+    def cleanup_side(cls):
+        shutil.rmtree(cls.state, ignore_errors=True)
+
+
+class HungMcpServer(StdioStubTest):
 
     def pids(self):
         with open(os.path.join(self.state, "pids")) as f:
