@@ -72,12 +72,12 @@ class EverythingClient(EngineTest):
                              (manual, r["logs"]))
 
     def test_declared_capabilities_expose_the_tools_that_need_them(self):
-        r = self.run_chain("return sorted(t['name'] for t in search_tools('roots sampling "
-                           "elicitation', 50))")
-        for server in ("ev.srv", "evh.h"):
-            for tool in ("get-roots-list", "trigger-sampling-request",
-                         "trigger-elicitation-request"):
-                self.assertIn(server + "." + tool, r["result"])
+        r = self.run_chain("return sorted(t['access_name'] for t in search_tools('roots "
+                           "sampling elicitation', 50))")
+        for manual, server in (("ev", "srv"), ("evh", "h")):
+            for tool in ("get_roots_list", "trigger_sampling_request",
+                         "trigger_elicitation_request"):
+                self.assertIn("%s.%s_%s" % (manual, server, tool), r["result"])
 
     def test_sampling_is_refused_and_elicitation_declined_clearly(self):
         # over HTTP the server's requests come on the answer's SSE stream, read live
