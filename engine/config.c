@@ -116,6 +116,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->pool_size = 2;
     cfg->pool_full_size = 0;
     cfg->zygote = true;
+    cfg->provider_jail = true;
     cfg->pool_refill_concurrency = 1;
     cfg->client_queue_max = 32;
     cfg->registration = cm_reg_limits_or_default(NULL);
@@ -189,6 +190,10 @@ static int apply_isolation_key(cm_config *cfg, const cJSON *item, bool *done, cm
         if (!cJSON_IsBool(item))
             return cm_error_set(err, CM_ERR_CONFIG, "engine.zygote: must be true or false");
         cfg->zygote = cJSON_IsTrue(item);
+    } else if (!strcmp(item->string, "provider_jail")) {
+        if (!cJSON_IsBool(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.provider_jail: must be true or false");
+        cfg->provider_jail = cJSON_IsTrue(item);
     } else if (!strcmp(item->string, "require_layers")) {
         const cJSON *l;
         if (!cJSON_IsArray(item))
@@ -277,9 +282,9 @@ static const engine_key *find_engine_key(const char *name)
 
 static int unknown_engine_key(const char *key, cm_error *err)
 {
-    static const char *const other[] = {"rootfs",    "rootfs_full",  "metrics_file",
-                                        "policy",    "registration", "imports",
-                                        "test_mode", "zygote",       "require_layers"};
+    static const char *const other[] = {"rootfs",         "rootfs_full",  "metrics_file", "policy",
+                                        "registration",   "imports",      "test_mode",    "zygote",
+                                        "require_layers", "provider_jail"};
     size_t nk = sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0], no = sizeof other / sizeof *other;
     const char
         *names[sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0] + sizeof other / sizeof *other + 1];

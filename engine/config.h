@@ -61,7 +61,9 @@ typedef struct cm_config {
     int pool_refill_concurrency; /* engine.pool_refill_concurrency: parallel refills (1) */
     bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
     bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
-    bool zygote; /* engine.zygote: fork sandboxes from a pre-imported zygote (true) */
+    bool zygote;        /* engine.zygote: fork sandboxes from a pre-imported zygote (true) */
+    bool provider_jail; /* engine.provider_jail: provider processes jailed (true; see
+                           isolate/provider_jail.h) */
     const cJSON *public_variables; /* names whose values are not redacted (redact.h) */
     const cJSON *require_layers;   /* engine.require_layers: array of layer names (doctor) */
     int client_queue_max;          /* engine.client_queue_max: one connection's queued + running

@@ -197,7 +197,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
-    if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, err) < 0)
+    if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, socket_path, err) < 0)
         return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;

@@ -27,6 +27,16 @@ def alive(pid):
         return False
 
 
+def status_fields(pid):
+    """/proc/PID/status as a dict of stripped strings."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup

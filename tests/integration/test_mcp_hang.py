@@ -19,9 +19,10 @@ class HungMcpServer(EngineTest):
     @classmethod
     def setUpClass(cls):
         cls.state = tempfile.mkdtemp(prefix="codemode-hung-mcp-")
+        os.chmod(cls.state, 0o777)  # the server runs as its own unprivileged uid
         cls.CONFIG = json.dumps({"manual_call_templates": [
             {"name": "hang", "call_template_type": "mcp", "config": {"mcpServers": {
-                "h": {"command": "/usr/bin/python3.11", "args": [SERVER, cls.state],
+                "h": {"command": "/usr/bin/python3.11", "args": [SERVER, cls.state], "writable_dirs": [cls.state],
                       "timeout": 1.5}}}}]})
         try:
             super().setUpClass()
