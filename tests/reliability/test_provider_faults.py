@@ -6,10 +6,10 @@ import json
 import os
 import time
 
-from tests.integration.engine import EngineTest
+from tests.integration.engine import ROOT, EngineTest
 from tests.reliability.fault_servers import FaultHTTP
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(ROOT, "tests", "reliability")  # reachable by provider uids (engine.py)
 PY = "/usr/bin/python3"  # the system Python: provider processes run as an unprivileged uid
 
 
