@@ -569,6 +569,27 @@ static int set_base_dir(cm_config *cfg, cm_error *err)
     return 0;
 }
 
+/* Rootless with no rootfs beside the binary: the user's own, in
+ * $XDG_DATA_HOME/codemode/rootfs (~/.local/share/codemode/rootfs), which
+ * the engine builds on first use (engine/main.c check_rootfs). */
+static int user_rootfs_default(cm_config *cfg)
+{
+    if (geteuid() == 0 || access(cfg->rootfs, F_OK) == 0)
+        return 0;
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    char buf[PATH_MAX];
+    if (xdg && xdg[0] == '/' && strlen(xdg) < 3000)
+        snprintf(buf, sizeof buf, "%s/codemode/rootfs", xdg);
+    else if (home && home[0] == '/' && strlen(home) < 3000)
+        snprintf(buf, sizeof buf, "%s/.local/share/codemode/rootfs", home);
+    else
+        return 0;
+    free(cfg->rootfs);
+    cfg->rootfs = cm_xstrdup(buf);
+    cfg->rootfs_build_on_use = true;
+    return 0;
+}
+
 static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err)
 {
     cm_autofree char *cwd = NULL;
@@ -591,7 +612,7 @@ static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err
             cfg->rootfs = cm_steal_ptr(&alt);
         }
     }
-    return 0;
+    return user_rootfs_default(cfg);
 }
 
 static int load_file(cm_config *cfg, cm_error *err)
@@ -647,6 +668,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .test_mode = cfg->test_mode,
         .require_layers = cfg->require_layers,
         .zygote = cfg->zygote,
+        .provider_jail = cfg->provider_jail,
         .workers = cfg->workers,
         .pool_size = cfg->pool_size,
         .pool_full_size = cfg->pool_full_size,

@@ -61,6 +61,11 @@ static int check_one_rootfs(char **rootfs, cm_error *err);
 /* Both rootfs trees: the default (minimal) and the one for widened imports. */
 static int check_rootfs(cm_config *cfg, cm_error *err)
 {
+    if (cfg->rootfs_build_on_use && access(cfg->rootfs, F_OK) != 0) {
+        cm_log("info", "rootless: building the sandbox rootfs into %s (first use)", cfg->rootfs);
+        if (cm_rootfs_build_user(cfg->rootfs, err) < 0)
+            return -1;
+    }
     if (check_one_rootfs(&cfg->rootfs, err) < 0)
         return -1;
     if (!cfg->rootfs_full) {
@@ -120,11 +125,10 @@ static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
 static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
 {
     if (geteuid() != 0) {
-        cm_log("warn",
-               "running unprivileged (uid %u): sandboxes map their root to engine.sandbox_uid "
-               "%u, which needs CAP_SETUID/CAP_SETGID and mount rights; chains will fail with "
-               "sandbox_failure and codemode health reports not_ready until the engine runs "
-               "as root or under the shipped systemd unit",
+        cm_log("info",
+               "rootless (uid %u): sandboxes map their root to this uid in unprivileged user "
+               "namespaces (engine.sandbox_uid %u is not used); `codemode doctor` shows which "
+               "layers are active",
                (unsigned)geteuid(), (unsigned)cfg_uid_hint);
         return 0;
     }

@@ -138,7 +138,7 @@ static void jail_config(cm_engine *eng, cm_provider_exec_cfg *jc, char **hide)
         eng->providers->ids_ctx = &eng->iso;
         cm_log("info", "providers: jailed, each process its own uid from %u..%u, own mount view",
                (unsigned)eng->iso.uid_base, (unsigned)(eng->iso.uid_base + eng->iso.uid_count - 1));
-    } else if (cm_provider_userns_works()) {
+    } else if (cm_userns_works()) {
         jc->userns = true;
         cm_log("info", "providers: jailed in a user namespace as uid %u, own mount view",
                (unsigned)geteuid());

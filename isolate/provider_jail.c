@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
 #endif
@@ -125,21 +127,6 @@ static int hide(const char *path, char *why, size_t cap)
     return 0;
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 static int mount_view(const cm_provider_jail *j, char *why, size_t cap)
 {
     if (unshare(CLONE_NEWNS) < 0)
@@ -163,7 +150,7 @@ static int mount_view(const cm_provider_jail *j, char *why, size_t cap)
         if (hide(j->hide[i], why, cap) < 0)
             return -1;
     for (int i = 0; i < j->nrw; i++) {
-        if (mkdir_p(j->rw[i]) < 0)
+        if (cm_mkdir_parents(j->rw[i], 0755, true) < 0)
             return failf(why, cap, "mkdir", j->rw[i]);
         if (syscall(SYS_move_mount, rw_fd[i], "", AT_FDCWD, j->rw[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
             return failf(why, cap, "move_mount", j->rw[i]);
@@ -240,7 +227,7 @@ void cm_provider_uid_kill(uid_t uid)
             ;
 }
 
-bool cm_provider_userns_works(void)
+bool cm_userns_works(void)
 {
     pid_t pid = fork();
     if (pid == 0) {

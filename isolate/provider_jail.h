@@ -36,7 +36,7 @@ int cm_provider_jail_enter(const cm_provider_jail *j, char *why, size_t cap);
 void cm_provider_uid_kill(uid_t uid);
 
 /* True when this process may create a user namespace with a mount
- * namespace (the non-root engine's provider jail). */
-bool cm_provider_userns_works(void);
+ * namespace (a rootless engine: its sandboxes and provider jail). */
+bool cm_userns_works(void);
 
 #endif

@@ -85,6 +85,19 @@ def status_fields(pid):
     return out
 
 
+def chain_result(socket_path, code):
+    """Runs one chain on a fresh connection; its result (AssertionError
+    with the whole response when the chain failed)."""
+    c = Client(socket_path)
+    try:
+        r = c.chain(code)
+    finally:
+        c.close()
+    if r["error"] is not None:
+        raise AssertionError("chain failed: %r" % r)
+    return r["result"]
+
+
 def codemode_cgroup_roots():
     """Every `codemode` cgroup directory an engine started by this process
     may use: at each hierarchy's root and below this process's own cgroup

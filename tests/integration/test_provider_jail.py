@@ -15,7 +15,8 @@ import shutil
 import tempfile
 import unittest
 
-from tests.integration.engine import ROOT, Engine, alive, codemode_cgroup_roots, status_fields
+from tests.integration.engine import (ROOT, Engine, alive, chain_result, codemode_cgroup_roots,
+                                      status_fields)
 from tests.integration.test_provider_lifecycle import wait_gone
 
 STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
@@ -105,13 +106,7 @@ class ProviderJail(unittest.TestCase):
         shutil.rmtree(cls.pub, ignore_errors=True)
 
     def chain(self, code):
-        c = self.eng.client()
-        try:
-            r = c.chain(code)
-        finally:
-            c.close()
-        self.assertIsNone(r["error"], r)
-        return r["result"]
+        return chain_result(self.eng.socket, code)
 
     def servers(self):
         """Pids of the two MCP servers (the engine's children)."""
