@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,11 @@ static int run_builder(const char *builder, const char *out, const char *profile
         return -1;
     }
     if (pid == 0) {
+        /* the engine blocks SIGTERM/SIGINT for its signalfd; the builder's
+         * worker pool must be stoppable (Pool.terminate sends SIGTERM) */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execl(HOST_PYTHON, HOST_PYTHON, "-I", "-B", builder, "--out", out, "--profile", profile,
               (char *)NULL);
         fprintf(stderr, "codemode: cannot run %s: %m\n", HOST_PYTHON);
