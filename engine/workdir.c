@@ -152,6 +152,25 @@ static void jail_config(cm_engine *eng, cm_provider_exec_cfg *jc, char **hide)
     eng->providers->jailed = jc->jail;
 }
 
+/* One command through the jail at start: a kernel or unit that refuses a
+ * step (mount_setattr, a user namespace) is named now, not at the first
+ * tool call. */
+static int check_jail(cm_engine *eng, cm_error *err)
+{
+    cm_provider_ids ids;
+    if (cm_providers_take_ids(eng->providers, &ids, err) < 0)
+        return -1;
+    char why[512];
+    if (cm_provider_exec_check(eng->provider_exec, ids.set ? ids.arg : NULL, why, sizeof why) < 0)
+        cm_log("error",
+               "providers: the provider jail fails here (%s): every CLI command and MCP stdio "
+               "server will fail to start; `codemode doctor` shows the same (engine.provider_jail: "
+               "false runs them unjailed as the engine's uid)",
+               why);
+    cm_providers_release_ids(eng->providers, &ids);
+    return 0;
+}
+
 int cm_workdir_start(cm_engine *eng, const char *socket_path, cm_error *err)
 {
     const char *base = tmp_base();
@@ -172,7 +191,7 @@ int cm_workdir_start(cm_engine *eng, const char *socket_path, cm_error *err)
     if (rc < 0)
         return cm_error_prefix(err, "provider cgroup");
     eng->providers->exec_prefix = eng->provider_exec;
-    return 0;
+    return jc.jail ? check_jail(eng, err) : 0;
 }
 
 void cm_workdir_stop(cm_engine *eng)

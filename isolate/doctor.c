@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "isolation.h"
+#include "provider_exec.h"
 #include "provider_jail.h"
 #include "util.h"
 
@@ -148,6 +149,36 @@ static int live_check(cm_isolation *iso, const cm_iso_config *cfg, char *report,
     return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;
 }
 
+/* A command through the provider exec step and jail, as serve runs it. */
+static int provider_check(cm_isolation *iso, const cm_iso_config *cfg)
+{
+    if (!cfg->provider_jail)
+        return 0;
+    cm_provider_exec_cfg pc = {.jail = true, .userns = geteuid() != 0, .tmp_mb = 16};
+    cm_cgroup cg;
+    char **prefix = NULL, why[1100] = "", ids[32];
+    cm_error err;
+    uid_t u = 0;
+    gid_t g = 0;
+    int rc = cm_provider_exec_prepare(&iso->cgroups, &cg, &pc, &prefix, &err);
+    if (rc < 0)
+        snprintf(why, sizeof why, "%s", err.message);
+    bool root = geteuid() == 0;
+    if (rc == 0 && root && (rc = cm_isolation_take_ids(iso, &u, &g, &err)) < 0)
+        snprintf(why, sizeof why, "%s", err.message);
+    snprintf(ids, sizeof ids, "%u:%u", (unsigned)u, (unsigned)g);
+    if (rc == 0)
+        rc = cm_provider_exec_check(prefix, root ? ids : NULL, why, sizeof why);
+    if (root && u)
+        cm_isolation_release_ids(iso, u);
+    cm_provider_exec_free(prefix);
+    if (cg.created)
+        cm_cgroup_destroy(&cg);
+    printf("provider check %-11s %s\n", rc == 0 ? "ok" : "FAILED",
+           rc == 0 ? "/bin/true ran through the provider exec step and jail" : why);
+    return rc;
+}
+
 /* Which uid each part runs as, and what stands in for missing cgroups. */
 static void who_runs_as_what(const cm_isolation *iso, const cm_iso_config *cfg)
 {
@@ -204,6 +235,7 @@ int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *er
     char report[1200], missing[256];
     int live = live_check(&iso, cfg, report, sizeof report);
     printf("live check    %-12s %s\n", live == 0 ? "ok" : "FAILED", report);
+    int pcheck = provider_check(&iso, cfg);
     bool bad;
     cm_error lerr;
     bool ok =
@@ -215,5 +247,5 @@ int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *er
     else
         printf("all required layers active\n");
     cm_isolation_free(&iso);
-    return ok && live == 0 ? 0 : 1;
+    return ok && live == 0 && pcheck == 0 ? 0 : 1;
 }

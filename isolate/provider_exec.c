@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -165,4 +167,60 @@ void cm_provider_exec_free(char **prefix)
     for (char **p = prefix; p && *p; p++)
         free(*p);
     free(prefix);
+}
+
+int cm_provider_exec_check(char *const *prefix, const char *ids, char *why, size_t cap)
+{
+    size_t n = 0;
+    while (prefix && prefix[n])
+        n++;
+    if (!n)
+        return 0;
+    char **argv = cm_xcalloc(n + 6, sizeof *argv);
+    memcpy(argv, prefix, n * sizeof *argv);
+    if (ids) {
+        argv[n++] = "--ids";
+        argv[n++] = (char *)ids;
+    }
+    argv[n++] = "--";
+    argv[n++] = "/bin/true";
+    argv[n++] = "/bin/true";
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        free(argv);
+        snprintf(why, cap, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(argv);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        snprintf(why, cap, "cannot start the exec step: %s", strerror(rc));
+        return -1;
+    }
+    char buf[512];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 &&
+           ((r = read(pfd[0], buf + got, sizeof buf - 1 - got)) > 0 || (r < 0 && errno == EINTR)))
+        got += r > 0 ? (size_t)r : 0;
+    close(pfd[0]);
+    buf[got] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    snprintf(why, cap, "%s", got ? buf : "the exec step failed");
+    return -1;
 }

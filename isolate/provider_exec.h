@@ -39,4 +39,10 @@ int cm_provider_exec_prepare(cm_cgroup_root *root, cm_cgroup *cg, const cm_provi
                              char ***prefix, cm_error *err);
 void cm_provider_exec_free(char **prefix);
 
+/* Runs `/bin/true` through prefix (as uid:gid when ids is "uid:gid", else
+ * NULL) and waits: 0 when the exec step and its jail work here, else -1
+ * with the step's own message (or the wait status) in why.  For the
+ * engine's start-up report and doctor. */
+int cm_provider_exec_check(char *const *prefix, const char *ids, char *why, size_t cap);
+
 #endif

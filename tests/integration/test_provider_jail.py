@@ -12,10 +12,11 @@ inside (what the CLI command sees)."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
-from tests.integration.engine import (ROOT, Engine, alive, chain_result, codemode_cgroup_roots,
+from tests.integration.engine import (BIN, ROOT, Engine, alive, chain_result, codemode_cgroup_roots,
                                       status_fields)
 from tests.integration.test_provider_lifecycle import wait_gone
 
@@ -209,6 +210,13 @@ class ProviderJail(unittest.TestCase):
         if left:
             os.kill(pid, 9)  # this test's own leftover
         self.assertEqual(left, [])
+
+    def test_doctor_reports_the_jail(self):
+        p = subprocess.run([BIN, "doctor", "--config", self.config], capture_output=True,
+                           text=True, timeout=60)
+        self.assertRegex(p.stdout, r"engine\s+uid 0 \(root")
+        self.assertRegex(p.stdout, r"providers\s+jailed: a uid of its own per process")
+        self.assertRegex(p.stdout, r"provider check\s+ok")
 
     def test_provider_cgroup_is_the_engines(self):
         roots = [r for r in codemode_cgroup_roots()

@@ -162,6 +162,7 @@ class Rootless(unittest.TestCase):
         self.assertRegex(p.stdout, r"live check\s+ok")
         self.assertRegex(p.stdout, r"engine\s+uid %d" % UID)
         self.assertRegex(p.stdout, r"providers\s+.*user namespace")
+        self.assertRegex(p.stdout, r"provider check\s+ok")
         # cgroup is not this user's on this host: doctor names the fallback
         if "cgroup        unavailable" in p.stdout:
             self.assertIn("rlimits", p.stdout.split("fallback", 1)[-1])
