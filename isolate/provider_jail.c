@@ -106,7 +106,7 @@ static int mount_tmp(const char *dir, unsigned mb, char *why, size_t cap)
     return 0;
 }
 
-/* Covers one engine path: an empty read-only tmpfs over a directory, the
+/* Covers one engine path: an empty tmpfs over a directory, the
  * empty /dev/null over a file or socket.  A path that is not there (or is
  * below something already covered) needs nothing. */
 static int hide(const char *path, char *why, size_t cap)
@@ -115,8 +115,11 @@ static int hide(const char *path, char *why, size_t cap)
     if (lstat(path, &st) < 0)
         return 0;
     if (S_ISDIR(st.st_mode)) {
-        if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
-                  "size=4k,mode=0755") < 0)
+        /* not read-only: a call's own directory may have to be made below
+         * it (the engine's temp dir outside /tmp); root-owned 0755, so the
+         * provider's uid cannot write it */
+        if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") <
+            0)
             return failf(why, cap, "cover", path);
         return 0;
     }
