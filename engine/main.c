@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -314,6 +315,11 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* every engine's start-up reaps the cgroups and temp dirs of engines
+     * whose /proc/PID/comm is not "codemode": an engine exec'd as
+     * /proc/self/exe (`codemode mcp`'s embedded one) would be "exe", and a
+     * concurrently starting engine took its cgroups away */
+    prctl(PR_SET_NAME, "codemode", 0, 0, 0);
     raise_fd_limit();
     sigset_t mask;
     cm_server_block_signals(&mask);
