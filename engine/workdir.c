@@ -65,8 +65,15 @@ static void remove_gone_engines(const char *base)
 /* path resolved against the config's directory, appended to hide. */
 static void hide_add(cm_engine *eng, char ***hide, size_t *n, const char *path)
 {
-    if (!path || !*path || *n + 2 > CM_JAIL_MAX_HIDE)
+    if (!path || !*path)
         return;
+    if (*n + 1 >= CM_JAIL_MAX_HIDE) {
+        cm_log("warn",
+               "providers: more than %d engine files to cover; %s stays visible to "
+               "provider processes (keep manuals and secrets in fewer files)",
+               CM_JAIL_MAX_HIDE - 1, path);
+        return;
+    }
     char *full = NULL;
     if (path[0] == '/')
         full = cm_xstrdup(path);

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define CM_JAIL_MAX_HIDE 64
+#define CM_JAIL_MAX_HIDE 256
 #define CM_JAIL_MAX_RW 4
 
 typedef struct cm_provider_jail {
