@@ -290,3 +290,21 @@ void cm_remove_tree(const char *dir)
 {
     nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
+
+int cm_mkdir_parents(const char *path, mode_t mode, bool self)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return self && mkdir(buf, mode) < 0 && errno != EEXIST ? -1 : 0;
+}

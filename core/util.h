@@ -79,5 +79,8 @@ char *cm_json_print(const cJSON *j);
 bool cm_utf8_valid(const char *s, size_t len);
 /* Removes dir and everything below it (no symlink is followed); best effort. */
 void cm_remove_tree(const char *dir);
+/* Makes path's parent directories (mode, as far as missing); with self,
+ * path itself too.  0, or -1 with errno. */
+int cm_mkdir_parents(const char *path, mode_t mode, bool self);
 
 #endif

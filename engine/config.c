@@ -116,6 +116,7 @@ static void set_engine_defaults(cm_config *cfg)
     cfg->pool_size = 2;
     cfg->pool_full_size = 0;
     cfg->zygote = true;
+    cfg->provider_jail = true;
     cfg->pool_refill_concurrency = 1;
     cfg->client_queue_max = 32;
     cfg->registration = cm_reg_limits_or_default(NULL);
@@ -189,6 +190,10 @@ static int apply_isolation_key(cm_config *cfg, const cJSON *item, bool *done, cm
         if (!cJSON_IsBool(item))
             return cm_error_set(err, CM_ERR_CONFIG, "engine.zygote: must be true or false");
         cfg->zygote = cJSON_IsTrue(item);
+    } else if (!strcmp(item->string, "provider_jail")) {
+        if (!cJSON_IsBool(item))
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.provider_jail: must be true or false");
+        cfg->provider_jail = cJSON_IsTrue(item);
     } else if (!strcmp(item->string, "require_layers")) {
         const cJSON *l;
         if (!cJSON_IsArray(item))
@@ -277,9 +282,9 @@ static const engine_key *find_engine_key(const char *name)
 
 static int unknown_engine_key(const char *key, cm_error *err)
 {
-    static const char *const other[] = {"rootfs",         "rootfs_full", "metrics_file", "policy",
-                                        "registration",   "imports",     "test_mode",    "zygote",
-                                        "require_layers", "http"};
+    static const char *const other[] = {"rootfs",         "rootfs_full",  "metrics_file", "policy",
+                                        "registration",   "imports",      "test_mode",    "zygote",
+                                        "require_layers", "http",         "provider_jail"};
     size_t nk = sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0], no = sizeof other / sizeof *other;
     const char
         *names[sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0] + sizeof other / sizeof *other + 1];
@@ -568,6 +573,27 @@ static int set_base_dir(cm_config *cfg, cm_error *err)
     return 0;
 }
 
+/* Rootless with no rootfs beside the binary: the user's own, in
+ * $XDG_DATA_HOME/codemode/rootfs (~/.local/share/codemode/rootfs), which
+ * the engine builds on first use (engine/main.c check_rootfs). */
+static int user_rootfs_default(cm_config *cfg)
+{
+    if (geteuid() == 0 || access(cfg->rootfs, F_OK) == 0)
+        return 0;
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    char buf[PATH_MAX];
+    if (xdg && xdg[0] == '/' && strlen(xdg) < 3000)
+        snprintf(buf, sizeof buf, "%s/codemode/rootfs", xdg);
+    else if (home && home[0] == '/' && strlen(home) < 3000)
+        snprintf(buf, sizeof buf, "%s/.local/share/codemode/rootfs", home);
+    else
+        return 0;
+    free(cfg->rootfs);
+    cfg->rootfs = cm_xstrdup(buf);
+    cfg->rootfs_build_on_use = true;
+    return 0;
+}
+
 static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err)
 {
     cm_autofree char *cwd = NULL;
@@ -590,7 +616,7 @@ static int set_default_rootfs(cm_config *cfg, const char *exe_dir, cm_error *err
             cfg->rootfs = cm_steal_ptr(&alt);
         }
     }
-    return 0;
+    return user_rootfs_default(cfg);
 }
 
 static int load_file(cm_config *cfg, cm_error *err)
@@ -646,6 +672,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .test_mode = cfg->test_mode,
         .require_layers = cfg->require_layers,
         .zygote = cfg->zygote,
+        .provider_jail = cfg->provider_jail,
         .workers = cfg->workers,
         .pool_size = cfg->pool_size,
         .pool_full_size = cfg->pool_full_size,

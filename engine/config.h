@@ -25,6 +25,7 @@ typedef struct cm_config {
     /* engine: section, defaults filled in */
     char *rootfs;             /* engine.rootfs, absolute; default: <dir of binary>/rootfs */
     char *runtime_dir;        /* engine.runtime_dir: host-wide locks (/run/codemode) */
+    bool rootfs_build_on_use; /* rootless default: the user's data-dir rootfs, built if missing */
     char *rootfs_full;        /* engine.rootfs_full: for chains whose imports are widened
                                  (imports: all, or a policy list beyond the default);
                                  default: "<rootfs>-full" when it exists, else rootfs */
@@ -62,7 +63,9 @@ typedef struct cm_config {
     int pool_refill_concurrency; /* engine.pool_refill_concurrency: parallel refills (1) */
     bool imports_all;            /* engine.imports: "all" = whole rootfs stdlib ("default") */
     bool test_mode;              /* engine.test_mode: honour CODEMODE_TEST_DISABLE_LAYER */
-    bool zygote; /* engine.zygote: fork sandboxes from a pre-imported zygote (true) */
+    bool zygote;        /* engine.zygote: fork sandboxes from a pre-imported zygote (true) */
+    bool provider_jail; /* engine.provider_jail: provider processes jailed (true; see
+                           isolate/provider_jail.h) */
     const cJSON *public_variables; /* names whose values are not redacted (redact.h) */
     const cJSON *require_layers;   /* engine.require_layers: array of layer names (doctor) */
     int client_queue_max;          /* engine.client_queue_max: one connection's queued + running

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -66,6 +67,11 @@ static int check_one_rootfs(char **rootfs, cm_error *err);
 /* Both rootfs trees: the default (minimal) and the one for widened imports. */
 static int check_rootfs(cm_config *cfg, cm_error *err)
 {
+    if (cfg->rootfs_build_on_use && access(cfg->rootfs, F_OK) != 0) {
+        cm_log("info", "rootless: building the sandbox rootfs into %s (first use)", cfg->rootfs);
+        if (cm_rootfs_build_user(cfg->rootfs, err) < 0)
+            return -1;
+    }
     if (check_one_rootfs(&cfg->rootfs, err) < 0)
         return -1;
     if (!cfg->rootfs_full) {
@@ -125,11 +131,10 @@ static int verify_rootfs_at_start(const cm_config *cfg, cm_error *err)
 static int drop_supplementary_groups(uid_t cfg_uid_hint, cm_error *err)
 {
     if (geteuid() != 0) {
-        cm_log("warn",
-               "running unprivileged (uid %u): sandboxes map their root to engine.sandbox_uid "
-               "%u, which needs CAP_SETUID/CAP_SETGID and mount rights; chains will fail with "
-               "sandbox_failure and codemode health reports not_ready until the engine runs "
-               "as root or under the shipped systemd unit",
+        cm_log("info",
+               "rootless (uid %u): sandboxes map their root to this uid in unprivileged user "
+               "namespaces (engine.sandbox_uid %u is not used); `codemode doctor` shows which "
+               "layers are active",
                (unsigned)geteuid(), (unsigned)cfg_uid_hint);
         return 0;
     }
@@ -204,7 +209,7 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (cm_registry_new(&eng->registry, err) < 0)
         return -1;
-    if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, err) < 0)
+    if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, socket_path, err) < 0)
         return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
@@ -321,6 +326,11 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* every engine's start-up reaps the cgroups and temp dirs of engines
+     * whose /proc/PID/comm is not "codemode": an engine exec'd as
+     * /proc/self/exe (`codemode mcp`'s embedded one) would be "exe", and a
+     * concurrently starting engine took its cgroups away */
+    prctl(PR_SET_NAME, "codemode", 0, 0, 0);
     raise_fd_limit();
     sigset_t mask;
     cm_server_block_signals(&mask);

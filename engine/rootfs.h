@@ -25,6 +25,11 @@ typedef struct cm_rootfs_report {
  * "rootfs /x: usr/bin/python3.11: content changed (SHA-256 differs from MANIFEST)". */
 int cm_rootfs_verify(const char *dir, cm_rootfs_report *rep, cm_error *err);
 
+/* Builds the minimal rootfs into dir (its parents made 0700 as needed) with
+ * the builder beside the binary, and verifies it: a rootless user's rootfs
+ * on first use.  The builder's output goes to stderr. */
+int cm_rootfs_build_user(const char *dir, cm_error *err);
+
 /* `codemode rootfs build|verify ...`; argv[0] is "rootfs".  Returns the exit status. */
 int cm_cmd_rootfs(int argc, char **argv);
 

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,11 @@ static int run_builder(const char *builder, const char *out, const char *profile
         return -1;
     }
     if (pid == 0) {
+        /* the engine blocks SIGTERM/SIGINT for its signalfd; the builder's
+         * worker pool must be stoppable (Pool.terminate sends SIGTERM) */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execl(HOST_PYTHON, HOST_PYTHON, "-I", "-B", builder, "--out", out, "--profile", profile,
               (char *)NULL);
         fprintf(stderr, "codemode: cannot run %s: %m\n", HOST_PYTHON);
@@ -91,6 +97,31 @@ static int run_builder(const char *builder, const char *out, const char *profile
         return -1;
     }
     return 0;
+}
+
+int cm_rootfs_build_user(const char *dir, cm_error *err)
+{
+    cm_autofree char *builder = find_builder();
+    if (!builder)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "rootfs %s missing and build_rootfs.py not found next to the binary "
+                            "(share/codemode/) to build it: set engine.rootfs",
+                            dir);
+    if (cm_mkdir_parents(dir, 0700, false) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "rootfs %s: cannot make its parent directories", dir);
+    /* the builder prints its summary on stdout, which `codemode mcp`
+     * reserves for MCP: send it to stderr */
+    fflush(stdout);
+    int saved = dup(1);
+    if (saved < 0 || dup2(2, 1) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "rootfs build: stdout");
+    int rc = run_builder(builder, dir, "minimal");
+    dup2(saved, 1);
+    close(saved);
+    if (rc < 0)
+        return cm_error_set(err, CM_ERR_CONFIG, "rootfs build into %s failed (see above)", dir);
+    cm_rootfs_report rep;
+    return cm_rootfs_verify(dir, &rep, err);
 }
 
 static int cmd_build(int argc, char **argv)

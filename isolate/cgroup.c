@@ -5,7 +5,8 @@
  * directory per sandbox for the eBPF guard and cgroup.kill.
  *
  * Layout: <hierarchy>[/<the engine's own cgroup>]/codemode/<instance>/<seq>, instance =
- * "e<engine pid>"; <instance>/providers holds the engine's provider processes.
+ * "e<engine pid>"; <instance>/providers (v1) and the cgroup2 sibling
+ * p<engine pid> hold the engine's provider processes.
  * Every sandbox cgroup is removed after its sandbox is reaped; the instance
  * directories at engine shutdown; and at start-up the engine removes the
  * instance directories of engines that died (SIGKILL leaves them behind),
@@ -224,7 +225,8 @@ static void reap_dead_under(const char *root, bool v2, pid_t self)
         return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_type != DT_DIR || e->d_name[0] != 'e')
+        /* e<pid>: an instance; p<pid>: its providers (cgroup2) */
+        if (e->d_type != DT_DIR || (e->d_name[0] != 'e' && e->d_name[0] != 'p'))
             continue;
         char *end;
         long pid = strtol(e->d_name + 1, &end, 10);
@@ -483,16 +485,40 @@ int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm
     return create_named(root, name, limits, lim, true, cg, err);
 }
 
+/* The cgroup2 directory of this engine's providers: p<pid>, a sibling of
+ * the instance (whose eBPF guard denies sockets to everything below it). */
+static int add_providers_v2(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err)
+{
+    int i = cg->npaths++;
+    snprintf(cg->paths[i], sizeof cg->paths[i], "%s/p%s", root->v2_root, root->instance + 1);
+    if (mkdir(cg->paths[i], 0755) < 0 && errno != EEXIST) {
+        cg->npaths--;
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "mkdir %s", cg->paths[i]);
+    }
+    cg->unified_idx = i;
+    return 0;
+}
+
 int cm_cgroup_create_providers(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err)
 {
-    /* never on cgroup2: the instance there carries the eBPF guard (no
+    memset(cg, 0, sizeof *cg);
+    cg->mem_idx = cg->cpu_idx = cg->acct_idx = cg->unified_idx = -1;
+    if (root->mode == CM_CGROUP_V1 &&
+        create_named(root, "providers", true, NULL, false, cg, err) < 0)
+        return -1;
+    /* never below the cgroup2 instance: it carries the eBPF guard (no
      * sockets), which a child cgroup inherits, and providers need the
-     * network.  Pure v2: no provider cgroup (yet), providers run direct. */
-    if (root->mode != CM_CGROUP_V1) {
-        memset(cg, 0, sizeof *cg);
-        return 0;
+     * network; the sibling p<pid> holds them instead (on v1 hosts too,
+     * where the cgroup2 mount has no controllers: for cgroup.kill) */
+    if (root->have_unified) {
+        cg->v2 = root->mode == CM_CGROUP_V2;
+        if (add_providers_v2(root, cg, err) < 0) {
+            cm_cgroup_destroy(cg);
+            return -1;
+        }
+        cg->created = true;
     }
-    return create_named(root, "providers", true, NULL, false, cg, err);
+    return 0;
 }
 
 int cm_cgroup_attach(const cm_cgroup *cg, pid_t pid, cm_error *err)

@@ -61,10 +61,10 @@ void cm_cgroup_teardown(cm_cgroup_root *root);
  * for the guard and cgroup.kill. */
 int cm_cgroup_create(cm_cgroup_root *root, bool limits, const cm_limits *lim, cm_cgroup *cg,
                      cm_error *err);
-/* The engine's one cgroup for provider processes, `<instance>/providers` in
- * every v1 hierarchy, no limits written (provider_exec.c).  Not on cgroup2,
- * where the instance's eBPF guard would deny providers their sockets: on a
- * pure v2 host cg gets no directory and providers are spawned directly. */
+/* The engine's one cgroup for provider processes: `<instance>/providers`
+ * in every v1 hierarchy (no limits written), and on cgroup2 the sibling
+ * `p<pid>` of the instance (never below it: the instance's eBPF guard would
+ * deny providers their sockets).  Used by provider_exec.c. */
 int cm_cgroup_create_providers(cm_cgroup_root *root, cm_cgroup *cg, cm_error *err);
 /* The cgroup.procs files of cg's directories, ':'-separated, in out (for a
  * process that joins them itself, provider_exec.c); -1 when cap is short. */

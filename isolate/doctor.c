@@ -18,6 +18,8 @@
 #include <cjson/cJSON.h>
 
 #include "isolation.h"
+#include "provider_exec.h"
+#include "provider_jail.h"
 #include "util.h"
 
 /* 1 when every layer named in require (NULL = all) is active; the missing
@@ -29,7 +31,11 @@ static bool required_layers_active(const cm_isolation *iso, const cJSON *require
     *bad_name = false;
     missing[0] = '\0';
     for (int l = 0; l < CM_LAYER_COUNT; l++) {
-        bool needed = require == NULL;
+        /* no explicit list: all, except rootless, where cgroup and bpf need
+         * a cgroup this user does not get (the fallback line says what
+         * stands in) */
+        bool needed =
+            require == NULL && (geteuid() == 0 || (l != CM_LAYER_CGROUP && l != CM_LAYER_BPF));
         const cJSON *it;
         cJSON_ArrayForEach(it, require)
         {
@@ -55,10 +61,11 @@ static bool required_layers_active(const cm_isolation *iso, const cJSON *require
  * the config explicitly requires a layer that is not active. */
 int cm_isolation_start(cm_isolation *iso, const cm_iso_config *cfg, cm_error *err)
 {
-    /* a range of sandbox uids no other engine on this host uses */
-    cm_uid_slot slot;
-    if (cm_uid_slot_claim(cfg->runtime_dir, cfg->sandbox_uid, cfg->sandbox_gid,
-                          cfg->sandbox_uid_range, &slot, err) < 0)
+    /* a range of sandbox uids no other engine on this host uses; rootless:
+     * the one uid this user has, shared by all its sandboxes */
+    cm_uid_slot slot = {.fd = -1};
+    if (geteuid() == 0 && cm_uid_slot_claim(cfg->runtime_dir, cfg->sandbox_uid, cfg->sandbox_gid,
+                                            cfg->sandbox_uid_range, &slot, err) < 0)
         return -1;
     if (cm_isolation_init(iso, slot.uid_base, slot.gid_base, cfg->sandbox_uid_range, cfg->test_mode,
                           err) < 0) {
@@ -142,6 +149,75 @@ static int live_check(cm_isolation *iso, const cm_iso_config *cfg, char *report,
     return uidok && nnp && caps == want_caps && filt == want_filt ? 0 : -1;
 }
 
+/* A command through the provider exec step and jail, as serve runs it. */
+static int provider_check(cm_isolation *iso, const cm_iso_config *cfg)
+{
+    if (!cfg->provider_jail)
+        return 0;
+    cm_provider_exec_cfg pc = {.jail = true, .userns = geteuid() != 0, .tmp_mb = 16};
+    cm_cgroup cg;
+    char **prefix = NULL, why[1100] = "", ids[32];
+    cm_error err;
+    uid_t u = 0;
+    gid_t g = 0;
+    int rc = cm_provider_exec_prepare(&iso->cgroups, &cg, &pc, &prefix, &err);
+    if (rc < 0)
+        snprintf(why, sizeof why, "%s", err.message);
+    bool root = geteuid() == 0;
+    if (rc == 0 && root && (rc = cm_isolation_take_ids(iso, &u, &g, &err)) < 0)
+        snprintf(why, sizeof why, "%s", err.message);
+    snprintf(ids, sizeof ids, "%u:%u", (unsigned)u, (unsigned)g);
+    if (rc == 0)
+        rc = cm_provider_exec_check(prefix, root ? ids : NULL, why, sizeof why);
+    if (root && u)
+        cm_isolation_release_ids(iso, u);
+    cm_provider_exec_free(prefix);
+    if (cg.created)
+        cm_cgroup_destroy(&cg);
+    printf("provider check %-11s %s\n", rc == 0 ? "ok" : "FAILED",
+           rc == 0 ? "/bin/true ran through the provider exec step and jail" : why);
+    return rc;
+}
+
+/* Which uid each part runs as, and what stands in for missing cgroups. */
+static void who_runs_as_what(const cm_isolation *iso, const cm_iso_config *cfg)
+{
+    bool root = geteuid() == 0;
+    unsigned first = (unsigned)iso->uid_base, last = (unsigned)(iso->uid_base + iso->uid_count - 1);
+    printf("%-13s uid %u (%s)\n", "engine", (unsigned)geteuid(),
+           root ? "root: socket server, RPC, registry, policy, libcurl and the sandbox set-up "
+                  "in one process; privilege separation is not built (isolate/README.md, plan)"
+                : "rootless: no privileges beyond this user's");
+    if (root)
+        printf("%-13s host uids %u..%u, one per live sandbox (root inside its user namespace)\n",
+               "sandboxes", first, last);
+    else
+        printf("%-13s host uid %u, the one id mapped (root inside each sandbox's user "
+               "namespace)\n",
+               "sandboxes", first);
+    if (!cfg->provider_jail)
+        printf("%-13s NOT jailed (engine.provider_jail: false): the engine's uid %u and view of "
+               "the host\n",
+               "providers", (unsigned)geteuid());
+    else if (root)
+        printf("%-13s jailed: a uid of its own per process from %u..%u, own mount view (host "
+               "read-only, own /tmp, engine files covered), no capabilities, no_new_privs\n",
+               "providers", first, last);
+    else if (cm_userns_works())
+        printf("%-13s jailed in a user namespace as uid %u: own mount view (host read-only, own "
+               "/tmp, engine files covered), no capabilities, no_new_privs\n",
+               "providers", (unsigned)geteuid());
+    else
+        printf("%-13s NOT jailed (no user namespace for this user): uid %u with its view of the "
+               "host\n",
+               "providers", (unsigned)geteuid());
+    if (!cm_isolation_active(iso, CM_LAYER_CGROUP))
+        printf("%-13s no cgroup: memory = RLIMIT_AS (4 x memory cap), tasks = RLIMIT_NPROC (pids "
+               "cap, per sandbox), time = the chain timeout; no CPU quota, no memory or CPU "
+               "statistics, no eBPF guard (the empty network namespace still holds)\n",
+               "fallback");
+}
+
 int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *err)
 {
     cm_isolation iso;
@@ -155,9 +231,11 @@ int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *er
     for (int l = 0; l < CM_LAYER_COUNT; l++)
         printf("%-13s %-12s %s\n", cm_layer_name((cm_layer)l),
                cm_layer_state_name(iso.layers[l].state), iso.layers[l].detail);
+    who_runs_as_what(&iso, cfg);
     char report[1200], missing[256];
     int live = live_check(&iso, cfg, report, sizeof report);
     printf("live check    %-12s %s\n", live == 0 ? "ok" : "FAILED", report);
+    int pcheck = provider_check(&iso, cfg);
     bool bad;
     cm_error lerr;
     bool ok =
@@ -169,5 +247,5 @@ int cm_doctor_report(const cm_iso_config *cfg, const char *version, cm_error *er
     else
         printf("all required layers active\n");
     cm_isolation_free(&iso);
-    return ok && live == 0 ? 0 : 1;
+    return ok && live == 0 && pcheck == 0 ? 0 : 1;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "provider_jail.h"
 #include "ucounts.h"
 #include "util.h"
 
@@ -81,8 +82,16 @@ static int read_disabled_layers(cm_isolation *iso, cm_error *err)
 static void probe_namespaces(cm_isolation *iso)
 {
     if (geteuid() != 0) {
-        set_layer(iso, CM_LAYER_NAMESPACES, CM_LAYER_UNAVAILABLE,
-                  "the engine must run as root (id maps, bind mounts)");
+        if (!cm_userns_works())
+            set_layer(iso, CM_LAYER_NAMESPACES, CM_LAYER_UNAVAILABLE,
+                      "rootless: this user may not create user namespaces (kernel.unprivileged_"
+                      "userns_clone, user.max_user_namespaces); run as root or enable them");
+        else
+            set_layer(iso, CM_LAYER_NAMESPACES, CM_LAYER_ACTIVE,
+                      "rootless: user (sandbox root = this uid %u, the only id mapped; setgroups "
+                      "deny), pid (+init), mount, net (empty), ipc, uts, cgroup; pivot_root, "
+                      "read-only root",
+                      (unsigned)iso->uid_base);
         return;
     }
     set_layer(iso, CM_LAYER_NAMESPACES, CM_LAYER_ACTIVE,
@@ -181,6 +190,13 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
     memset(iso, 0, sizeof *iso);
     iso->uid_slot.fd = -1;
     pthread_mutex_init(&iso->uid_lock, NULL);
+    if (geteuid() != 0) {
+        /* rootless: an unprivileged user namespace may map only the
+         * creator's own ids, so every sandbox's root is this user */
+        uid_base = geteuid();
+        gid_base = getegid();
+        uid_count = 1;
+    }
     iso->uid_base = uid_base;
     iso->gid_base = gid_base;
     iso->uid_count = uid_count ? uid_count : 1;

@@ -1,20 +1,24 @@
 /* provider_exec.c — provider processes (CLI commands, MCP stdio servers)
- * are the engine's children on the host, and must not outlive it: after a
- * `kill -9` of the engine under load, CLI scripts, their `sleep`s and hung
- * MCP servers used to survive, even the next engine's stop.  Every provider
- * spawn therefore runs through this small step first: the engine's own
- * binary, started as `codemode __provider-exec`, moves itself into the
- * engine's provider cgroup (before the real command can fork, so nothing
- * it starts escapes) and execs the command.  The cgroup sits below the
- * engine's instance directory, which the engine removes at stop, killing
- * everything in it, and which a later engine reaps at start-up when this
- * one died. */
+ * are the engine's children on the host, and must neither outlive it nor
+ * hold its privileges: after a `kill -9` of the engine under load, CLI
+ * scripts, their `sleep`s and hung MCP servers used to survive, and all of
+ * them ran as root.  Every provider spawn therefore runs through this small
+ * step first: the engine's own binary, started as `codemode
+ * __provider-exec`, moves itself into the engine's provider cgroup (before
+ * the real command can fork, so nothing it starts escapes), enters the
+ * provider jail (provider_jail.c: own mount view, unprivileged uid, no
+ * capabilities) and execs the command.  The cgroup belongs to the engine's
+ * instance, which the engine removes at stop, killing everything in it, and
+ * which a later engine reaps at start-up when this one died. */
 #include "provider_exec.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -33,29 +37,97 @@ static int join(const char *procs_file)
     return w == n ? 0 : -1;
 }
 
-int cm_provider_exec_main(int argc, char **argv)
+static int join_all(const char *list_arg)
 {
-    if (argc < 4) {
-        fprintf(stderr, "codemode %s: usage: PROCS PROGRAM ARGV0 [ARGS...] (internal)\n",
-                CM_PROVIDER_EXEC_CMD);
-        return 126;
-    }
     char list[8192];
-    snprintf(list, sizeof list, "%s", argv[1]);
+    snprintf(list, sizeof list, "%s", list_arg);
     char *save = NULL;
     for (char *f = strtok_r(list, ":", &save); f; f = strtok_r(NULL, ":", &save)) {
         if (join(f) < 0) {
             fprintf(stderr, "codemode: provider process cannot join its cgroup %s: %s\n", f,
                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int parse_ids(const char *s, cm_provider_jail *j)
+{
+    unsigned u, g;
+    char tail;
+    if (sscanf(s, "%u:%u%c", &u, &g, &tail) != 2 || u == 0 || g == 0)
+        return -1;
+    j->ids = true;
+    j->uid = (uid_t)u;
+    j->gid = (gid_t)g;
+    return 0;
+}
+
+/* One option at argv[*i] (its value, if any, at argv[*i + 1]). */
+static int parse_option(int argc, char **argv, int *i, cm_provider_jail *j, const char **procs)
+{
+    const char *o = argv[*i];
+    if (!strcmp(o, "--jail"))
+        return j->on = true, 0;
+    if (!strcmp(o, "--userns"))
+        return j->userns = true, 0;
+    if (*i + 1 >= argc)
+        return -1;
+    const char *v = argv[++*i];
+    if (!strcmp(o, "--procs"))
+        return *procs = v, 0;
+    if (!strcmp(o, "--tmp-mb"))
+        return j->tmp_mb = (unsigned)strtoul(v, NULL, 10), 0;
+    if (!strcmp(o, "--ids"))
+        return parse_ids(v, j);
+    if (!strcmp(o, "--hide") && j->nhide < CM_JAIL_MAX_HIDE && v[0] == '/')
+        return j->hide[j->nhide++] = v, 0;
+    if (!strcmp(o, "--rw") && j->nrw < CM_JAIL_MAX_RW && v[0] == '/')
+        return j->rw[j->nrw++] = v, 0;
+    return -1;
+}
+
+int cm_provider_exec_main(int argc, char **argv)
+{
+    cm_provider_jail j = {0};
+    const char *procs = NULL;
+    int i = 1;
+    for (; i < argc && strcmp(argv[i], "--"); i++) {
+        if (parse_option(argc, argv, &i, &j, &procs) < 0) {
+            fprintf(stderr, "codemode %s: bad option '%s' (internal)\n", CM_PROVIDER_EXEC_CMD,
+                    argv[i]);
             return 126;
         }
     }
-    execvp(argv[2], &argv[3]);
-    fprintf(stderr, "codemode: cannot run %s: %s\n", argv[2], strerror(errno));
+    if (i + 2 >= argc) {
+        fprintf(stderr, "codemode %s: usage: [OPTIONS] -- PROGRAM ARGV0 [ARGS...] (internal)\n",
+                CM_PROVIDER_EXEC_CMD);
+        return 126;
+    }
+    if (procs && join_all(procs) < 0)
+        return 126;
+    char why[512];
+    if (cm_provider_jail_enter(&j, why, sizeof why) < 0) {
+        fprintf(stderr, "codemode: provider sandbox: %s\n", why);
+        return 126;
+    }
+    execvp(argv[i + 1], &argv[i + 2]);
+    fprintf(stderr, "codemode: cannot run %s: %s\n", argv[i + 1], strerror(errno));
     return 127;
 }
 
-int cm_provider_exec_prepare(cm_cgroup_root *root, cm_cgroup *cg, char ***prefix, cm_error *err)
+static void push(char ***v, size_t *n, const char *s)
+{
+    *v = realloc(*v, (*n + 2) * sizeof **v);
+    if (!*v)
+        abort();
+    (*v)[(*n)++] = cm_xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+int cm_provider_exec_prepare(cm_cgroup_root *root, cm_cgroup *cg, const cm_provider_exec_cfg *cfg,
+                             char ***prefix, cm_error *err)
 {
     *prefix = NULL;
     if (cm_cgroup_create_providers(root, cg, err) < 0)
@@ -63,12 +135,29 @@ int cm_provider_exec_prepare(cm_cgroup_root *root, cm_cgroup *cg, char ***prefix
     char procs[8192];
     if (cm_cgroup_procs_list(cg, procs, sizeof procs) < 0)
         return cm_error_set(err, CM_ERR_INTERNAL, "provider cgroup paths too long");
-    if (!procs[0])
-        return 0; /* no cgroup here: providers are spawned directly */
-    char **p = cm_xcalloc(4, sizeof *p);
-    p[0] = cm_xstrdup("/proc/self/exe");
-    p[1] = cm_xstrdup(CM_PROVIDER_EXEC_CMD);
-    p[2] = cm_xstrdup(procs);
+    if (!procs[0] && !cfg->jail)
+        return 0; /* nothing to do: providers are spawned directly */
+    char **p = NULL;
+    size_t n = 0;
+    push(&p, &n, "/proc/self/exe");
+    push(&p, &n, CM_PROVIDER_EXEC_CMD);
+    if (procs[0]) {
+        push(&p, &n, "--procs");
+        push(&p, &n, procs);
+    }
+    if (cfg->jail) {
+        char mb[32];
+        snprintf(mb, sizeof mb, "%u", cfg->tmp_mb);
+        push(&p, &n, "--jail");
+        push(&p, &n, "--tmp-mb");
+        push(&p, &n, mb);
+        if (cfg->userns)
+            push(&p, &n, "--userns");
+        for (int k = 0; cfg->hide && cfg->hide[k] && k < CM_JAIL_MAX_HIDE; k++) {
+            push(&p, &n, "--hide");
+            push(&p, &n, cfg->hide[k]);
+        }
+    }
     *prefix = p;
     return 0;
 }
@@ -78,4 +167,60 @@ void cm_provider_exec_free(char **prefix)
     for (char **p = prefix; p && *p; p++)
         free(*p);
     free(prefix);
+}
+
+int cm_provider_exec_check(char *const *prefix, const char *ids, char *why, size_t cap)
+{
+    size_t n = 0;
+    while (prefix && prefix[n])
+        n++;
+    if (!n)
+        return 0;
+    char **argv = cm_xcalloc(n + 6, sizeof *argv);
+    memcpy(argv, prefix, n * sizeof *argv);
+    if (ids) {
+        argv[n++] = "--ids";
+        argv[n++] = (char *)ids;
+    }
+    argv[n++] = "--";
+    argv[n++] = "/bin/true";
+    argv[n++] = "/bin/true";
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        free(argv);
+        snprintf(why, cap, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(argv);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        snprintf(why, cap, "cannot start the exec step: %s", strerror(rc));
+        return -1;
+    }
+    char buf[512];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 &&
+           ((r = read(pfd[0], buf + got, sizeof buf - 1 - got)) > 0 || (r < 0 && errno == EINTR)))
+        got += r > 0 ? (size_t)r : 0;
+    close(pfd[0]);
+    buf[got] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    snprintf(why, cap, "%s", got ? buf : "the exec step failed");
+    return -1;
 }

@@ -36,10 +36,6 @@ extern char **environ;
 #define CLI_TICK_MS 100
 #define CLI_DRAIN_GRACE_MS 200
 
-static const char *const env_allow_list[] = {
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ", "TERM",
-};
-
 /* One parsed, variable-substituted cli template. */
 typedef struct cli_step {
     const char *command; /* borrowed from the substituted template */
@@ -301,6 +297,18 @@ static int write_script(const char *dir, const cm_buf *script, char **path, cm_e
     return cm_write_all(fd, script->data, script->len, err);
 }
 
+/* The call's directory belongs to the uid its script runs as (it writes
+ * each step's output there); nobody else's. */
+static int give_dir(const char *dir, const char *script_path, const cm_provider_ids *ids,
+                    cm_error *err)
+{
+    if (!ids->set)
+        return 0;
+    if (chown(dir, ids->uid, ids->gid) < 0 || chown(script_path, ids->uid, ids->gid) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "chown %s to the provider uid", dir);
+    return 0;
+}
+
 /* ---- environment ------------------------------------------------------ */
 
 static void env_put(cJSON *env, const char *key, const char *value)
@@ -334,10 +342,9 @@ static bool valid_env_name(const char *k)
     return *k && !strchr(k, '=');
 }
 
-static int env_add_inherited(cJSON *env, const cJSON *tmpl, cm_error *err)
+static int env_add_inherited(const cm_providers *p, cJSON *env, const cJSON *tmpl, cm_error *err)
 {
-    for (size_t i = 0; i < sizeof env_allow_list / sizeof *env_allow_list; i++)
-        env_inherit_name(env, env_allow_list[i]);
+    cm_providers_base_env(p, env);
     const cJSON *inh = cJSON_GetObjectItemCaseSensitive(tmpl, "inherit_env_vars");
     if (!inh || cJSON_IsNull(inh) || cJSON_IsFalse(inh))
         return 0;
@@ -430,11 +437,11 @@ static char **envp_from_object(const cJSON *env)
     return envp;
 }
 
-static int build_envp(const cli_job *job, const cJSON *args, const cJSON *names, char ***envp,
-                      cm_error *err)
+static int build_envp(const cli_job *job, const cm_providers *p, const cJSON *args,
+                      const cJSON *names, char ***envp, cm_error *err)
 {
     cm_autojson cJSON *env = cJSON_CreateObject();
-    if (env_add_inherited(env, job->tmpl, err) < 0 ||
+    if (env_add_inherited(p, env, job->tmpl, err) < 0 ||
         env_add_template_vars(env, job->tmpl, err) < 0 || env_add_args(env, args, names, err) < 0)
         return -1;
     *envp = envp_from_object(env);
@@ -443,8 +450,10 @@ static int build_envp(const cli_job *job, const cJSON *args, const cJSON *names,
 
 /* ---- running ---------------------------------------------------------- */
 
-static int spawn_shell(const cm_call_ctx *ctx, const char *script_path, char **envp,
-                       const char *cwd, int out_fd, pid_t *pid, cm_error *err)
+/* The script runs as ids (when set) and may write only dir (jailed). */
+static int spawn_shell(const cm_call_ctx *ctx, const char *dir, const cm_provider_ids *ids,
+                       const char *script_path, char **envp, const char *cwd, int out_fd,
+                       pid_t *pid, cm_error *err)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -465,8 +474,9 @@ static int spawn_shell(const cm_call_ctx *ctx, const char *script_path, char **e
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     char *argv[] = {"/bin/sh", (char *)script_path, NULL};
+    char *rw[] = {(char *)dir, NULL};
     const char *path;
-    char **full = cm_providers_exec_argv(ctx->providers, "/bin/sh", argv, &path);
+    char **full = cm_providers_exec_argv(ctx->providers, "/bin/sh", argv, ids, rw, &path);
     int rc = posix_spawn(pid, path, &fa, &attr, full, envp);
     free(full);
     posix_spawn_file_actions_destroy(&fa);
@@ -602,8 +612,9 @@ kill:
     return -1;
 }
 
-static int run_script(const cli_job *job, const char *dir, const char *script_path, char **envp,
-                      const cm_call_ctx *ctx, cli_outcome *res, cm_error *err)
+static int run_script(const cli_job *job, const char *dir, const cm_provider_ids *ids,
+                      const char *script_path, char **envp, const cm_call_ctx *ctx,
+                      cli_outcome *res, cm_error *err)
 {
     cli_watch w = {.dir = dir,
                    .nsteps = job->nsteps,
@@ -622,7 +633,7 @@ static int run_script(const cli_job *job, const char *dir, const char *script_pa
         return cm_error_sys(err, CM_ERR_IO, "pipe2");
     cm_autofd int wr = pfd[1];
     w.fd = pfd[0];
-    if (spawn_shell(ctx, script_path, envp, job->working_dir, wr, &w.pid, err) < 0) {
+    if (spawn_shell(ctx, dir, ids, script_path, envp, job->working_dir, wr, &w.pid, err) < 0) {
         close(w.fd);
         return -1;
     }
@@ -726,13 +737,19 @@ static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx
     char **envp = NULL;
     cm_autofree char *script_path = NULL;
     cli_outcome res = {0};
+    cm_provider_ids ids;
     int rc = -1;
-    if (!mkdtemp(dir))
+    if (cm_providers_take_ids(ctx->providers, &ids, err) < 0)
+        return -1;
+    if (!mkdtemp(dir)) {
+        cm_providers_release_ids(ctx->providers, &ids);
         return cm_error_sys(err, CM_ERR_IO, "mkdtemp");
+    }
     if (build_script(job, dir, names, &script, err) < 0 ||
-        build_envp(job, args, names, &envp, err) < 0 ||
+        build_envp(job, ctx->providers, args, names, &envp, err) < 0 ||
         write_script(dir, &script, &script_path, err) < 0 ||
-        run_script(job, dir, script_path, envp, ctx, &res, err) < 0)
+        give_dir(dir, script_path, &ids, err) < 0 ||
+        run_script(job, dir, &ids, script_path, envp, ctx, &res, err) < 0)
         goto out;
     if (!WIFEXITED(res.status) || WEXITSTATUS(res.status) != 0) {
         cm_autofree char *excerpt = step_output_excerpt(dir, job->nsteps, &res.out);
@@ -743,6 +760,7 @@ static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx
     res.out = (cm_buf){0};
     rc = 0;
 out:
+    cm_providers_release_ids(ctx->providers, &ids); /* kills what it left running */
     cm_remove_tree(dir);
     cm_buf_free(&res.out);
     cm_buf_free(&script);

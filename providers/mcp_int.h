@@ -69,6 +69,7 @@ struct cm_mcp_session {
     char last_exit[160];
     bool hung_killed; /* killed for not answering: keep that as last_exit */
     /* stdio */
+    cm_provider_ids ids; /* the server's uid while the session lives (pctx.h) */
     pid_t pid;
     bool pid_alive;
     int in_fd;

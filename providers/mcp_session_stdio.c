@@ -172,17 +172,10 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static const char *const env_allow[] = {"PATH",  "HOME", "LANG", "LC_ALL", "LOGNAME",
-                                        "SHELL", "TERM", "USER", "TZ",     NULL};
-
-static char **child_env(const cJSON *cfg)
+static char **child_env(const cm_providers *p, const cJSON *cfg)
 {
     cJSON *env = cJSON_CreateObject();
-    for (int i = 0; env_allow[i]; i++) {
-        const char *v = getenv(env_allow[i]);
-        if (v)
-            cJSON_AddStringToObject(env, env_allow[i], v);
-    }
+    cm_providers_base_env(p, env);
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(cfg, "env"))
     {
@@ -204,13 +197,6 @@ static char **child_env(const cJSON *cfg)
     return envp;
 }
 
-static void strv_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 static char **child_argv(const cJSON *cfg)
 {
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(cfg, "args");
@@ -224,17 +210,64 @@ static char **child_argv(const cJSON *cfg)
     return argv;
 }
 
-static int spawn_server(cm_mcp_session *s, pid_t *pid, int *in_fd, int *out_fd, cm_error *err)
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The server's `writable_dirs` (absolute, or relative to the manual's
+ * directory): where a jailed server may write (the host is read-only). */
+static char **writable_dirs(const cm_mcp_session *s, cm_error *err)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(s->cfg, "writable_dirs");
+    if (list && (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > 4)) {
+        cm_error_set(err, CM_ERR_CONFIG,
+                     "MCP server '%s': writable_dirs: must be a list of at "
+                     "most 4 directories",
+                     s->server);
+        return NULL;
+    }
+    char **out = cm_xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *out);
+    int n = 0;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, list)
+    {
+        if (!cJSON_IsString(d) || !d->valuestring[0]) {
+            strv_free(out);
+            cm_error_set(err, CM_ERR_CONFIG,
+                         "MCP server '%s': writable_dirs: entries must be "
+                         "directory paths",
+                         s->server);
+            return NULL;
+        }
+        if (d->valuestring[0] == '/')
+            out[n++] = cm_xstrdup(d->valuestring);
+        else if (asprintf(&out[n++], "%s/%s", s->base_dir, d->valuestring) < 0)
+            abort();
+    }
+    return out;
+}
+
+static int spawn_server(cm_mcp_session *s, const cm_provider_ids *ids, pid_t *pid, int *in_fd,
+                        int *out_fd, cm_error *err)
 {
     const char *command = cm_json_str(s->cfg, "command");
     if (!command || !*command)
         return cm_error_set(err, CM_ERR_CONFIG, "MCP server '%s': command: missing", s->server);
+    char **rw = writable_dirs(s, err);
+    if (!rw)
+        return -1;
     int to_child[2], from_child[2];
-    if (pipe2(to_child, O_CLOEXEC) < 0)
+    if (pipe2(to_child, O_CLOEXEC) < 0) {
+        strv_free(rw);
         return cm_error_sys(err, CM_ERR_IO, "pipe");
+    }
     if (pipe2(from_child, O_CLOEXEC) < 0) {
         close(to_child[0]);
         close(to_child[1]);
+        strv_free(rw);
         return cm_error_sys(err, CM_ERR_IO, "pipe");
     }
     const char *cwd = cm_json_str(s->cfg, "cwd");
@@ -242,7 +275,7 @@ static int spawn_server(cm_mcp_session *s, pid_t *pid, int *in_fd, int *out_fd, 
     if (cwd && cwd[0] != '/' && asprintf(&cwd_full, "%s/%s", s->base_dir, cwd) < 0)
         abort();
     char **argv = child_argv(s->cfg);
-    char **envp = child_env(s->cfg);
+    char **envp = child_env(s->p, s->cfg);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;
@@ -260,7 +293,7 @@ static int spawn_server(cm_mcp_session *s, pid_t *pid, int *in_fd, int *out_fd, 
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     const char *path;
-    char **full = cm_providers_exec_argv(s->p, command, argv, &path);
+    char **full = cm_providers_exec_argv(s->p, command, argv, ids, rw, &path);
     /* direct: PATH lookup as before; through the prefix, the exec step
      * looks the command up */
     int rc = path == command ? posix_spawnp(pid, command, &fa, &attr, full, envp)
@@ -270,6 +303,7 @@ static int spawn_server(cm_mcp_session *s, pid_t *pid, int *in_fd, int *out_fd, 
     posix_spawnattr_destroy(&attr);
     strv_free(argv);
     strv_free(envp);
+    strv_free(rw);
     close(to_child[0]);
     close(from_child[1]);
     if (rc != 0) {
@@ -307,7 +341,11 @@ int cm_mcp_start_stdio(cm_mcp_session *s, cm_error *err)
     reap_old_reader(s);
     pid_t pid;
     int in_fd, out_fd;
-    if (spawn_server(s, &pid, &in_fd, &out_fd, err) < 0)
+    /* one uid for the session's life, restarts included (a server's own
+     * files stay its own); released, with anything left, at session close */
+    if (!s->ids.set && cm_providers_take_ids(s->p, &s->ids, err) < 0)
+        return cm_error_prefix(err, "MCP server '%s'", s->server);
+    if (spawn_server(s, &s->ids, &pid, &in_fd, &out_fd, err) < 0)
         return -1;
     reader_arg *a = cm_xmalloc(sizeof *a);
     *a = (reader_arg){.s = s, .out_fd = out_fd, .pid = pid};

@@ -3,6 +3,8 @@
 #include "pctx.h"
 
 #include <malloc.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "util.h"
@@ -70,22 +72,70 @@ void cm_providers_free(cm_providers *p)
     curl_global_cleanup();
 }
 
-char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
-                              const char **path)
+int cm_providers_take_ids(const cm_providers *p, cm_provider_ids *ids, cm_error *err)
 {
-    size_t np = 0, na = 0;
+    *ids = (cm_provider_ids){0};
+    if (!p || !p->take_ids)
+        return 0;
+    if (p->take_ids(p->ids_ctx, &ids->uid, &ids->gid, err) < 0)
+        return cm_error_prefix(err, "no uid for the provider process");
+    ids->set = true;
+    snprintf(ids->arg, sizeof ids->arg, "%u:%u", ids->uid, ids->gid);
+    return 0;
+}
+
+void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids)
+{
+    if (p && p->release_ids && ids->set)
+        p->release_ids(p->ids_ctx, ids->uid);
+    ids->set = false;
+}
+
+char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
+                              const cm_provider_ids *ids, char *const *rw, const char **path)
+{
+    size_t np = 0, na = 0, nrw = 0;
     while (p && p->exec_prefix && p->exec_prefix[np])
         np++;
     while (argv[na])
         na++;
-    char **out = cm_xcalloc(np + na + 2, sizeof *out);
+    while (rw && rw[nrw])
+        nrw++;
+    char **out = cm_xcalloc(np + na + 2 * nrw + 8, sizeof *out);
     size_t k = 0;
     for (size_t i = 0; i < np; i++)
         out[k++] = p->exec_prefix[i];
-    if (np)
+    if (np) {
+        if (ids && ids->set) {
+            out[k++] = "--ids";
+            out[k++] = (char *)ids->arg;
+        }
+        for (size_t i = 0; i < nrw; i++) {
+            out[k++] = "--rw";
+            out[k++] = rw[i];
+        }
+        out[k++] = "--";
         out[k++] = (char *)prog;
+    }
     for (size_t i = 0; i < na; i++)
         out[k++] = argv[i];
     *path = np ? p->exec_prefix[0] : prog;
     return out;
+}
+
+static const char *const env_allow_list[] = {
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SHELL", "TZ", "TERM", NULL,
+};
+
+void cm_providers_base_env(const cm_providers *p, cJSON *env)
+{
+    for (int i = 0; env_allow_list[i]; i++) {
+        const char *v = getenv(env_allow_list[i]);
+        if (p && p->jailed && !strcmp(env_allow_list[i], "HOME"))
+            v = "/tmp"; /* the engine's home is not the provider's (nor readable) */
+        if (!v)
+            continue;
+        cJSON_DeleteItemFromObjectCaseSensitive(env, env_allow_list[i]);
+        cJSON_AddStringToObject(env, env_allow_list[i], v);
+    }
 }

@@ -7,6 +7,7 @@
 #ifndef CM_PROVIDERS_PCTX_H
 #define CM_PROVIDERS_PCTX_H
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -28,9 +29,18 @@ struct cm_providers {
     cm_http_loop *http_loop; /* async HTTP (http_loop.c), started on first use */
     bool http_closed;        /* engine exit: no new loop */
     /* argv every provider process is started through (the engine's
-     * `codemode __provider-exec PROCS`: its provider cgroup), NULL: direct;
-     * borrowed, set once before any provider runs */
+     * `codemode __provider-exec ...`: its provider cgroup and jail), NULL:
+     * direct; borrowed, set once before any provider runs */
     char *const *exec_prefix;
+    /* provider processes run jailed (isolate/provider_jail.h): HOME is the
+     * jail's private /tmp, not the engine's */
+    bool jailed;
+    /* a distinct unprivileged uid/gid per provider process (root engine),
+     * NULL: none (the process keeps the engine's uid); release kills what
+     * still runs as the uid before it is used again */
+    int (*take_ids)(void *ctx, unsigned *uid, unsigned *gid, cm_error *err);
+    void (*release_ids)(void *ctx, unsigned uid);
+    void *ids_ctx;
     /* parent of provider temp dirs (the engine's own, removed with it);
      * NULL: $TMPDIR or /tmp */
     const char *work_dir;
@@ -40,12 +50,30 @@ struct cm_providers {
 int cm_providers_new(cm_providers **out, cm_error *err);
 /* Closes every MCP session (no orphan processes) and frees everything. */
 void cm_providers_free(cm_providers *p);
+/* The ids one provider process runs as (cm_providers_take_ids). */
+typedef struct cm_provider_ids {
+    bool set;
+    unsigned uid, gid;
+    char arg[32]; /* "uid:gid", the exec step's --ids value */
+} cm_provider_ids;
+/* Takes ids for one provider process (ids->set false when the engine gives
+ * none); release once the process is reaped.  p may be NULL. */
+int cm_providers_take_ids(const cm_providers *p, cm_provider_ids *ids, cm_error *err);
+void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids);
 /* What to spawn for a provider process running prog with argv: *path gets
  * the program to exec (prog itself when there is no prefix) and the result
- * the argv (prefix + prog + argv, or a copy of argv); free() only the
- * array, its strings are borrowed.  p may be NULL. */
+ * the argv (prefix + per-spawn options (ids; rw: NULL-terminated absolute
+ * directories the process may write, or NULL) + "--" + prog + argv, or a
+ * copy of argv);
+ * free() only the array, its strings are borrowed (from ids too).  p may
+ * be NULL. */
 char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
-                              const char **path);
+                              const cm_provider_ids *ids, char *const *rw, const char **path);
+/* The environment every provider process starts from, into env (object of
+ * strings): the allow-listed names of the engine's environment (PATH, HOME,
+ * LANG, LC_ALL, LC_CTYPE, USER, LOGNAME, SHELL, TZ, TERM), HOME replaced by
+ * /tmp when jailed.  What a manual declares is added on top by the caller. */
+void cm_providers_base_env(const cm_providers *p, cJSON *env);
 /* Closes the MCP sessions of one manual (deregister_manual). */
 void cm_providers_release_manual(cm_providers *p, const char *manual_name);
 

@@ -14,6 +14,54 @@ import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _searchable_by_all(path):
+    """True when any uid may reach path (every directory on the way o+x)."""
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        if path == "/":
+            return True
+        path = os.path.dirname(path)
+
+
+def _provider_view(root):
+    """Provider processes (CLI commands, MCP servers) run as unprivileged
+    uids (isolate/provider_jail.c), so the test servers and npm packages of
+    the checkout must be reachable by any uid.  A clone below a 0700
+    directory (/root) is not: then this test process takes a mount
+    namespace of its own (the bind goes with it) and binds the checkout at
+    /run/codemode-tests/<pid> (removed at exit), which every engine it
+    starts, and so every provider, sees.  A checkout any uid can reach is used as
+    it is."""
+    if _searchable_by_all(root) or os.geteuid() != 0:
+        return root
+    import atexit
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    view = "/run/codemode-tests/%d" % os.getpid()
+    if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+        raise RuntimeError("the checkout %s is not reachable by other uids and a private mount "
+                           "namespace failed (errno %d): clone it below a world-searchable "
+                           "directory" % (root, ctypes.get_errno()))
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    os.makedirs(view, exist_ok=True)
+    os.chmod(os.path.dirname(view), 0o755)
+    subprocess.run(["mount", "--bind", root, view], check=True)
+
+    def remove():
+        subprocess.run(["umount", "-l", view], check=False)
+        for d in (view, os.path.dirname(view)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # another test process still has its own there
+    atexit.register(remove)
+    return view
+
+
+ROOT = _provider_view(ROOT)
 BIN = os.environ.get("CODEMODE_BIN", os.path.join(ROOT, "build", "codemode"))
 ROOTFS = os.path.join(ROOT, "build", "rootfs")
 
@@ -49,6 +97,29 @@ def stop_process(proc, timeout=10):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def status_fields(pid):
+    """/proc/PID/status as a dict of stripped strings."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def chain_result(socket_path, code):
+    """Runs one chain on a fresh connection; its result (AssertionError
+    with the whole response when the chain failed)."""
+    c = Client(socket_path)
+    try:
+        r = c.chain(code)
+    finally:
+        c.close()
+    if r["error"] is not None:
+        raise AssertionError("chain failed: %r" % r)
+    return r["result"]
 
 
 def codemode_cgroup_roots():

@@ -23,7 +23,9 @@ class StdioStubTest(EngineTest):
     @classmethod
     def setUpClass(cls):
         cls.state = tempfile.mkdtemp(prefix="codemode-stub-mcp-")
-        entry = dict(cls.ENTRY, command="/usr/bin/python3.11", args=[cls.SCRIPT, cls.state])
+        os.chmod(cls.state, 0o777)  # the server runs as its own unprivileged uid
+        entry = dict(cls.ENTRY, command="/usr/bin/python3.11", args=[cls.SCRIPT, cls.state],
+                     writable_dirs=[cls.state])
         cls.CONFIG = json.dumps({"manual_call_templates": [
             {"name": cls.MANUAL, "call_template_type": "mcp",
              "config": {"mcpServers": {cls.NAME: entry}}}]})

@@ -78,6 +78,7 @@ class ToolCalls(EngineTest):
         threading.Thread(target=cls.http.serve_forever, daemon=True).start()
         base = "http://127.0.0.1:%d" % cls.http.server_address[1]
         cls.state = tempfile.mkdtemp(prefix="codemode-deadline-mcp-")
+        os.chmod(cls.state, 0o777)  # the server runs as its own unprivileged uid
 
         def http(path):
             return {"call_template_type": "http", "http_method": "GET", "url": base + path}
@@ -100,7 +101,8 @@ class ToolCalls(EngineTest):
             {"name": "t", "call_template_type": "file", "file_path": "manual.json",
              "allowed_communication_protocols": ["cli", "http"]},
             {"name": "hang", "call_template_type": "mcp", "config": {"mcpServers": {
-                "h": {"command": "/usr/bin/python3.11", "args": [HUNG_MCP, cls.state]}}}}]})
+                "h": {"command": "/usr/bin/python3.11", "args": [HUNG_MCP, cls.state],
+                      "writable_dirs": [cls.state]}}}}]})
         cls.FILES = {"manual.json": json.dumps(manual)}
         try:
             super().setUpClass()

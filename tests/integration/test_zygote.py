@@ -14,7 +14,7 @@ import shutil
 import time
 import unittest
 
-from tests.integration.engine import EngineTest, Engine, ROOT
+from tests.integration.engine import EngineTest, Engine, ROOT, status_fields
 
 UID_LO, UID_HI = 320000, 320016
 CONFIG = """
@@ -25,15 +25,6 @@ engine:
   sandbox_gid: 320000
   sandbox_uid_range: 16
 """
-
-
-def status_fields(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
 
 
 def children(pid):

@@ -1,5 +1,6 @@
 """What an engine holds, counted from /proc and /sys: fds, RSS, sandbox
-processes (uid range 100000..), codemode cgroup dirs, /proc/mounts lines."""
+processes (uid range 100000..; provider processes run with uids from the
+same range, and count too), codemode cgroup dirs, /proc/mounts lines."""
 import os
 
 from tests.integration.engine import codemode_cgroup_roots
@@ -37,10 +38,14 @@ def sandbox_procs(instance=None):
 
 
 def cgroup_dirs(instance=None):
+    """Cgroup directories of one engine instance e<pid> (with its cgroup2
+    provider group p<pid>), or of all."""
     dirs = []
+    mine = instance and (instance, "p" + instance[1:])
     for root in codemode_cgroup_roots():
         for d, sub, _ in os.walk(root):
-            if d != root and (instance is None or d.startswith(root + "/" + instance)):
+            rel = d[len(root) + 1:].split("/")[0]
+            if d != root and (instance is None or rel in mine):
                 dirs.append(d)
     return dirs
 

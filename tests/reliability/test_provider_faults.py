@@ -4,14 +4,13 @@ flood.  Each call ends in a tool_error (or the chain's own timeout) within
 its bounds, the engine keeps serving, and the next chain works."""
 import json
 import os
-import sys
 import time
 
-from tests.integration.engine import EngineTest
+from tests.integration.engine import ROOT, EngineTest
 from tests.reliability.fault_servers import FaultHTTP
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PY = sys.executable
+HERE = os.path.join(ROOT, "tests", "reliability")  # reachable by provider uids (engine.py)
+PY = "/usr/bin/python3"  # the system Python: provider processes run as an unprivileged uid
 
 
 def cli_manual():

@@ -13,7 +13,6 @@ everything the chain's answer holds (result, error, traceback, logs), that
 one).  Text tools substitute no variables, so they have no case."""
 import json
 import os
-import sys
 
 from tests.integration import http_fixture
 from tests.integration.engine import ROOT, EngineTest
@@ -66,7 +65,7 @@ class SecretRedaction(EngineTest):
                     {"command": "printf 'arg=%s' ${CLI_TOKEN}"}]},
             }, "cli"), name="sh"),
             {"name": "stub", "call_template_type": "mcp", "config": {"mcpServers": {
-                "s": {"command": sys.executable, "args": [STUB],
+                "s": {"command": "/usr/bin/python3", "args": [STUB],
                       "env": {"STUB_TOKEN": "${MCP_TOKEN}"}}}}},
             dict(text_manual({"read": {"call_template_type": "file",
                                        "file_path": "${FILE_DIR}/nope.json"}}, "file"),
