@@ -201,7 +201,7 @@ deb: all rootfs man
 	scripts/build-deb.sh $(VERSION)
 
 deploy-check:
-	$(PYTHON) deploy/check_manifests.py deploy/kubernetes
+	$(PYTHON) deploy/check_manifests.py deploy/kubernetes deploy/kubernetes-service
 
 # ---- deployment for real (issue 22): deploy/README.md -------------------------
 # make image: the OCI image localhost/codemode:$(VERSION) from deploy/Containerfile,
