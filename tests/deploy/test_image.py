@@ -99,6 +99,17 @@ class ImageRun(unittest.TestCase):
                 self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
                 self.assertRegex(p.stdout, r"(required layers missing|FAILED to start)", p.stdout)
 
+    def test_readme_shows_the_same_privileges(self):
+        for readme in ("README.md", "deploy/README.md"):
+            with open(os.path.join(h.ROOT, readme)) as f:
+                text = f.read().replace("\\\n", " ")
+            runs = [l for l in text.splitlines() if l.strip().startswith("podman run -d")]
+            self.assertTrue(runs, readme)
+            for flag in h.documented_privileges():
+                flag = flag.replace(h.SECCOMP, h.DOC_SECCOMP)
+                alt = flag.replace("--volume=", "-v ")
+                self.assertTrue(flag in runs[0] or alt in runs[0], "%s: %s" % (readme, flag))
+
     def test_doctor_inside_the_container(self):
         p = self.exec_engine("codemode", "doctor", "--config", "/etc/codemode/codemode.yaml")
         rows = h.doctor_rows(p.stdout)
