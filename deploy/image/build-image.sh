@@ -54,8 +54,15 @@ CTX=$OUT/context
 rm -rf "$CTX"
 mkdir -p "$CTX"
 cp "$SRC/$DEB" "$CTX/codemode.deb"
+OLD_ID=$(podman image inspect --format '{{.Id}}' "localhost/codemode:$VERSION" 2>/dev/null || true)
 # --network none: nothing in the build fetches anything
 podman --runtime "$RUNTIME" build --quiet --network none --build-arg BASE="$BASE" \
     --label org.opencontainers.image.version="$VERSION" \
     -f "$HERE/../Containerfile" -t "localhost/codemode:$VERSION" "$CTX" >/dev/null
+# the image this tag named before, now untagged: removed (by its id only;
+# kept if a container still uses it)
+NEW_ID=$(podman image inspect --format '{{.Id}}' "localhost/codemode:$VERSION")
+if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then
+    podman rmi "$OLD_ID" >/dev/null 2>&1 || true
+fi
 echo "localhost/codemode:$VERSION"
