@@ -1,14 +1,21 @@
-"""Offline check of the Kubernetes manifests in deploy/kubernetes (no cluster
-is reachable where `make test` runs): every document parses, has the fields
-its kind requires, and the pieces reference each other consistently
-(selector ↔ labels, volumeMounts ↔ volumes, ConfigMap names, probe commands,
-ports).  Exit 0 when clean, 1 with one line per problem otherwise.
+"""Offline check of the Kubernetes manifests in deploy/kubernetes and
+deploy/kubernetes-service (tests/deploy/ also plays them with podman): every
+document parses, has the fields its kind requires, and the pieces reference
+each other consistently across the directories given (selector ↔ labels,
+volumeMounts ↔ volumes, ConfigMap names, probe commands, ports, a Service's
+selector and targetPort, an HPA's target, a PDB's selector), and the
+ConfigMap's config names files it holds and its policy.yaml is
+policies/examples/kubernetes.yaml verbatim (the policy tests/policy/ tests).
+Exit 0 when clean, 1 with one line per problem otherwise.
 
-Usage: python3 deploy/check_manifests.py DIR"""
+Usage: python3 deploy/check_manifests.py DIR..."""
 import os
 import sys
 
 import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED_POLICY = os.path.join(ROOT, "policies", "examples", "kubernetes.yaml")
 
 REQUIRED = {
     "Namespace": [],
@@ -17,6 +24,9 @@ REQUIRED = {
                   "spec.template.spec.containers"],
     "Deployment": ["spec.selector.matchLabels", "spec.template.metadata.labels",
                    "spec.template.spec.containers"],
+    "Service": ["spec.selector", "spec.ports"],
+    "HorizontalPodAutoscaler": ["spec.scaleTargetRef.name", "spec.maxReplicas", "spec.metrics"],
+    "PodDisruptionBudget": ["spec.selector.matchLabels"],
 }
 ENGINE_CONFIG_KEYS = {"manual_call_templates", "variables", "load_variables_from", "engine",
                       "tool_repository", "tool_search_strategy", "post_processing"}
@@ -65,7 +75,8 @@ def check_workload(where, doc, configmaps, problems):
 
 
 def check_configmap(where, doc, problems):
-    text = doc["data"].get("codemode.yaml")
+    data = doc["data"]
+    text = data.get("codemode.yaml")
     if text is None:
         return
     try:
@@ -76,11 +87,56 @@ def check_configmap(where, doc, problems):
     unknown = set(cfg) - ENGINE_CONFIG_KEYS
     if unknown:
         problems.append(f"{where}: codemode.yaml: unknown keys {sorted(unknown)}")
+    # files the config names must be in the ConfigMap (it is all of /etc/codemode)
+    named = [m.get("file_path") for m in cfg.get("manual_call_templates") or []]
+    policy = get(cfg, "engine.policy.file")
+    for f in [n for n in named if n] + ([policy] if policy else []):
+        if f not in data:
+            problems.append(f"{where}: codemode.yaml names {f}, which the ConfigMap does not hold")
+    if policy and policy in data:
+        with open(SHIPPED_POLICY) as f:
+            if data[policy] != f.read():
+                problems.append(f"{where}: {policy} differs from policies/examples/kubernetes.yaml "
+                                "(the policy tests/policy/kubernetes.yaml tests): copy it verbatim")
 
 
-def check(directory):
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_refs(docs, problems):
+    """Service → pods and port names, HPA → Deployment, PDB → pods."""
+    pods = [(get(d, "spec.template.metadata.labels") or {}, get(d, "spec.template.spec") or {})
+            for _, d in docs if d.get("kind") in ("DaemonSet", "Deployment")]
+    deployments = {get(d, "metadata.name") for _, d in docs if d.get("kind") == "Deployment"}
+    for where, doc in docs:
+        kind = doc.get("kind")
+        if kind == "Service":
+            sel = get(doc, "spec.selector") or {}
+            target = [spec for labels, spec in pods if matches(sel, labels)]
+            if not target:
+                problems.append(f"{where}: Service selector {sel} matches no workload's pods")
+            names = {p.get("name") for spec in target for c in spec.get("containers", [])
+                     for p in c.get("ports", [])}
+            for p in get(doc, "spec.ports") or []:
+                tp = p.get("targetPort")
+                if isinstance(tp, str) and target and tp not in names:
+                    problems.append(f"{where}: targetPort {tp} is no containerPort name")
+        elif kind == "HorizontalPodAutoscaler":
+            ref = get(doc, "spec.scaleTargetRef") or {}
+            if ref.get("kind") != "Deployment" or ref.get("name") not in deployments:
+                problems.append(f"{where}: scaleTargetRef {ref.get('kind')}/{ref.get('name')} "
+                                "is no Deployment here")
+        elif kind == "PodDisruptionBudget":
+            sel = get(doc, "spec.selector.matchLabels") or {}
+            if not any(matches(sel, labels) for labels, _ in pods):
+                problems.append(f"{where}: PodDisruptionBudget selector {sel} matches no pods")
+
+
+def check(*directories):
     problems, docs = [], []
-    for name in sorted(os.listdir(directory)):
+    files = [(d, n) for d in directories for n in sorted(os.listdir(d))]
+    for directory, name in files:
         if not name.endswith((".yaml", ".yml")):
             continue
         path = os.path.join(directory, name)
@@ -92,7 +148,7 @@ def check(directory):
         except yaml.YAMLError as e:
             problems.append(f"{name}: does not parse: {e}")
     if not docs:
-        problems.append(f"{directory}: no manifests found")
+        problems.append(f"{' '.join(directories)}: no manifests found")
     configmaps = {get(d, "metadata.name") for _, d in docs if d.get("kind") == "ConfigMap"}
     for where, doc in docs:
         kind = doc.get("kind")
@@ -111,14 +167,15 @@ def check(directory):
             check_workload(where, doc, configmaps, problems)
         if kind == "ConfigMap":
             check_configmap(where, doc, problems)
+    check_refs([(w, d) for w, d in docs if d.get("kind") in REQUIRED], problems)
     return problems, len(docs)
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    problems, n = check(sys.argv[1])
+    problems, n = check(*sys.argv[1:])
     for p in problems:
         print(p)
     if not problems:

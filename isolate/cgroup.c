@@ -117,10 +117,10 @@ static void missing_controllers(const char *dir, char *out, size_t cap)
     }
 }
 
-/* The engine's own cgroup directory on the unified hierarchy (from the
- * "0::<path>" line of /proc/self/cgroup; "/" is the root, or the root of
- * the engine's cgroup namespace). */
-static int own_cgroup_dir(char *out, size_t cap)
+/* The engine's own cgroup directory on the unified hierarchy mounted at
+ * mount (from the "0::<path>" line of /proc/self/cgroup; "/" is the root, or
+ * the root of the engine's cgroup namespace). */
+static int own_cgroup_dir(const char *mount, char *out, size_t cap)
 {
     char buf[4096];
     if (read_text("/proc/self", "cgroup", buf, sizeof buf) <= 0)
@@ -130,7 +130,7 @@ static int own_cgroup_dir(char *out, size_t cap)
         if (strncmp(line, "0::/", 4))
             continue;
         size_t len = strcspn(line + 3, "\n");
-        snprintf(out, cap, "%s%.*s", CG_MOUNT, (int)(len == 1 ? 0 : len), line + 3);
+        snprintf(out, cap, "%s%.*s", mount, (int)(len == 1 ? 0 : len), line + 3);
         return 0;
     }
     return -1;
@@ -332,7 +332,7 @@ static int setup_v1_roots(cm_cgroup_root *root, cm_error *err)
 static int setup_v2(cm_cgroup_root *root, cm_error *err)
 {
     char base[200] = CG_MOUNT, missing[64];
-    bool delegated = own_cgroup_dir(base, sizeof base) == 0 && alone_in(base);
+    bool delegated = own_cgroup_dir(CG_MOUNT, base, sizeof base) == 0 && alone_in(base);
     if (!delegated)
         snprintf(base, sizeof base, "%s", CG_MOUNT);
     missing_controllers(base, missing, sizeof missing);
@@ -364,8 +364,16 @@ int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err)
     if (is_cgroup2(CG_MOUNT))
         return setup_v2(root, err);
     root->mode = CM_CGROUP_V1;
+    /* guard + cgroup.kill only, nested below the engine's own cgroup as on
+     * the v1 hierarchies: an engine in a container (its own pid namespace,
+     * so its instance name e<pid> is not unique on the host) must neither
+     * collide with nor reap the instances of engines in other containers or
+     * on the host. */
+    char unified[240] = CG_UNIFIED;
     if (is_cgroup2(CG_UNIFIED) &&
-        setup_v2_root(root, CG_UNIFIED, false, err) < 0) /* guard + cgroup.kill only */
+        (own_cgroup_dir(CG_UNIFIED, unified, sizeof unified) < 0 || access(unified, W_OK) < 0))
+        snprintf(unified, sizeof unified, "%s", CG_UNIFIED);
+    if (is_cgroup2(CG_UNIFIED) && setup_v2_root(root, unified, false, err) < 0)
         return -1;
     if (setup_v1_roots(root, err) < 0) {
         root->mode = CM_CGROUP_NONE;

@@ -24,7 +24,7 @@ typedef enum { CM_CGROUP_NONE, CM_CGROUP_V1, CM_CGROUP_V2 } cm_cgroup_mode;
 /* This engine's place in the cgroup hierarchies (cm_cgroup_setup). */
 typedef struct cm_cgroup_root {
     cm_cgroup_mode mode;
-    char v2_root[256];          /* v2: <mount>/codemode ; v1: unified/codemode (guard) */
+    char v2_root[256];          /* v2: <mount>/codemode ; v1: unified[/own]/codemode */
     char v1_roots[4][400];      /* v1: memory, cpu, pids, cpuacct: <ctrl>[/own]/codemode */
     char instance[32];          /* "e<pid>" */
     char unified_instance[400]; /* cgroup2 dir of this engine (guard attach point) */
