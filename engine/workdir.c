@@ -185,7 +185,10 @@ int cm_workdir_start(cm_engine *eng, const char *socket_path, cm_error *err)
     char dir[512];
     snprintf(dir, sizeof dir, "%s/codemode-e%d", base, (int)getpid());
     cm_remove_tree(dir); /* a directory of an earlier engine with this pid */
-    if (mkdir(dir, 0700) < 0)
+    /* 0711: not listable, but a provider that takes its uid before its
+     * mount view (a root engine without CAP_SYS_ADMIN, the container) must
+     * reach its own call directory below (random names, 0700, its uid) */
+    if (mkdir(dir, 0700) < 0 || chmod(dir, 0711) < 0)
         return cm_error_sys(err, CM_ERR_IO, "engine temp directory %s", dir);
     eng->work_dir = cm_xstrdup(dir);
     eng->providers->work_dir = eng->work_dir;

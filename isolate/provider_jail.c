@@ -20,6 +20,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,22 +194,55 @@ static int drop(const cm_provider_jail *j, char *why, size_t cap)
     return 0;
 }
 
-int cm_provider_jail_enter(const cm_provider_jail *j, char *why, size_t cap)
+/* True when this process may make a mount namespace of its own (CAP_SYS_ADMIN
+ * in its user namespace). */
+static bool have_sys_admin(void)
 {
-    if (!j->on)
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return false;
+    return (data[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32))) != 0;
+}
+
+/* A root engine without CAP_SYS_ADMIN (a container given only what the
+ * sandboxes need, deploy/README.md): the provider's uid first (CAP_SETUID
+ * and CAP_SETGID suffice), then, as that uid, a user namespace mapping it,
+ * in which the mount view can be made.  The ids are then in place, so
+ * drop() does not change them again (setgroups is denied in there). */
+static int switch_ids_then_userns(cm_provider_jail *j, char *why, size_t cap)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(j->gid, j->gid, j->gid) < 0)
+        return failf(why, cap, "setresgid", NULL);
+    if (setresuid(j->uid, j->uid, j->uid) < 0)
+        return failf(why, cap, "setresuid", NULL);
+    j->ids = false;
+    /* the uid change made this process non-dumpable, which gives its /proc
+     * files to root: the maps below could not be written */
+    if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+        return failf(why, cap, "prctl PR_SET_DUMPABLE", NULL);
+    return enter_userns(why, cap);
+}
+
+int cm_provider_jail_enter(const cm_provider_jail *jail, char *why, size_t cap)
+{
+    if (!jail->on)
         return 0;
+    cm_provider_jail j = *jail;
     char cwd[4096];
     if (!getcwd(cwd, sizeof cwd))
         snprintf(cwd, sizeof cwd, "/");
-    if (j->userns && enter_userns(why, cap) < 0)
+    if (j.userns && enter_userns(why, cap) < 0)
         return -1;
-    if (mount_view(j, why, cap) < 0)
+    if (!j.userns && j.ids && !have_sys_admin() && switch_ids_then_userns(&j, why, cap) < 0)
+        return -1;
+    if (mount_view(&j, why, cap) < 0)
         return -1;
     /* the working directory again through the new view: the old reference
      * would still reach what the view covers */
     if (chdir(cwd) < 0 && chdir("/") < 0)
         return failf(why, cap, "chdir", cwd);
-    return drop(j, why, cap);
+    return drop(&j, why, cap);
 }
 
 void cm_provider_uid_kill(uid_t uid)

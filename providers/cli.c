@@ -304,7 +304,9 @@ static int give_dir(const char *dir, const char *script_path, const cm_provider_
 {
     if (!ids->set)
         return 0;
-    if (chown(dir, ids->uid, ids->gid) < 0 || chown(script_path, ids->uid, ids->gid) < 0)
+    /* the script first: once the 0700 directory is the provider's, an
+     * engine without CAP_DAC_OVERRIDE (the container) cannot reach into it */
+    if (chown(script_path, ids->uid, ids->gid) < 0 || chown(dir, ids->uid, ids->gid) < 0)
         return cm_error_sys(err, CM_ERR_IO, "chown %s to the provider uid", dir);
     return 0;
 }

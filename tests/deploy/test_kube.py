@@ -125,7 +125,7 @@ class KubePlay(unittest.TestCase):
         self.assertFalse(cfg["HostConfig"]["Privileged"])
         with open("/proc/%d/status" % cfg["State"]["Pid"]) as f:
             eff = int([l for l in f if l.startswith("CapEff:")][0].split()[1], 16)
-        names = {"SETGID": 6, "SETUID": 7, "NET_ADMIN": 12, "BPF": 39}
+        names = {"CHOWN": 0, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12, "BPF": 39}
         want = sum(1 << names[c] for c in self.container["securityContext"]["capabilities"]["add"])
         self.assertEqual(eff, want, hex(eff))
         self.assertTrue(cfg["HostConfig"]["ReadonlyRootfs"])
