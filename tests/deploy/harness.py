@@ -8,6 +8,7 @@ Why a test-only containers.conf (CONTAINERS_CONF): the OCI runtime is runc
 controller), and the default ulimits are the ones this host allows (where
 podman lacks CAP_SYS_RESOURCE, as in this CI VM, its defaults of 1M open
 files cannot be set).  Nothing of the host's podman configuration changes."""
+import copy
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 import yaml
 
@@ -28,6 +30,7 @@ IMAGE_DIR = os.path.join(ROOT, "build", "image")
 SECCOMP = os.path.join(IMAGE_DIR, "codemode-engine.json")
 DOC_SECCOMP = "/etc/containers/codemode-engine.json"  # the path deploy/README.md uses
 SIDECAR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_sidecar.py")
+WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oci_procmount.py")
 # layers `codemode doctor` reports (isolate/doctor.c); each must be listed
 LAYERS = ("namespaces", "cgroup", "seccomp", "caps", "rlimits", "userns_limit", "bpf", "init")
 
@@ -74,6 +77,7 @@ class Podman:
         self.runtime = os.environ.get("CODEMODE_OCI_RUNTIME", "/usr/bin/runc")
         self.write_conf(self.runtime)
         self.pods, self.containers, self.procs, self.cgroups = [], [], [], []
+        self.volumes = []
 
     def write_conf(self, runtime):
         nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536)
@@ -103,6 +107,13 @@ class Podman:
         pid = self.run("pod", "inspect", pod, "--format", "{{.ID}}").stdout.strip()
         self.cgroups.append("/sys/fs/cgroup/unified/libpod_parent/" + pid)
 
+    def engine_caps(self, container):
+        """(podman inspect of the container, its pid 1's effective caps)."""
+        cfg = json.loads(self.run("inspect", container).stdout)[0]
+        with open("/proc/%d/status" % cfg["State"]["Pid"]) as f:
+            eff = int([l for l in f if l.startswith("CapEff:")][0].split()[1], 16)
+        return cfg, eff
+
     def start_sidecar(self, pod):
         """A real HTTP server on 127.0.0.1:8080 in the pod's network
         namespace (a host process: the image holds no Python of its own)."""
@@ -128,12 +139,115 @@ class Podman:
             self.run("rm", "-f", "-t", "10", c, check=False)
         for p in self.pods:
             self.run("pod", "rm", "-f", "-t", "10", p, check=False)
+        for v in dict.fromkeys(self.volumes):
+            self.run("volume", "rm", v, check=False)  # never -f: that removes users
         for d in self.cgroups:
             try:
                 os.rmdir(d)
             except OSError:
                 pass
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+CAP_BITS = {"CHOWN": 0, "SETGID": 6, "SETUID": 7, "NET_ADMIN": 12, "BPF": 39}
+
+
+def caps_mask(names):
+    return sum(1 << CAP_BITS[c] for c in names)
+
+
+def podman_template(template, name, namespace):
+    """A workload's pod template adapted for podman 4.3 (tests/deploy/
+    test_kube.py says why): seccompProfile Localhost as the legacy
+    annotation podman reads, procMount: Unmasked as the annotation the
+    test's OCI runtime wrapper acts on."""
+    t = copy.deepcopy(template)
+    t["metadata"] = dict(t["metadata"], name=name, namespace=namespace)
+    ann = t["metadata"].setdefault("annotations", {})
+    for c in t["spec"]["containers"]:
+        sc = c.get("securityContext", {})
+        prof = sc.get("seccompProfile", {})
+        if prof.get("type") == "Localhost":
+            ann["container.seccomp.security.alpha.kubernetes.io/" + c["name"]] = (
+                "localhost/" + prof["localhostProfile"])
+        if sc.get("procMount") == "Unmasked":
+            ann["codemode.test/proc-mount"] = "Unmasked"
+    return t
+
+
+def own_volumes(pm, cm, spec, name):
+    """The ConfigMap and the emptyDir volumes under names of the test's own
+    (name-...), remembered for removal.  podman 4.3 keeps each as a named
+    volume called after the ConfigMap or the volume, shared by every pod
+    that names it and left by `kube down`: parallel runs (and a
+    Deployment's replicas) must not share them.  Returns the ConfigMap."""
+    old = cm["metadata"]["name"]
+    cm = dict(cm, metadata=dict(cm["metadata"], name=name + "-config"))
+    renamed = {}
+    for v in spec["volumes"]:
+        if v.get("configMap", {}).get("name") == old:
+            v["configMap"]["name"] = cm["metadata"]["name"]
+            pm.volumes.append(cm["metadata"]["name"])
+        if "emptyDir" in v:
+            renamed[v["name"]] = v["name"] = "%s-%s" % (name, v["name"])
+            pm.volumes.append(v["name"])
+    for c in spec["containers"]:
+        for m in c.get("volumeMounts", []):
+            m["name"] = renamed.get(m["name"], m["name"])
+    return cm
+
+
+class PlayedTest(unittest.TestCase):
+    """Manifests played with `podman kube play` in setUpClass (the subclass's
+    play(), which sets cls.played, cls.pods, cls.container, cls.engine) and
+    torn down with `podman kube down` in tearDownClass, plus what the test
+    made (its Podman's cleanup), also when play() fails half-way."""
+    TAG = "kube"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pm = Podman(cls.TAG)
+        cls.played, cls.pods = None, []
+        try:
+            cls.pm.write_conf(WRAPPER)
+            if cls.pm.run("image", "exists", IMAGE, check=False).returncode != 0:
+                raise AssertionError("image %s missing: run `make image`" % IMAGE)
+            cls.play()
+        except BaseException:
+            cls.down()
+            cls.pm.cleanup()
+            raise
+
+    @classmethod
+    def engine_container(cls, workload):
+        """The workload's engine container; it must run the image make image builds."""
+        c = workload["spec"]["template"]["spec"]["containers"][0]
+        if not IMAGE.endswith("/" + c["image"]):
+            raise AssertionError("the %s runs %s, make image builds %s" % (
+                workload["kind"], c["image"], IMAGE))
+        return c
+
+    @classmethod
+    def down(cls):
+        if cls.played:
+            cls.pm.run("kube", "down", cls.played, check=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.down()
+            left = [p for p in cls.pods
+                    if cls.pm.run("pod", "exists", p, check=False).returncode == 0]
+        finally:
+            cls.pm.cleanup()
+        if left:
+            raise AssertionError("pods %s still exist after podman kube down" % left)
+
+    def test_probe_commands(self):
+        for probe in ("readinessProbe", "livenessProbe"):
+            cmd = self.container[probe]["exec"]["command"]
+            p = self.pm.run("exec", self.engine, *cmd, check=False)
+            self.assertEqual(p.returncode, 0, "%s %s: %s" % (probe, cmd, p.stdout + p.stderr))
 
 
 def wait_ready(sock, proc_alive, timeout=60):
