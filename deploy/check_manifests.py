@@ -3,8 +3,10 @@ deploy/kubernetes-service (tests/deploy/ also plays them with podman): every
 document parses, has the fields its kind requires, and the pieces reference
 each other consistently across the directories given (selector ↔ labels,
 volumeMounts ↔ volumes, ConfigMap names, probe commands, ports, a Service's
-selector and targetPort, an HPA's target, a PDB's selector), and the
-ConfigMap's config names files it holds and its policy.yaml is
+selector and targetPort, an HPA's target, a PDB's selector, an HTTP
+transport's listen port being a containerPort), and the ConfigMap's
+configs (codemode*.yaml) name files it holds, the service form's differs
+from the node form's only in engine.http, and its policy.yaml is
 policies/examples/kubernetes.yaml verbatim (the policy tests/policy/ tests).
 Exit 0 when clean, 1 with one line per problem otherwise.
 
@@ -74,30 +76,72 @@ def check_workload(where, doc, configmaps, problems):
                 problems.append(f"{where}: container {cname}: bad containerPort")
 
 
-def check_configmap(where, doc, problems):
-    data = doc["data"]
-    text = data.get("codemode.yaml")
-    if text is None:
-        return
-    try:
-        cfg = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        problems.append(f"{where}: codemode.yaml does not parse: {e}")
-        return
+def engine_configs(data):
+    """{key: parsed config} of a ConfigMap's engine configs (codemode*.yaml),
+    or {key: YAMLError}."""
+    out = {}
+    for key in sorted(k for k in data if k.startswith("codemode") and k.endswith(".yaml")):
+        try:
+            out[key] = yaml.safe_load(data[key]) or {}
+        except yaml.YAMLError as e:
+            out[key] = e
+    return out
+
+
+def without_http(cfg):
+    engine = {k: v for k, v in (cfg.get("engine") or {}).items() if k != "http"}
+    return dict(cfg, engine=engine)
+
+
+def check_config(where, key, cfg, data, problems):
     unknown = set(cfg) - ENGINE_CONFIG_KEYS
     if unknown:
-        problems.append(f"{where}: codemode.yaml: unknown keys {sorted(unknown)}")
+        problems.append(f"{where}: {key}: unknown keys {sorted(unknown)}")
     # files the config names must be in the ConfigMap (it is all of /etc/codemode)
     named = [m.get("file_path") for m in cfg.get("manual_call_templates") or []]
     policy = get(cfg, "engine.policy.file")
     for f in [n for n in named if n] + ([policy] if policy else []):
         if f not in data:
-            problems.append(f"{where}: codemode.yaml names {f}, which the ConfigMap does not hold")
+            problems.append(f"{where}: {key} names {f}, which the ConfigMap does not hold")
     if policy and policy in data:
         with open(SHIPPED_POLICY) as f:
             if data[policy] != f.read():
                 problems.append(f"{where}: {policy} differs from policies/examples/kubernetes.yaml "
                                 "(the policy tests/policy/kubernetes.yaml tests): copy it verbatim")
+
+
+def check_configmap(where, doc, problems):
+    data = doc["data"]
+    configs = engine_configs(data)
+    for key, cfg in configs.items():
+        if isinstance(cfg, yaml.YAMLError):
+            problems.append(f"{where}: {key} does not parse: {cfg}")
+        else:
+            check_config(where, key, cfg, data, problems)
+    # the service form's config is the node form's plus engine.http
+    base = configs.get("codemode.yaml")
+    for key, cfg in configs.items():
+        if key != "codemode.yaml" and isinstance(cfg, dict) and isinstance(base, dict) and \
+                without_http(cfg) != without_http(base):
+            problems.append(f"{where}: {key} differs from codemode.yaml in more than engine.http")
+
+
+def check_http_port(where, doc, data_by_key, problems):
+    """A workload's engine.http.listen port must be one of its containerPorts."""
+    for c in get(doc, "spec.template.spec.containers") or []:
+        args = c.get("args") or []
+        if "--config" not in args or args.index("--config") + 1 >= len(args):
+            continue
+        cfg = data_by_key.get(os.path.basename(args[args.index("--config") + 1]))
+        listen = get(cfg, "engine.http.listen") if isinstance(cfg, dict) else None
+        if "--http" in args and args.index("--http") + 1 < len(args):
+            listen = args[args.index("--http") + 1]
+        if not listen:
+            continue
+        port = int(str(listen).rsplit(":", 1)[-1])
+        if port not in [p.get("containerPort") for p in c.get("ports", [])]:
+            problems.append(f"{where}: container {c.get('name')}: HTTP transport on {listen}, "
+                            "which no containerPort names")
 
 
 def matches(selector, labels):
@@ -168,6 +212,13 @@ def check(*directories):
         if kind == "ConfigMap":
             check_configmap(where, doc, problems)
     check_refs([(w, d) for w, d in docs if d.get("kind") in REQUIRED], problems)
+    data_by_key = {}
+    for _, d in docs:
+        if d.get("kind") == "ConfigMap" and isinstance(d.get("data"), dict):
+            data_by_key.update(engine_configs(d["data"]))
+    for where, d in docs:
+        if d.get("kind") in ("DaemonSet", "Deployment") and get(d, "spec.template.spec"):
+            check_http_port(where, d, data_by_key, problems)
     return problems, len(docs)
 
 

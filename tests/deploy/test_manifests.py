@@ -3,7 +3,9 @@ check `make deploy-check` runs; tests/integration/test_ops.py covers the
 DaemonSet's own checks): the shipped set passes, and the references the
 service form adds — the ConfigMap's policy being the tested one, a
 Service's selector and targetPort, an HPA's target, a PDB's selector, the
-files the config names — each fail when broken."""
+files the config names, the service config drifting from the node one, an
+HTTP listen port no containerPort names — each fail when broken; and the
+engine refuses the service config's token placeholder."""
 import os
 import shutil
 import subprocess
@@ -69,6 +71,33 @@ class ManifestRefs(unittest.TestCase):
         self.edit("kubernetes-service/pdb.yaml", "      app.kubernetes.io/name: codemode-http",
                   "      app.kubernetes.io/name: other")
         self.assertCaught("PodDisruptionBudget selector")
+
+    def test_service_config_is_the_node_config_plus_http(self):
+        # e.g. the service's tokens made operators by a default profile of their own
+        self.edit("kubernetes/configmap.yaml", "default_profile: default\n      http:",
+                  "default_profile: operator\n      http:")
+        self.assertCaught("codemode-http.yaml differs from codemode.yaml in more than engine.http")
+
+    def test_http_listen_port_is_a_container_port(self):
+        self.edit("kubernetes/configmap.yaml", "listen: 0.0.0.0:8765", "listen: 0.0.0.0:9000")
+        self.assertCaught("HTTP transport on 0.0.0.0:9000, which no containerPort names")
+
+
+class ShippedServiceConfig(unittest.TestCase):
+    """The ConfigMap's service config ships a token placeholder: until a
+    platform team puts its token's SHA-256 there, the engine refuses to
+    start and names the key (deploy/README.md, "Service form")."""
+
+    def test_engine_refuses_the_placeholder(self):
+        tmp = tempfile.mkdtemp(prefix="codemode-k8s-token-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        h.configmap_files(tmp)
+        p = subprocess.run([h.BIN, "serve", "--config", os.path.join(tmp, "codemode-http.yaml"),
+                            "--socket", os.path.join(tmp, "s.sock")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("engine.http.tokens[0].sha256: must be the token's SHA-256", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(tmp, "s.sock")))
 
 
 if __name__ == "__main__":
