@@ -238,6 +238,19 @@ class KubePlayService(h.PlayedTest):
             # the token's uid 1000 is no caller of the policy: its default profile
             self.assertEqual(out["stats"]["profile"], "default")
 
+    def test_a_session_belongs_to_its_replica(self):
+        """Why the Service has ClientIP affinity (deploy/README.md)."""
+        one, other = self.replicas[0], self.replicas[-1]
+        self.assertNotEqual(one["addr"], other["addr"])
+        client = Mcp(one["addr"], self.port, self.token)
+        client.initialize()
+        stray = Mcp(other["addr"], self.port, self.token)
+        stray.session = client.session
+        self.assertEqual(stray.post("tools/list")[0].status, 404)
+        self.assertEqual(client.post("tools/list")[0].status, 200)
+        with open(os.path.join(SDIR, "service.yaml")) as f:
+            self.assertEqual(yaml.safe_load(f)["spec"]["sessionAffinity"], "ClientIP")
+
     def test_registrations_are_refused_on_a_replica(self):
         """No replica may hold a manual another lacks (deploy/README.md)."""
         client = Mcp(self.addr, self.port, self.token)
