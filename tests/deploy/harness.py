@@ -229,8 +229,16 @@ class PlayedTest(unittest.TestCase):
 
     @classmethod
     def down(cls):
-        if cls.played:
-            cls.pm.run("kube", "down", cls.played, check=False)
+        """`podman kube down`, after noting the cgroup of every pod the play
+        made (also when it failed half-way: found by the test's name prefix)."""
+        if not cls.played:
+            return
+        ps = cls.pm.run("pod", "ps", "--filter", "name=^" + cls.pm.prefix, "--format",
+                        "{{.Name}}", check=False)
+        for pod in ps.stdout.split():
+            if pod.startswith(cls.pm.prefix):
+                cls.pm.remember_pod_cgroup(pod)
+        cls.pm.run("kube", "down", cls.played, check=False)
 
     @classmethod
     def tearDownClass(cls):

@@ -70,7 +70,6 @@ class KubePlay(h.PlayedTest):
         pm.run("kube", "play", "--network", "none", "--seccomp-profile-root", h.IMAGE_DIR,
                cls.played)
         cls.pods.append(cls.pod)
-        pm.remember_pod_cgroup(cls.pod)
         cls.engine = "%s-%s" % (cls.pod, cls.container["name"])
         cls.sidecar = pm.start_sidecar(cls.pod)
         sock_arg = cls.container["args"][cls.container["args"].index("--socket") + 1]

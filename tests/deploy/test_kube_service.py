@@ -159,7 +159,6 @@ class KubePlayService(h.PlayedTest):
         pm = cls.pm
         pod = pm.run("pod", "inspect", pod_id, "--format", "{{.Name}}").stdout.strip()
         cls.pods.append(pod)
-        pm.remember_pod_cgroup(pod)
         engine = "%s-%s" % (pod, cls.container["name"])
         pm.start_sidecar(pod)
         infra = pm.run("pod", "inspect", pod, "--format", "{{.InfraContainerID}}").stdout.strip()
