@@ -89,8 +89,9 @@ def pct(xs, q):
 class Ours:
     name = "codemode"
 
-    def __init__(self, manuals, pool_size=4, zygote=True, uid=UID):
+    def __init__(self, manuals, pool_size=4, zygote=True, uid=UID, max_tools=2000):
         cfg = {"engine": {"workers": 16, "pool_size": pool_size, "pool_refill_concurrency": 2,
+                          "registration": {"max_tools": max_tools},
                           "zygote": zygote,
                           "sandbox_uid": uid, "sandbox_gid": uid, "sandbox_uid_range": 64,
                           "queue_max": 1024},
@@ -141,7 +142,11 @@ class Peer:
             dst.write(src.read())
         # the libraries log every call on stderr: kept out of the bench's output
         self.log = open(os.path.join(ROOT, "build/bench-npm/peer.log"), "a")
-        self.proc = subprocess.Popen([NODE, script, json.dumps(manuals)],
+        # the manuals go in a file: 10,000 tools exceed the argument size limit
+        self.manuals = os.path.join(ROOT, "build/bench-npm/manuals-%d-%d.json" % (os.getpid(), id(self)))
+        with open(self.manuals, "w") as f:
+            json.dump(manuals, f)
+        self.proc = subprocess.Popen([NODE, script, self.manuals],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      stderr=self.log,
                                      cwd=os.path.join(ROOT, "build/bench-npm"), env=env, bufsize=1)
@@ -176,6 +181,7 @@ class Peer:
         self.proc.stdin.close()
         self.proc.wait(10)
         self.log.close()
+        os.unlink(self.manuals)
 
 
 def loadavg():
@@ -413,8 +419,11 @@ def main():
         big = big_manual(BIG, base)
         peer_big = Peer([http_m, big])
         opened.append(peer_big)
-        ours_big = Ours([http_m, big], uid=UID + 64)
+        ours_big = Ours([http_m, big], uid=UID + 64, max_tools=max(2000, BIG))
         opened.append(ours_big)
+        # both sides really hold the big manual
+        checked(ours_big, "return len(dir(big))", lambda r: r == BIG)
+        checked(peer_big, "return Object.keys(big).length;", lambda r: r == BIG)
         load = loadavg()
         small, o, pe = latency_pair([(ours, "return 1 + 1", is_two), (ours_big, "return 1 + 1", is_two),
                                      (peer_big, "return 1 + 1", is_two)], max(20, RUNS // 2))

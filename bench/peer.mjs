@@ -3,6 +3,7 @@
 // ({"id","code"}) with {"id","ok","result","logs","error"} — concurrently.
 // callToolChain reports a chain that throws as a null result with the error
 // in its logs, so compare.py checks every result, never just `ok`.
+import fs from 'node:fs';
 import readline from 'node:readline';
 import { CodeModeUtcpClient } from '@utcp/code-mode';
 import '@utcp/http';
@@ -12,7 +13,7 @@ import '@utcp/text';
 // libraries log on stdout: keep it for the protocol
 console.log = console.error;
 console.info = console.error;
-const manuals = JSON.parse(process.argv[2]);
+const manuals = JSON.parse(fs.readFileSync(process.argv[2], 'utf8')); // a file: see compare.py
 const client = await CodeModeUtcpClient.create();
 for (const m of manuals) {
   try { await client.registerManual(m); } catch (e) { process.stderr.write(`register ${m.name}: ${e}\n`); }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "chain_tools.h"
 #include "chain_int.h"
 #include "pool.h"
 #include "jsonrpc.h"
@@ -85,6 +86,26 @@ static void take_search(chain *ch, const cJSON *msg)
                        cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n), NULL));
 }
 
+/* {"t":"interfaces","id":I[,"name":S]}: `interfaces` or get_tool_interface
+ * inside the chain, answered with the text as the caller's
+ * get_all_tools_python_interfaces / get_tool_interface give it (null: the
+ * chain has no such tool).  Asked for on use, never sent ahead. */
+static void take_interfaces(chain *ch, const cJSON *msg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(msg, "name");
+    if (!cJSON_IsNumber(id) || (name && !cJSON_IsString(name))) {
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: interfaces frame needs a numeric id and an "
+                        "optional string name");
+        return;
+    }
+    cm_autofree char *text = cm_agent_interfaces(ch->eng, cm_policy_chain_profile(ch->pc),
+                                                 name ? name->valuestring : NULL);
+    cJSON *value = text ? cJSON_CreateString(text) : cJSON_CreateNull();
+    cm_chain_queue(ch, cm_chain_result_frame(id->valuedouble, value, NULL));
+}
+
 static bool known_runner_kind(const char *kind)
 {
     for (size_t i = 0; i < sizeof runner_error_kinds / sizeof *runner_error_kinds; i++)
@@ -139,6 +160,8 @@ static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
         cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
     } else if (strcmp(t, "search") == 0)
         take_search(ch, msg);
+    else if (strcmp(t, "interfaces") == 0)
+        take_interfaces(ch, msg);
     else
         cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
                         "protocol violation: unknown frame type '%.40s'", t);
@@ -322,6 +345,7 @@ static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
     ch->out_fd = s->out_fd;
     ch->spawned = true;
     ch->pool_hit = true;
+    snprintf(ch->primed, sizeof ch->primed, "%s", s->primed);
     int rc = cm_pool_apply_limits(s, &ch->limits, err);
     free(s);
     double cpu_ms = cm_cgroup_read_cpu_ms(&ch->jail.cg);
@@ -365,27 +389,41 @@ static int start_sandbox(chain *ch, cm_error *err)
     const char *rootfs = spec.rootfs;
     bool full = rootfs != ch->eng->cfg.rootfs && rootfs == ch->eng->cfg.rootfs_full;
     if (cm_pool_spawn(ch->eng->pool, &ch->eng->iso, full, &ch->limits, ch->ctl_fd, &spec, &ch->sb,
-                      &ch->jail, err) < 0)
+                      &ch->jail, ch->primed, sizeof ch->primed, err) < 0)
         return -1;
     ch->spawned = true;
     return 0;
 }
 
+/* The run frame: the code, the imports, and the tool table — by key when
+ * the warm sandbox was primed with this caller's table of this registry
+ * generation (chain_tools.c), else in full.  Every tool is callable (a
+ * denied call raises PolicyDenied naming the rule); only the advertised ones
+ * appear in interfaces and search. */
 static void send_run(chain *ch, const char *code)
 {
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
-    /* every tool is callable (a denied call raises PolicyDenied naming the
-     * rule); only the advertised ones appear in interfaces and search */
-    cJSON_AddItemToObject(f, "tools",
-                          cm_agent_chain_tools(ch->eng, cm_policy_chain_profile(ch->pc)));
     const cJSON *imports = cm_policy_chain_imports(ch->pc);
     if (imports)
         cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
     else if (ch->eng->cfg.imports_all)
         cJSON_AddStringToObject(f, "allowed_imports", "all");
-    cm_chain_queue(ch, f);
+    char key[CM_TOOLS_KEY_MAX];
+    bool keyed = cm_chain_tools_key(ch->eng, ch->pc, key);
+    if (keyed && ch->primed[0] && !strcmp(ch->primed, key)) {
+        cJSON_AddStringToObject(f, "tools_key", key);
+        cm_chain_queue(ch, f);
+    } else {
+        cm_autofree char *tools = cm_chain_tools_json(ch->eng, ch->pc, keyed ? key : "");
+        size_t n;
+        cm_autofree char *frame = cm_chain_tools_frame(f, tools, &n);
+        cJSON_Delete(f);
+        cm_error err;
+        if (cm_buf_append(&ch->to_sandbox, frame, n, &err) < 0)
+            cm_chain_errorf(ch, CM_ERR_INTERNAL, "cannot queue the run frame: %s", err.message);
+    }
     write_control(ch);
 }
 

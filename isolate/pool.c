@@ -60,11 +60,14 @@ static void destroy_now(cm_sandbox *sb, cm_jail *jail)
 }
 
 int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim, int engine_ctl,
-                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, char *primed,
+                  size_t primed_cap, cm_error *err)
 {
+    if (primed)
+        primed[0] = '\0';
     if (p) {
         int rc = cm_zygote_spawn(&p->zygote[full ? 1 : 0], lim, engine_ctl, spec->control_fd,
-                                 spec->output_fd, sb, jail, err);
+                                 spec->output_fd, sb, jail, primed, primed_cap, err);
         if (rc <= 0)
             return rc;
     }
@@ -102,7 +105,8 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
         .output_fd = child_out,
         .tmp_size_bytes = p->cfg.tmp_size_bytes,
     };
-    if (cm_pool_spawn(p, p->iso, full, lim, ctl, &spec, &out->sb, &out->jail, err) < 0)
+    if (cm_pool_spawn(p, p->iso, full, lim, ctl, &spec, &out->sb, &out->jail, out->primed,
+                      sizeof out->primed, err) < 0)
         return -1;
     cm_cleanup_fd(&child_ctl);
     cm_cleanup_fd(&child_out);
@@ -182,6 +186,113 @@ static void restore_priority(const cm_pool_sandbox *s)
     }
 }
 
+/* What the next chain needs, given to the zygote when it changed: every
+ * sandbox forked after that inherits it parsed (zygote.h cm_zygote_prime). */
+static void prime_zygote(cm_pool *p, int f)
+{
+    char have[CM_POOL_KEY_MAX], key[CM_POOL_KEY_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    if (!p->metrics.prime_data)
+        return;
+    cm_zygote_primed_key(&p->zygote[f], have, sizeof have);
+    if (p->metrics.prime_data(p->metrics.ctx, have, key, sizeof key, &data, &len) <= 0)
+        return;
+    cm_error err;
+    if (cm_zygote_prime(&p->zygote[f], key, data, len, &err) < 0)
+        cm_log("warn", "pool: cannot prime the zygote: %s", err.message);
+    free(data);
+}
+
+/* The whole buffer on a non-blocking socket, waiting for room. */
+static int send_all(int fd, const char *buf, size_t n, int64_t deadline_ms)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            buf += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        int64_t left = deadline_ms - cm_now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 || poll(&pfd, 1, (int)left) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A sandbox that did not inherit it (built without the zygote, or the
+ * zygote had other data) gets it as a frame before its run; -1: the
+ * control stream is broken. */
+static int send_prime(cm_pool_sandbox *s, const char *key, char *data, size_t len)
+{
+    unsigned char hdr[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                            (unsigned char)(len >> 8), (unsigned char)len};
+    int64_t deadline = cm_now_ms() + 5000;
+    int rc = send_all(s->ctl_fd, (const char *)hdr, 4, deadline) < 0 ||
+                     send_all(s->ctl_fd, data, len, deadline) < 0
+                 ? -1
+                 : 0;
+    free(data);
+    if (rc == 0)
+        snprintf(s->primed, sizeof s->primed, "%s", key);
+    return rc;
+}
+
+static int prime_sandbox(cm_pool *p, cm_pool_sandbox *s)
+{
+    char key[CM_POOL_KEY_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    if (!p->metrics.prime_data ||
+        p->metrics.prime_data(p->metrics.ctx, s->primed, key, sizeof key, &data, &len) <= 0)
+        return 0;
+    return send_prime(s, key, data, len);
+}
+
+static void enqueue_dispose_locked(cm_pool *p, const cm_sandbox *sb, const cm_jail *jail);
+
+/* An idle sandbox primed for another key than the next chain's (built
+ * before the first chain, or before the registry changed) gets the new
+ * data, out of the idle list (counted as building) while its frame is
+ * written.  Called with the lock held; true when it primed one. */
+static bool reprime_idle_locked(cm_pool *p)
+{
+    for (int f = 0; f < 2 && p->metrics.prime_data; f++) {
+        for (cm_pool_sandbox **pp = &p->idle[f]; *pp; pp = &(*pp)->next) {
+            cm_pool_sandbox *s = *pp;
+            char key[CM_POOL_KEY_MAX];
+            char *data = NULL;
+            size_t len = 0;
+            if (p->metrics.prime_data(p->metrics.ctx, s->primed, key, sizeof key, &data, &len) <= 0)
+                continue;
+            *pp = s->next;
+            p->nidle[f]--;
+            p->building[f]++;
+            pthread_mutex_unlock(&p->lock);
+            int rc = send_prime(s, key, data, len);
+            pthread_mutex_lock(&p->lock);
+            p->building[f]--;
+            if (rc < 0) {
+                close(s->ctl_fd);
+                close(s->out_fd);
+                enqueue_dispose_locked(p, &s->sb, &s->jail);
+                free(s);
+                return true;
+            }
+            s->next = p->idle[f];
+            p->idle[f] = s;
+            p->nidle[f]++;
+            pthread_cond_broadcast(&p->warm_cv);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void *refill_main(void *arg)
 {
     cm_pool *p = arg;
@@ -191,14 +302,24 @@ static void *refill_main(void *arg)
     while (!p->stopping) {
         int f = wanted_flavour(p);
         if (f < 0) {
-            pthread_cond_wait(&p->refill_cv, &p->lock);
+            /* full: bring idle sandboxes up to date, else look again soon
+             * (the next chain's key changes without a signal here) */
+            if (!reprime_idle_locked(p))
+                timed_wait(&p->refill_cv, &p->lock, p->metrics.prime_data ? 250 : 60000);
             continue;
         }
         p->building[f]++;
         pthread_mutex_unlock(&p->lock);
         cm_pool_sandbox *s = cm_xcalloc(1, sizeof *s);
         cm_error err;
+        prime_zygote(p, f);
         int rc = cm_pool_build(p, f == 1, &lim, cm_now_ms() + 30000, s, &err);
+        if (rc == 0 && prime_sandbox(p, s) < 0) {
+            close(s->ctl_fd);
+            close(s->out_fd);
+            destroy_now(&s->sb, &s->jail);
+            rc = cm_error_set(&err, CM_ERR_SANDBOX_FAILURE, "priming a warm sandbox failed");
+        }
         if (rc == 0 && p->metrics.refill)
             p->metrics.refill(p->metrics.ctx, s->build_ms);
         pthread_mutex_lock(&p->lock);

@@ -13,6 +13,9 @@
  *   zygote -> engine  "ready" | "error <message>"
  *   engine -> zygote  "spawn" + SCM_RIGHTS [control socket end, output pipe end]
  *   zygote -> engine  "ok <pid>" + SCM_RIGHTS [pidfd] | "error <message>"
+ *   engine -> zygote  "tools" + SCM_RIGHTS [memfd: a `tools` frame's JSON]
+ *   zygote -> engine  "ok" | "error <message>"   (children forked after
+ *                     inherit the table, parsed: cm_zygote_prime)
  * The engine then moves the child (host pid from the pidfd's fdinfo) into
  * the chain's cgroups and writes "G" on the control socket; the child
  * hardens itself and becomes the runner's bridge. */
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -138,6 +142,7 @@ static void shut_down(cm_zygote *z)
     cm_jail_finish(&z->jail, NULL);
     cm_cleanup_fd(&z->out_fd);
     z->up = false;
+    z->primed[0] = '\0';
 }
 
 /* The hardening every child gets: what cm_jail_prepare put in the spec. */
@@ -326,8 +331,48 @@ static int send_go(int engine_ctl, cm_error *err)
     return 0;
 }
 
+int cm_zygote_prime(cm_zygote *z, const char *key, const char *data, size_t len, cm_error *err)
+{
+    cm_autofd int mfd = memfd_create("codemode-prime", MFD_CLOEXEC);
+    if (mfd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "zygote: memfd_create");
+    if (cm_write_all(mfd, data, len, err) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
+        return cm_error_prefix(err, "zygote: prime data");
+    pthread_mutex_lock(&z->mu);
+    int rc = 1;
+    char reply[512];
+    int nofd = -1;
+    if (z->up) {
+        rc = 0;
+        if (send_msg(z->fd, "tools", &mfd, 1, err) < 0 ||
+            recv_msg(z->fd, reply, sizeof reply, &nofd, ZYGOTE_REPLY_TIMEOUT_MS, err) < 0) {
+            cm_log("warn", "zygote (%s rootfs) lost: %s", z->full ? "full" : "minimal",
+                   err->message);
+            shut_down(z);
+            z->retry_after_ms = 0;
+            rc = -1;
+        } else if (strcmp(reply, "ok") != 0) {
+            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: %.400s", reply);
+            rc = -1;
+        } else {
+            snprintf(z->primed, sizeof z->primed, "%s", key);
+        }
+    }
+    pthread_mutex_unlock(&z->mu);
+    cm_cleanup_fd(&nofd);
+    return rc;
+}
+
+void cm_zygote_primed_key(cm_zygote *z, char *out, size_t cap)
+{
+    pthread_mutex_lock(&z->mu);
+    snprintf(out, cap, "%s", z->up ? z->primed : "");
+    pthread_mutex_unlock(&z->mu);
+}
+
 int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int child_ctl,
-                    int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+                    int child_out, cm_sandbox *sb, cm_jail *jail, char *primed, size_t primed_cap,
+                    cm_error *err)
 {
     if (!z->cfg->zygote || !cm_isolation_active(z->iso, CM_LAYER_CGROUP))
         return 1;
@@ -343,6 +388,8 @@ int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int chil
         if (pidfd != -2)
             break;
     }
+    if (primed)
+        snprintf(primed, primed_cap, "%s", pidfd >= 0 ? z->primed : "");
     pthread_mutex_unlock(&z->mu);
     if (rc != 0 || pidfd < 0) {
         cm_jail_finish(jail, NULL);
