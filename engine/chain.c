@@ -466,18 +466,34 @@ static void chain_close(chain *ch)
 }
 
 /* Isolation: the kernel's OOM counter decides memory_limit (the runner was
- * killed, so the chain otherwise looks like a crash); stats come from the
+ * killed, so the chain otherwise looks like a crash), also when the deadline
+ * passed first: the kill and the exit of a process holding its whole cap
+ * take long on a loaded machine, and memory is what the chain must change
+ * (the soak saw a 300 MB `return` answered `timeout`).  A chain stopped at
+ * its deadline while at its memory cap (peak = limit: allocating there
+ * stalls in reclaim, no swap) ran out of memory too.  Stats come from the
  * cgroup when it has them (they include every process of the sandbox). */
 static void apply_cgroup_usage(chain *ch, const cm_cgroup_usage *u)
 {
     const char *kind = ch->error ? cm_json_str(ch->error, "kind") : NULL;
-    if (u->oom_kills > 0 && (!kind || strcmp(kind, "timeout") != 0)) {
-        cJSON_Delete(ch->error);
-        ch->error = NULL;
+    bool timed_out = kind && !strcmp(kind, "timeout");
+    bool at_cap = u->peak_memory_bytes >= 0 && ch->limits.memory_bytes > 0 &&
+                  u->peak_memory_bytes >= (double)ch->limits.memory_bytes;
+    if (u->oom_kills <= 0 && !(timed_out && at_cap))
+        return;
+    cJSON_Delete(ch->error);
+    ch->error = NULL;
+    if (u->oom_kills > 0)
         cm_chain_errorf(ch, CM_ERR_MEMORY_LIMIT,
-                        "the chain exceeded its memory limit of %llu MiB and was killed",
-                        (unsigned long long)(ch->limits.memory_bytes >> 20));
-    }
+                        "the chain exceeded its memory limit of %llu MiB and was killed%s",
+                        (unsigned long long)(ch->limits.memory_bytes >> 20),
+                        timed_out ? " (its timeout passed while it was killed)" : "");
+    else
+        cm_chain_errorf(
+            ch, CM_ERR_MEMORY_LIMIT,
+            "the chain reached its memory limit of %llu MiB and stalled there until "
+            "its timeout of %gs stopped it; use less memory or ask for more (memory_mb)",
+            (unsigned long long)(ch->limits.memory_bytes >> 20), ch->timeout_s);
 }
 
 static void add_cgroup_stats(cJSON *response, const cm_cgroup_usage *u)

@@ -42,6 +42,11 @@
 
 #define ZYGOTE_START_TIMEOUT_MS 20000
 #define ZYGOTE_REPLY_TIMEOUT_MS 5000
+/* a zygote that is alive but slow (a loaded machine, namespaces being torn
+ * down) is waited for up to this long: declaring it lost kills every sandbox
+ * it forked, running chains included (the soak saw such a chain answered
+ * "the sandbox runner exited without a result") */
+#define ZYGOTE_ALIVE_WAIT_MS 60000
 #define ZYGOTE_RETRY_MS 1000
 #define ZYGOTE_TMP_BYTES (1u << 20)
 #define ZYGOTE_PIDS_MAX 1024
@@ -220,6 +225,10 @@ static int start_locked(cm_zygote *z, cm_error *err)
     spec.ns_children = ZYGOTE_NS_CHILDREN(c);
     if (cm_sandbox_spawn(&spec, &z->sb, err) < 0)
         return cm_error_prefix(err, "zygote");
+    /* normal priority whichever thread started it (a refill thread runs at
+     * nice 10): a request-path spawn must not wait behind a starved zygote;
+     * each child still gets its caller's priority (match_caller_priority) */
+    setpriority(PRIO_PROCESS, (id_t)z->sb.pid, 0);
     cm_cleanup_fd(&child_fd);
     cm_cleanup_fd(&child_out);
     char reply[512];
@@ -282,6 +291,34 @@ static pid_t pidfd_host_pid(int pidfd, cm_error *err)
     return (pid_t)pid;
 }
 
+/* Waits for the zygote's answer while it lives: 0 when one is there, -1
+ * when it died or stayed silent past ZYGOTE_ALIVE_WAIT_MS. */
+static int wait_answer(cm_zygote *z, cm_error *err)
+{
+    int64_t t0 = cm_now_ms();
+    bool warned = false;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = z->fd, .events = POLLIN},
+                              {.fd = z->sb.pidfd, .events = POLLIN}};
+        int pr = poll(p, 2, ZYGOTE_REPLY_TIMEOUT_MS);
+        if (pr < 0 && errno != EINTR)
+            return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "zygote: poll");
+        if (pr > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            return 0;
+        if (pr > 0 && (p[1].revents & POLLIN))
+            return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: exited");
+        int64_t waited = cm_now_ms() - t0;
+        if (waited >= ZYGOTE_ALIVE_WAIT_MS)
+            return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: no answer in %lld ms",
+                                (long long)waited);
+        if (pr == 0 && !warned) {
+            cm_log("warn", "zygote (%s rootfs) slow: no answer after %lld ms, still waiting",
+                   z->full ? "full" : "minimal", (long long)waited);
+            warned = true;
+        }
+    }
+}
+
 /* One request/answer with the zygote; returns the child's pidfd, -1 when
  * the zygote refused, -2 when the channel broke (the zygote is shut down,
  * so the next ensure_up_locked starts a new one). */
@@ -290,7 +327,7 @@ static int ask_zygote(cm_zygote *z, int child_ctl, int child_out, cm_error *err)
     int fds[2] = {child_ctl, child_out};
     char reply[512];
     int pidfd = -1;
-    if (send_msg(z->fd, "spawn", fds, 2, err) < 0 ||
+    if (send_msg(z->fd, "spawn", fds, 2, err) < 0 || wait_answer(z, err) < 0 ||
         recv_msg(z->fd, reply, sizeof reply, &pidfd, ZYGOTE_REPLY_TIMEOUT_MS, err) < 0) {
         cm_log("warn", "zygote (%s rootfs) lost: %s", z->full ? "full" : "minimal", err->message);
         shut_down(z);
@@ -344,7 +381,7 @@ int cm_zygote_prime(cm_zygote *z, const char *key, const char *data, size_t len,
     int nofd = -1;
     if (z->up) {
         rc = 0;
-        if (send_msg(z->fd, "tools", &mfd, 1, err) < 0 ||
+        if (send_msg(z->fd, "tools", &mfd, 1, err) < 0 || wait_answer(z, err) < 0 ||
             recv_msg(z->fd, reply, sizeof reply, &nofd, ZYGOTE_REPLY_TIMEOUT_MS, err) < 0) {
             cm_log("warn", "zygote (%s rootfs) lost: %s", z->full ? "full" : "minimal",
                    err->message);
