@@ -347,8 +347,12 @@ static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
     ch->pool_hit = true;
     snprintf(ch->primed, sizeof ch->primed, "%s", s->primed);
     int rc = cm_pool_apply_limits(s, &ch->limits, err);
+    /* the usage files were opened while it was built: reads only from here */
+    ch->usage_open = s->usage_open;
+    ch->usage_fds = s->usage;
     free(s);
-    double cpu_ms = cm_cgroup_read_cpu_ms(&ch->jail.cg);
+    double cpu_ms = ch->usage_open ? cm_cgroup_usage_cpu_ms(&ch->usage_fds)
+                                   : cm_cgroup_read_cpu_ms(&ch->jail.cg);
     ch->pool_cpu_ms = cpu_ms > 0 ? cpu_ms : 0;
     ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->wake_fd < 0)
@@ -453,6 +457,8 @@ static cJSON *build_response(chain *ch, struct rusage *ru)
 static void chain_close(chain *ch)
 {
     cm_autofd int a = ch->ctl_fd, b = ch->out_fd, c = ch->wake_fd;
+    if (ch->usage_open)
+        cm_cgroup_usage_close(&ch->usage_fds);
     cm_frame_reader_free(&ch->reader);
     cm_buf_free(&ch->to_sandbox);
     cm_buf_free(&ch->diag);
@@ -559,8 +565,6 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
                 .progress_token = progress_token};
     ch.timeout_s = timeout_s;
     cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
-    cm_cgroup_usage_fds usage_fds;
-    bool usage_ahead = false;
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
         cJSON *r = invalid_chain_request(err.message);
@@ -586,17 +590,20 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         cm_chain_set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
-        /* while the sandbox runs: the usage files are opened now, read after */
-        usage_ahead = ch.jail.iso != NULL;
-        if (usage_ahead)
-            cm_cgroup_usage_open(&ch.jail.cg, &usage_fds);
+        /* while the sandbox runs: the usage files are opened now (a warm
+         * sandbox's were opened while it was built), read after */
+        if (!ch.usage_open && ch.jail.iso) {
+            cm_cgroup_usage_open(&ch.jail.cg, &ch.usage_fds);
+            ch.usage_open = true;
+        }
         serve(&ch);
     }
     /* stats from the cgroup before the kill; kill, reap and cgroup removal
      * happen on the pool's reaper, after the client has its answer */
-    if (usage_ahead) {
-        cm_cgroup_usage_read(&usage_fds, &usage);
-        cm_cgroup_usage_close(&usage_fds);
+    if (ch.usage_open) {
+        cm_cgroup_usage_read(&ch.usage_fds, &usage);
+        cm_cgroup_usage_close(&ch.usage_fds);
+        ch.usage_open = false;
     } else if (ch.jail.iso) {
         cm_cgroup_read_usage(&ch.jail.cg, &usage);
     }

@@ -80,6 +80,8 @@ int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim
     return 0;
 }
 
+static int list_tasks(const cm_pool_sandbox *s, pid_t *tids, int cap);
+
 int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
 {
@@ -120,7 +122,24 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
     out->ctl_fd = cm_steal_fd(&ctl);
     out->out_fd = cm_steal_fd(&outfd);
     out->build_ms = (double)(cm_now_us() - t0) / 1000.0;
+    if (out->jail.iso && out->jail.cg.npaths > 0) {
+        cm_cgroup_usage_open(&out->jail.cg, &out->usage);
+        out->usage_open = true;
+        out->ntids = list_tasks(out, out->tids, 8);
+        if (out->ntids >= 8)
+            out->ntids = 0; /* more than kept: list them again on take */
+    }
     return 0;
+}
+
+/* The fds of a built sandbox that no chain took. */
+static void close_fds(cm_pool_sandbox *s)
+{
+    close(s->ctl_fd);
+    close(s->out_fd);
+    if (s->usage_open)
+        cm_cgroup_usage_close(&s->usage);
+    s->usage_open = false;
 }
 
 int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err)
@@ -168,7 +187,8 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
  * a sandbox gets normal priority back when a chain takes it. */
 #define REFILL_NICE 10
 
-static void restore_priority(const cm_pool_sandbox *s)
+/* The sandbox's tasks as its cgroup lists them (up to cap); their number. */
+static int list_tasks(const cm_pool_sandbox *s, pid_t *tids, int cap)
 {
     const cm_cgroup *cg = &s->jail.cg;
     static const char *const lists[] = {"tasks", "cgroup.threads"};
@@ -178,12 +198,29 @@ static void restore_priority(const cm_pool_sandbox *s)
         FILE *f = fopen(path, "re");
         if (!f)
             continue;
+        int n = 0;
         long tid;
-        while (fscanf(f, "%ld", &tid) == 1)
-            setpriority(PRIO_PROCESS, (id_t)tid, 0);
+        while (n < cap && fscanf(f, "%ld", &tid) == 1)
+            tids[n++] = (pid_t)tid;
         fclose(f);
-        return;
+        return n;
     }
+    return 0;
+}
+
+/* Normal priority for a taken sandbox: its tasks were listed when it became
+ * ready (a runner starts no task while it waits), so only the setpriority
+ * calls are on the request path. */
+static void restore_priority(const cm_pool_sandbox *s)
+{
+    pid_t tids[8];
+    int n = s->ntids;
+    if (n == 0)
+        n = list_tasks(s, tids, 8);
+    else
+        memcpy(tids, s->tids, sizeof tids);
+    for (int i = 0; i < n; i++)
+        setpriority(PRIO_PROCESS, (id_t)tids[i], 0);
 }
 
 /* What the next chain needs, given to the zygote when it changed: every
@@ -315,8 +352,7 @@ static void *refill_main(void *arg)
         prime_zygote(p, f);
         int rc = cm_pool_build(p, f == 1, &lim, cm_now_ms() + 30000, s, &err);
         if (rc == 0 && prime_sandbox(p, s) < 0) {
-            close(s->ctl_fd);
-            close(s->out_fd);
+            close_fds(s);
             destroy_now(&s->sb, &s->jail);
             rc = cm_error_set(&err, CM_ERR_SANDBOX_FAILURE, "priming a warm sandbox failed");
         }
@@ -420,8 +456,7 @@ static cm_pool_sandbox *pop_live_locked(cm_pool *p, int f)
         if (idle_sandbox_alive(s))
             return s;
         cm_log("warn", "pool: a warm sandbox (pid %d) died while idle; discarded", (int)s->sb.pid);
-        close(s->ctl_fd);
-        close(s->out_fd);
+        close_fds(s);
         enqueue_dispose_locked(p, &s->sb, &s->jail);
         free(s);
     }
@@ -516,8 +551,7 @@ static void free_idle(cm_pool_sandbox *s)
 {
     while (s) {
         cm_pool_sandbox *next = s->next;
-        close(s->ctl_fd);
-        close(s->out_fd);
+        close_fds(s);
         destroy_now(&s->sb, &s->jail);
         free(s);
         s = next;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "cgroup.h"
 #include "isolation.h"
 #include "runner_proto.h"
 
@@ -45,6 +46,14 @@ typedef struct cm_pool_sandbox {
     bool full;                    /* rootfs flavour */
     double build_ms;              /* spawn → ready */
     char primed[CM_POOL_KEY_MAX]; /* key of what prime sent ("": nothing) */
+    /* its cgroup usage files, opened while it was built (usage_open), so a
+     * chain only reads them: no cgroup path walk on the request path */
+    cm_cgroup_usage_fds usage;
+    bool usage_open;
+    /* its tasks when it reported ready (init, bridge, chain process), read
+     * then so that a take only resets their priority (no cgroup read) */
+    pid_t tids[8];
+    int ntids;
     struct cm_pool_sandbox *next;
 } cm_pool_sandbox;
 
