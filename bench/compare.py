@@ -266,19 +266,37 @@ def rss_mb(pid):
     return float("nan")
 
 
-def sandbox_pss_mb():
-    """PSS summed over every process running as a bench sandbox uid."""
-    total = 0
-    for st in glob.glob("/proc/[0-9]*/status"):
-        pid = st.split("/")[2]
+def descendants(pid):
+    """Every process below pid (its children, theirs, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
         try:
-            with open(st) as f:
-                uid = next(int(l.split()[1]) for l in f if l.startswith("Uid:"))
-            if not UID <= uid < UID + 64:
+            with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def sandbox_pss_mb(engine_pid):
+    """PSS summed over the engine's sandbox processes: the python3.11 processes
+    below it not running as root (the zygotes and every sandbox they forked;
+    not provider processes).  Found by the process tree, not by uid: the
+    engine's uid range is whichever range was free on the host."""
+    total = 0
+    for pid in descendants(engine_pid):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                st = f.read()
+            uid = int(st.split("\nUid:")[1].split()[0])
+            if uid == 0 or not st.startswith("Name:\tpython3.11"):
                 continue
-            with open("/proc/%s/smaps_rollup" % pid) as f:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
                 total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
-        except (OSError, StopIteration, ValueError):
+        except (OSError, StopIteration, ValueError, IndexError):
             pass
     return total / 1024.0
 
@@ -422,7 +440,7 @@ def main():
             time.sleep(0.1)
         warm = ours.health()["pool"]["idle"]
         mem = {"engine_rss_mb": rss_mb(ours.pid()), "peer_rss_mb": rss_mb(peer.pid()),
-               "warm_sandboxes": warm, "pss_per_warm_sandbox_mb": sandbox_pss_mb() / max(1, warm)}
+               "warm_sandboxes": warm, "pss_per_warm_sandbox_mb": sandbox_pss_mb(ours.pid()) / max(1, warm)}
         print("  memory: %s" % mem, flush=True)
         # the registry's size: the same trivial chain with BIG tools registered
         big = big_manual(BIG, base)
