@@ -378,9 +378,16 @@ static void *refill_main(void *arg)
 
 /* ---- reaper ------------------------------------------------------------- */
 
+/* Teardown yields to requests: the reaper thread and the sandbox being torn
+ * down (its exit unmaps a copy of the zygote's image) run at the lowest
+ * priority; the runner's bridge has lowered itself and the chain process
+ * once it passed `done` on (runner_protocol.py _kill_chain_process). */
+#define TEARDOWN_NICE 19
+
 static void *reaper_main(void *arg)
 {
     cm_pool *p = arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), TEARDOWN_NICE);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         dispose_item *d = p->dispose_head;
@@ -394,6 +401,8 @@ static void *reaper_main(void *arg)
         if (!p->dispose_head)
             p->dispose_tail = NULL;
         pthread_mutex_unlock(&p->lock);
+        if (d->sb.pid > 0)
+            setpriority(PRIO_PROCESS, (id_t)d->sb.pid, TEARDOWN_NICE);
         destroy_now(&d->sb, &d->jail);
         free(d);
         pthread_mutex_lock(&p->lock);

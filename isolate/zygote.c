@@ -226,8 +226,7 @@ static int start_locked(cm_zygote *z, cm_error *err)
     if (cm_sandbox_spawn(&spec, &z->sb, err) < 0)
         return cm_error_prefix(err, "zygote");
     /* normal priority whichever thread started it (a refill thread runs at
-     * nice 10): a request-path spawn must not wait behind a starved zygote;
-     * each child still gets its caller's priority (match_caller_priority) */
+     * nice 10); each request then gives it its caller's (caller_nice) */
     setpriority(PRIO_PROCESS, (id_t)z->sb.pid, 0);
     cm_cleanup_fd(&child_fd);
     cm_cleanup_fd(&child_out);
@@ -346,12 +345,16 @@ static int ask_zygote(cm_zygote *z, int child_ctl, int child_out, cm_error *err)
  * whichever thread started the zygote; give it the caller's instead (a
  * refill thread's lower priority, restored on take; a request's normal
  * one).  Set before the child forks the runner's processes. */
-static int match_caller_priority(pid_t pid, cm_error *err)
+static int caller_nice(void)
 {
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    if (nice == -1 && errno != 0)
-        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "getpriority");
+    return nice == -1 && errno != 0 ? 0 : nice;
+}
+
+static int match_caller_priority(pid_t pid, cm_error *err)
+{
+    int nice = caller_nice();
     if (setpriority(PRIO_PROCESS, (id_t)pid, nice) < 0)
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "setpriority of sandbox pid %d", (int)pid);
     return 0;
@@ -421,6 +424,10 @@ int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int chil
     /* a zygote that died since the last request is replaced once, here */
     for (int attempt = 0; attempt < 2 && pidfd < 0; attempt++) {
         rc = ensure_up_locked(z, err);
+        /* the zygote works at its caller's priority: a refill's fork yields
+         * to requests, a request's miss does not wait behind them */
+        if (rc == 0)
+            setpriority(PRIO_PROCESS, (id_t)z->sb.pid, caller_nice());
         pidfd = rc == 0 ? ask_zygote(z, child_ctl, child_out, err) : -1;
         if (pidfd != -2)
             break;
