@@ -80,7 +80,7 @@ int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim
     return 0;
 }
 
-static int list_tasks(const cm_pool_sandbox *s, pid_t *tids, int cap);
+static int list_tasks(const cm_cgroup *cg, pid_t *tids, int cap);
 
 int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
@@ -125,7 +125,7 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
     if (out->jail.iso && out->jail.cg.npaths > 0) {
         cm_cgroup_usage_open(&out->jail.cg, &out->usage);
         out->usage_open = true;
-        out->ntids = list_tasks(out, out->tids, 8);
+        out->ntids = list_tasks(&out->jail.cg, out->tids, 8);
         if (out->ntids >= 8)
             out->ntids = 0; /* more than kept: list them again on take */
     }
@@ -187,10 +187,9 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
  * a sandbox gets normal priority back when a chain takes it. */
 #define REFILL_NICE 10
 
-/* The sandbox's tasks as its cgroup lists them (up to cap); their number. */
-static int list_tasks(const cm_pool_sandbox *s, pid_t *tids, int cap)
+/* A sandbox's tasks as its cgroup lists them (up to cap); their number. */
+static int list_tasks(const cm_cgroup *cg, pid_t *tids, int cap)
 {
-    const cm_cgroup *cg = &s->jail.cg;
     static const char *const lists[] = {"tasks", "cgroup.threads"};
     for (size_t i = 0; i < sizeof lists / sizeof *lists && cg->npaths > 0; i++) {
         char path[600];
@@ -216,7 +215,7 @@ static void restore_priority(const cm_pool_sandbox *s)
     pid_t tids[8];
     int n = s->ntids;
     if (n == 0)
-        n = list_tasks(s, tids, 8);
+        n = list_tasks(&s->jail.cg, tids, 8);
     else
         memcpy(tids, s->tids, sizeof tids);
     for (int i = 0; i < n; i++)
@@ -381,8 +380,28 @@ static void *refill_main(void *arg)
 /* Teardown yields to requests: the reaper thread and the sandbox being torn
  * down (its exit unmaps a copy of the zygote's image) run at the lowest
  * priority; the runner's bridge has lowered itself and the chain process
- * once it passed `done` on (runner_protocol.py _kill_chain_process). */
+ * once it passed `done` on (runner_protocol.py _kill_chain_process).  But a
+ * sandbox holds a uid and cgroups until it is reaped: when teardown falls
+ * behind (a loaded machine starves nice 19; `make bench` at concurrency 16
+ * ran out of sandbox uids), the reaper and the sandboxes it kills go back to
+ * normal priority until it has caught up. */
 #define TEARDOWN_NICE 19
+#define TEARDOWN_BACKLOG 4
+
+static void teardown_priority(const dispose_item *d, bool behind)
+{
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), behind ? 0 : TEARDOWN_NICE);
+    if (d->jail.cg.npaths == 0 || d->sb.pid <= 0)
+        return;
+    if (!behind) {
+        setpriority(PRIO_PROCESS, (id_t)d->sb.pid, TEARDOWN_NICE);
+        return;
+    }
+    pid_t tids[64];
+    int n = list_tasks(&d->jail.cg, tids, 64);
+    for (int i = 0; i < n; i++)
+        setpriority(PRIO_PROCESS, (id_t)tids[i], 0);
+}
 
 static void *reaper_main(void *arg)
 {
@@ -400,9 +419,9 @@ static void *reaper_main(void *arg)
         p->dispose_head = d->next;
         if (!p->dispose_head)
             p->dispose_tail = NULL;
+        bool behind = p->disposing > TEARDOWN_BACKLOG;
         pthread_mutex_unlock(&p->lock);
-        if (d->sb.pid > 0)
-            setpriority(PRIO_PROCESS, (id_t)d->sb.pid, TEARDOWN_NICE);
+        teardown_priority(d, behind);
         destroy_now(&d->sb, &d->jail);
         free(d);
         pthread_mutex_lock(&p->lock);
