@@ -45,7 +45,9 @@ class ChainTools(EngineTest):
                          [[N, "big.t02999"]] * 6)
 
     def test_interface_text_is_the_engines(self):
-        want_all = self.client.call_tool("get_all_tools_python_interfaces")["structuredContent"]
+        # `interfaces` in a chain is the compact index (issue 20)
+        want_all = self.client.call_tool("get_all_tools_python_interfaces",
+                                         {"detail": "index"})["structuredContent"]
         want_one = self.client.call_tool("get_tool_interface", {"tool_name": "big.t00042"})
         got = self.chains("return [interfaces, get_tool_interface('big.t00042')]", n=2)
         for text, one in got:
