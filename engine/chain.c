@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "chain_tools.h"
 #include "chain_int.h"
 #include "pool.h"
 #include "jsonrpc.h"
@@ -96,6 +97,27 @@ static void take_search(chain *ch, const cJSON *msg)
                        NULL));
 }
 
+/* {"t":"interfaces","id":I[,"name":S]}: `interfaces` or get_tool_interface
+ * inside the chain, answered with the text as the caller's
+ * get_all_tools_python_interfaces with detail "index" (the compact index) /
+ * get_tool_interface give it (null: the chain has no such tool).  Asked for on use, never sent ahead. */
+static void take_interfaces(chain *ch, const cJSON *msg)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(msg, "name");
+    if (!cJSON_IsNumber(id) || (name && !cJSON_IsString(name))) {
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "protocol violation: interfaces frame needs a numeric id and an "
+                        "optional string name");
+        return;
+    }
+    const struct cm_policy_profile *prof = cm_policy_chain_profile(ch->pc);
+    cm_autofree char *text = name ? cm_agent_interfaces(ch->eng, prof, name->valuestring)
+                                  : cm_agent_index(ch->eng, prof);
+    cJSON *value = text ? cJSON_CreateString(text) : cJSON_CreateNull();
+    cm_chain_queue(ch, cm_chain_result_frame(id->valuedouble, value, NULL));
+}
+
 static bool known_runner_kind(const char *kind)
 {
     for (size_t i = 0; i < sizeof runner_error_kinds / sizeof *runner_error_kinds; i++)
@@ -150,6 +172,8 @@ static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
         cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
     } else if (strcmp(t, "search") == 0)
         take_search(ch, msg);
+    else if (strcmp(t, "interfaces") == 0)
+        take_interfaces(ch, msg);
     else
         cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
                         "protocol violation: unknown frame type '%.40s'", t);
@@ -339,9 +363,14 @@ static int take_warm_sandbox(chain *ch, const char *rootfs, cm_error *err)
     ch->out_fd = s->out_fd;
     ch->spawned = true;
     ch->pool_hit = true;
+    snprintf(ch->primed, sizeof ch->primed, "%s", s->primed);
     int rc = cm_pool_apply_limits(s, &ch->limits, err);
+    /* the usage files were opened while it was built: reads only from here */
+    ch->usage_open = s->usage_open;
+    ch->usage_fds = s->usage;
     free(s);
-    double cpu_ms = cm_cgroup_read_cpu_ms(&ch->jail.cg);
+    double cpu_ms = ch->usage_open ? cm_cgroup_usage_cpu_ms(&ch->usage_fds)
+                                   : cm_cgroup_read_cpu_ms(&ch->jail.cg);
     ch->pool_cpu_ms = cpu_ms > 0 ? cpu_ms : 0;
     ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->wake_fd < 0)
@@ -382,27 +411,41 @@ static int start_sandbox(chain *ch, cm_error *err)
     const char *rootfs = spec.rootfs;
     bool full = rootfs != ch->eng->cfg.rootfs && rootfs == ch->eng->cfg.rootfs_full;
     if (cm_pool_spawn(ch->eng->pool, &ch->eng->iso, full, &ch->limits, ch->ctl_fd, &spec, &ch->sb,
-                      &ch->jail, err) < 0)
+                      &ch->jail, ch->primed, sizeof ch->primed, err) < 0)
         return -1;
     ch->spawned = true;
     return 0;
 }
 
+/* The run frame: the code, the imports, and the tool table — by key when
+ * the warm sandbox was primed with this caller's table of this registry
+ * generation (chain_tools.c), else in full.  Every tool is callable (a
+ * denied call raises PolicyDenied naming the rule); only the advertised ones
+ * appear in interfaces and search. */
 static void send_run(chain *ch, const char *code)
 {
     cJSON *f = cJSON_CreateObject();
     cJSON_AddStringToObject(f, "t", "run");
     cJSON_AddStringToObject(f, "code", code);
-    /* every tool is callable (a denied call raises PolicyDenied naming the
-     * rule); only the advertised ones appear in interfaces and search */
-    cJSON_AddItemToObject(f, "tools",
-                          cm_agent_chain_tools(ch->eng, cm_policy_chain_profile(ch->pc)));
     const cJSON *imports = cm_policy_chain_imports(ch->pc);
     if (imports)
         cJSON_AddItemToObject(f, "allowed_imports", cJSON_Duplicate(imports, 1));
     else if (ch->eng->cfg.imports_all)
         cJSON_AddStringToObject(f, "allowed_imports", "all");
-    cm_chain_queue(ch, f);
+    char key[CM_TOOLS_KEY_MAX];
+    bool keyed = cm_chain_tools_key(ch->eng, ch->pc, key);
+    if (keyed && ch->primed[0] && !strcmp(ch->primed, key)) {
+        cJSON_AddStringToObject(f, "tools_key", key);
+        cm_chain_queue(ch, f);
+    } else {
+        cm_autofree char *tools = cm_chain_tools_json(ch->eng, ch->pc, keyed ? key : "");
+        size_t n;
+        cm_autofree char *frame = cm_chain_tools_frame(f, tools, &n);
+        cJSON_Delete(f);
+        cm_error err;
+        if (cm_buf_append(&ch->to_sandbox, frame, n, &err) < 0)
+            cm_chain_errorf(ch, CM_ERR_INTERNAL, "cannot queue the run frame: %s", err.message);
+    }
     write_control(ch);
 }
 
@@ -432,6 +475,8 @@ static cJSON *build_response(chain *ch, struct rusage *ru)
 static void chain_close(chain *ch)
 {
     cm_autofd int a = ch->ctl_fd, b = ch->out_fd, c = ch->wake_fd;
+    if (ch->usage_open)
+        cm_cgroup_usage_close(&ch->usage_fds);
     cm_frame_reader_free(&ch->reader);
     cm_buf_free(&ch->to_sandbox);
     cm_buf_free(&ch->diag);
@@ -445,18 +490,34 @@ static void chain_close(chain *ch)
 }
 
 /* Isolation: the kernel's OOM counter decides memory_limit (the runner was
- * killed, so the chain otherwise looks like a crash); stats come from the
+ * killed, so the chain otherwise looks like a crash), also when the deadline
+ * passed first: the kill and the exit of a process holding its whole cap
+ * take long on a loaded machine, and memory is what the chain must change
+ * (the soak saw a 300 MB `return` answered `timeout`).  A chain stopped at
+ * its deadline while at its memory cap (peak = limit: allocating there
+ * stalls in reclaim, no swap) ran out of memory too.  Stats come from the
  * cgroup when it has them (they include every process of the sandbox). */
 static void apply_cgroup_usage(chain *ch, const cm_cgroup_usage *u)
 {
     const char *kind = ch->error ? cm_json_str(ch->error, "kind") : NULL;
-    if (u->oom_kills > 0 && (!kind || strcmp(kind, "timeout") != 0)) {
-        cJSON_Delete(ch->error);
-        ch->error = NULL;
+    bool timed_out = kind && !strcmp(kind, "timeout");
+    bool at_cap = u->peak_memory_bytes >= 0 && ch->limits.memory_bytes > 0 &&
+                  u->peak_memory_bytes >= (double)ch->limits.memory_bytes;
+    if (u->oom_kills <= 0 && !(timed_out && at_cap))
+        return;
+    cJSON_Delete(ch->error);
+    ch->error = NULL;
+    if (u->oom_kills > 0)
         cm_chain_errorf(ch, CM_ERR_MEMORY_LIMIT,
-                        "the chain exceeded its memory limit of %llu MiB and was killed",
-                        (unsigned long long)(ch->limits.memory_bytes >> 20));
-    }
+                        "the chain exceeded its memory limit of %llu MiB and was killed%s",
+                        (unsigned long long)(ch->limits.memory_bytes >> 20),
+                        timed_out ? " (its timeout passed while it was killed)" : "");
+    else
+        cm_chain_errorf(
+            ch, CM_ERR_MEMORY_LIMIT,
+            "the chain reached its memory limit of %llu MiB and stalled there until "
+            "its timeout of %gs stopped it; use less memory or ask for more (memory_mb)",
+            (unsigned long long)(ch->limits.memory_bytes >> 20), ch->timeout_s);
 }
 
 static void add_cgroup_stats(cJSON *response, const cm_cgroup_usage *u)
@@ -522,8 +583,6 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
                 .progress_token = progress_token};
     ch.timeout_s = timeout_s;
     cm_cgroup_usage usage = {.cpu_ms = -1, .peak_memory_bytes = -1, .throttled_periods = -1};
-    cm_cgroup_usage_fds usage_fds;
-    bool usage_ahead = false;
     cm_error err;
     if (begin_policy(&ch, requested, timeout_requested, &err) < 0) {
         cJSON *r = invalid_chain_request(err.message);
@@ -553,17 +612,20 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         cm_chain_set_error(&ch, CM_ERR_SANDBOX_FAILURE, err.message, NULL);
     } else {
         send_run(&ch, code);
-        /* while the sandbox runs: the usage files are opened now, read after */
-        usage_ahead = ch.jail.iso != NULL;
-        if (usage_ahead)
-            cm_cgroup_usage_open(&ch.jail.cg, &usage_fds);
+        /* while the sandbox runs: the usage files are opened now (a warm
+         * sandbox's were opened while it was built), read after */
+        if (!ch.usage_open && ch.jail.iso) {
+            cm_cgroup_usage_open(&ch.jail.cg, &ch.usage_fds);
+            ch.usage_open = true;
+        }
         serve(&ch);
     }
     /* stats from the cgroup before the kill; kill, reap and cgroup removal
      * happen on the pool's reaper, after the client has its answer */
-    if (usage_ahead) {
-        cm_cgroup_usage_read(&usage_fds, &usage);
-        cm_cgroup_usage_close(&usage_fds);
+    if (ch.usage_open) {
+        cm_cgroup_usage_read(&ch.usage_fds, &usage);
+        cm_cgroup_usage_close(&ch.usage_fds);
+        ch.usage_open = false;
     } else if (ch.jail.iso) {
         cm_cgroup_read_usage(&ch.jail.cg, &usage);
     }

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "frame.h"
 #include "isolation.h"
+#include "pool.h"
 #include "provider.h"
 #include "redact.h"
 #include "sandbox.h"
@@ -66,14 +67,17 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
-    cm_policy_chain *pc;         /* policy session (policies/session.h) */
-    cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
-    const cm_limits *lim;        /* this chain's limits: engine ∩ profile ∩ request */
-    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
-    cm_running run;              /* registered on conn while it runs (cancel.c) */
+    cm_policy_chain *pc;           /* policy session (policies/session.h) */
+    cm_egress egress;              /* the profile's egress rules for providers (rules NULL: none) */
+    const cm_limits *lim;          /* this chain's limits: engine ∩ profile ∩ request */
+    const cJSON *progress_token;   /* MCP progress token of the request, or NULL */
+    cm_running run;                /* registered on conn while it runs (cancel.c) */
     bool registered;
-    cm_limits limits; /* isolation: this chain's cgroup limits */
-    cm_jail jail;     /* isolation: ids and cgroups of this chain's sandbox */
+    cm_limits limits;              /* isolation: this chain's cgroup limits */
+    cm_jail jail;                  /* isolation: ids and cgroups of this chain's sandbox */
+    char primed[CM_POOL_KEY_MAX];  /* the warm sandbox's tool table (chain_tools.h), or "" */
+    cm_cgroup_usage_fds usage_fds; /* its cgroup usage files, when usage_open */
+    bool usage_open;
 };
 
 /* chain_state.c: the chain's error (first one wins; ends the chain) */

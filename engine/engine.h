@@ -98,14 +98,15 @@ struct cm_engine {
     pthread_t metrics_thread;
     bool socket_activated; /* listening fd came from systemd: do not unlink it */
     int64_t metrics_written_ms;
-    struct cm_policy_store *policy; /* NULL: no engine.policy configured */
-    struct cm_providers *providers; /* provider connections and MCP sessions */
-    struct cm_http *http;           /* streamable HTTP transport, NULL when off (http_transport.h) */
-    cm_isolation iso;               /* isolation layers (isolate/isolation.h) */
-    struct cm_pool *pool;           /* warm sandboxes + reaper (isolate/pool.h) */
-    char *work_dir;                 /* provider temp dirs (workdir.c) */
-    cm_cgroup provider_cg;          /* every provider process (workdir.c) */
-    char **provider_exec;           /* argv prefix of provider spawns (provider_exec.h) */
+    struct cm_policy_store *policy;     /* NULL: no engine.policy configured */
+    struct cm_providers *providers;     /* provider connections and MCP sessions */
+    struct cm_http *http;               /* streamable HTTP transport, NULL when off (http_transport.h) */
+    cm_isolation iso;                   /* isolation layers (isolate/isolation.h) */
+    struct cm_pool *pool;               /* warm sandboxes + reaper (isolate/pool.h) */
+    struct cm_chain_tools *chain_tools; /* tool tables per registry generation (chain_tools.h) */
+    char *work_dir;                     /* provider temp dirs (workdir.c) */
+    cm_cgroup provider_cg;              /* every provider process (workdir.c) */
+    char **provider_exec;               /* argv prefix of provider spawns (provider_exec.h) */
     /* tool-call data in flight for all chains, and its high-water mark since
        the last malloc_trim (engine/chain_budget.h) */
     atomic_size_t inflight_bytes;

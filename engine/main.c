@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "chain_tools.h"
 #include "client.h"
 #include "cmd_doctor.h"
 #include "engine.h"
@@ -214,8 +215,11 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
-    const cm_pool_metrics pool_metrics = {
-        .ctx = eng, .refill = pool_refill_metric, .miss = pool_miss_metric};
+    eng->chain_tools = cm_chain_tools_new();
+    const cm_pool_metrics pool_metrics = {.ctx = eng,
+                                          .refill = pool_refill_metric,
+                                          .miss = pool_miss_metric,
+                                          .prime_data = cm_chain_tools_prime_data};
     if (cm_pool_start(&iso_cfg, &eng->iso, &pool_metrics, &eng->pool, err) < 0)
         return -1;
     cm_engine_self_check(eng);
@@ -239,6 +243,7 @@ static void engine_close(cm_engine *eng)
     cm_isolation_free(&eng->iso);
     cm_server_close(eng);
     cm_registry_free(eng->registry);
+    cm_chain_tools_free(eng->chain_tools);
     cm_policy_store_free(eng->policy);
     cm_vars_free(eng->vars);
     cm_config_free(&eng->cfg);

@@ -6,6 +6,7 @@
 #include "registry.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,10 @@ struct cm_registry {
     pthread_mutex_t index_lock;
     cm_search_index *index;
     const reg_tool **index_tools;
+    /* bumped by every change (under the write lock): what was built from
+     * the registry (a chain's tool table, engine/chain_tools.c) is valid
+     * while it is unchanged */
+    atomic_ulong gen;
 };
 
 /* ---- names --------------------------------------------------------------- */
@@ -666,6 +671,7 @@ int cm_registry_add(cm_registry *r, const cJSON *call_template, const cJSON *man
     generate_interfaces(m);
     append_manual(r, m);
     drop_index(r);
+    atomic_fetch_add(&r->gen, 1);
     cJSON *rep = report ? make_report(m, renamed) : NULL;
     pthread_rwlock_unlock(&r->lock);
     if (report)
@@ -696,6 +702,7 @@ int cm_registry_remove(cm_registry *r, const cm_registry_view *view, const char 
         memmove(&r->manuals[i], &r->manuals[i + 1], (r->n - (size_t)i - 1) * sizeof *r->manuals);
         r->n--;
         drop_index(r);
+        atomic_fetch_add(&r->gen, 1);
     }
     pthread_rwlock_unlock(&r->lock);
     if (!m)
@@ -733,6 +740,11 @@ cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view)
 static int compare_cstr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+unsigned long cm_registry_generation(cm_registry *r)
+{
+    return atomic_load(&r->gen);
 }
 
 cJSON *cm_registry_access_names(cm_registry *r, const cm_registry_view *view)

@@ -58,6 +58,9 @@ int cm_registry_remove(cm_registry *r, const cm_registry_view *view, const char 
  * iface_signature, iface_summary}] for every tool the view sees (the iface_
  * parts: see pyiface.h).  Caller frees. */
 cJSON *cm_registry_chain_tools(cm_registry *r, const cm_registry_view *view);
+
+/* A number that changes with every registration and removal. */
+unsigned long cm_registry_generation(cm_registry *r);
 /* Access names ("m.t") of the tools the view sees, sorted.  Caller frees. */
 cJSON *cm_registry_access_names(cm_registry *r, const cm_registry_view *view);
 /* Finds a tool the view sees by UTCP name or access name; *tool receives a

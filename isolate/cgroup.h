@@ -90,6 +90,8 @@ void cm_cgroup_usage_open(const cm_cgroup *cg, cm_cgroup_usage_fds *f);
 /* Reads the current values (cm_cgroup_read_usage = open + read + close). */
 void cm_cgroup_usage_read(const cm_cgroup_usage_fds *f, cm_cgroup_usage *u);
 void cm_cgroup_usage_close(cm_cgroup_usage_fds *f);
+/* CPU time so far in ms from the opened files (one pread), or -1. */
+double cm_cgroup_usage_cpu_ms(const cm_cgroup_usage_fds *f);
 /* Usage now: open, read, close. */
 void cm_cgroup_read_usage(const cm_cgroup *cg, cm_cgroup_usage *u);
 

@@ -90,6 +90,16 @@ void cm_cgroup_usage_read(const cm_cgroup_usage_fds *f, cm_cgroup_usage *u)
         u->cpu_ms = strtod(buf, NULL) / 1e6;
 }
 
+double cm_cgroup_usage_cpu_ms(const cm_cgroup_usage_fds *f)
+{
+    char buf[4096];
+    if (f->v2) {
+        long usec = read_fd(f->cpu_stat, buf, sizeof buf) > 0 ? keyed_value(buf, "usage_usec") : -1;
+        return usec >= 0 ? (double)usec / 1000.0 : -1;
+    }
+    return read_fd(f->cpu, buf, sizeof buf) > 0 ? strtod(buf, NULL) / 1e6 : -1;
+}
+
 void cm_cgroup_usage_close(cm_cgroup_usage_fds *f)
 {
     int *fds[] = {&f->oom, &f->peak, &f->cpu_stat, &f->cpu};

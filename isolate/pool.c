@@ -60,11 +60,14 @@ static void destroy_now(cm_sandbox *sb, cm_jail *jail)
 }
 
 int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim, int engine_ctl,
-                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, char *primed,
+                  size_t primed_cap, cm_error *err)
 {
+    if (primed)
+        primed[0] = '\0';
     if (p) {
         int rc = cm_zygote_spawn(&p->zygote[full ? 1 : 0], lim, engine_ctl, spec->control_fd,
-                                 spec->output_fd, sb, jail, err);
+                                 spec->output_fd, sb, jail, primed, primed_cap, err);
         if (rc <= 0)
             return rc;
     }
@@ -76,6 +79,8 @@ int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim
     }
     return 0;
 }
+
+static int list_tasks(const cm_cgroup *cg, pid_t *tids, int cap);
 
 int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_ms,
                   cm_pool_sandbox *out, cm_error *err)
@@ -102,7 +107,8 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
         .output_fd = child_out,
         .tmp_size_bytes = p->cfg.tmp_size_bytes,
     };
-    if (cm_pool_spawn(p, p->iso, full, lim, ctl, &spec, &out->sb, &out->jail, err) < 0)
+    if (cm_pool_spawn(p, p->iso, full, lim, ctl, &spec, &out->sb, &out->jail, out->primed,
+                      sizeof out->primed, err) < 0)
         return -1;
     cm_cleanup_fd(&child_ctl);
     cm_cleanup_fd(&child_out);
@@ -116,7 +122,24 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
     out->ctl_fd = cm_steal_fd(&ctl);
     out->out_fd = cm_steal_fd(&outfd);
     out->build_ms = (double)(cm_now_us() - t0) / 1000.0;
+    if (out->jail.iso && out->jail.cg.npaths > 0) {
+        cm_cgroup_usage_open(&out->jail.cg, &out->usage);
+        out->usage_open = true;
+        out->ntids = list_tasks(&out->jail.cg, out->tids, 8);
+        if (out->ntids >= 8)
+            out->ntids = 0; /* more than kept: list them again on take */
+    }
     return 0;
+}
+
+/* The fds of a built sandbox that no chain took. */
+static void close_fds(cm_pool_sandbox *s)
+{
+    close(s->ctl_fd);
+    close(s->out_fd);
+    if (s->usage_open)
+        cm_cgroup_usage_close(&s->usage);
+    s->usage_open = false;
 }
 
 int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err)
@@ -164,9 +187,9 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
  * a sandbox gets normal priority back when a chain takes it. */
 #define REFILL_NICE 10
 
-static void restore_priority(const cm_pool_sandbox *s)
+/* A sandbox's tasks as its cgroup lists them (up to cap); their number. */
+static int list_tasks(const cm_cgroup *cg, pid_t *tids, int cap)
 {
-    const cm_cgroup *cg = &s->jail.cg;
     static const char *const lists[] = {"tasks", "cgroup.threads"};
     for (size_t i = 0; i < sizeof lists / sizeof *lists && cg->npaths > 0; i++) {
         char path[600];
@@ -174,12 +197,136 @@ static void restore_priority(const cm_pool_sandbox *s)
         FILE *f = fopen(path, "re");
         if (!f)
             continue;
+        int n = 0;
         long tid;
-        while (fscanf(f, "%ld", &tid) == 1)
-            setpriority(PRIO_PROCESS, (id_t)tid, 0);
+        while (n < cap && fscanf(f, "%ld", &tid) == 1)
+            tids[n++] = (pid_t)tid;
         fclose(f);
-        return;
+        return n;
     }
+    return 0;
+}
+
+/* Normal priority for a taken sandbox: its tasks were listed when it became
+ * ready (a runner starts no task while it waits), so only the setpriority
+ * calls are on the request path. */
+static void restore_priority(const cm_pool_sandbox *s)
+{
+    pid_t tids[8];
+    int n = s->ntids;
+    if (n == 0)
+        n = list_tasks(&s->jail.cg, tids, 8);
+    else
+        memcpy(tids, s->tids, sizeof tids);
+    for (int i = 0; i < n; i++)
+        setpriority(PRIO_PROCESS, (id_t)tids[i], 0);
+}
+
+/* What the next chain needs, given to the zygote when it changed: every
+ * sandbox forked after that inherits it parsed (zygote.h cm_zygote_prime). */
+static void prime_zygote(cm_pool *p, int f)
+{
+    char have[CM_POOL_KEY_MAX], key[CM_POOL_KEY_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    if (!p->metrics.prime_data)
+        return;
+    cm_zygote_primed_key(&p->zygote[f], have, sizeof have);
+    if (p->metrics.prime_data(p->metrics.ctx, have, key, sizeof key, &data, &len) <= 0)
+        return;
+    cm_error err;
+    if (cm_zygote_prime(&p->zygote[f], key, data, len, &err) < 0)
+        cm_log("warn", "pool: cannot prime the zygote: %s", err.message);
+    free(data);
+}
+
+/* The whole buffer on a non-blocking socket, waiting for room. */
+static int send_all(int fd, const char *buf, size_t n, int64_t deadline_ms)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            buf += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        int64_t left = deadline_ms - cm_now_ms();
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (left <= 0 || poll(&pfd, 1, (int)left) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A sandbox that did not inherit it (built without the zygote, or the
+ * zygote had other data) gets it as a frame before its run; -1: the
+ * control stream is broken. */
+static int send_prime(cm_pool_sandbox *s, const char *key, char *data, size_t len)
+{
+    unsigned char hdr[4] = {(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+                            (unsigned char)(len >> 8), (unsigned char)len};
+    int64_t deadline = cm_now_ms() + 5000;
+    int rc = send_all(s->ctl_fd, (const char *)hdr, 4, deadline) < 0 ||
+                     send_all(s->ctl_fd, data, len, deadline) < 0
+                 ? -1
+                 : 0;
+    free(data);
+    if (rc == 0)
+        snprintf(s->primed, sizeof s->primed, "%s", key);
+    return rc;
+}
+
+static int prime_sandbox(cm_pool *p, cm_pool_sandbox *s)
+{
+    char key[CM_POOL_KEY_MAX];
+    char *data = NULL;
+    size_t len = 0;
+    if (!p->metrics.prime_data ||
+        p->metrics.prime_data(p->metrics.ctx, s->primed, key, sizeof key, &data, &len) <= 0)
+        return 0;
+    return send_prime(s, key, data, len);
+}
+
+static void enqueue_dispose_locked(cm_pool *p, const cm_sandbox *sb, const cm_jail *jail);
+
+/* An idle sandbox primed for another key than the next chain's (built
+ * before the first chain, or before the registry changed) gets the new
+ * data, out of the idle list (counted as building) while its frame is
+ * written.  Called with the lock held; true when it primed one. */
+static bool reprime_idle_locked(cm_pool *p)
+{
+    for (int f = 0; f < 2 && p->metrics.prime_data; f++) {
+        for (cm_pool_sandbox **pp = &p->idle[f]; *pp; pp = &(*pp)->next) {
+            cm_pool_sandbox *s = *pp;
+            char key[CM_POOL_KEY_MAX];
+            char *data = NULL;
+            size_t len = 0;
+            if (p->metrics.prime_data(p->metrics.ctx, s->primed, key, sizeof key, &data, &len) <= 0)
+                continue;
+            *pp = s->next;
+            p->nidle[f]--;
+            p->building[f]++;
+            pthread_mutex_unlock(&p->lock);
+            int rc = send_prime(s, key, data, len);
+            pthread_mutex_lock(&p->lock);
+            p->building[f]--;
+            if (rc < 0) {
+                close(s->ctl_fd);
+                close(s->out_fd);
+                enqueue_dispose_locked(p, &s->sb, &s->jail);
+                free(s);
+                return true;
+            }
+            s->next = p->idle[f];
+            p->idle[f] = s;
+            p->nidle[f]++;
+            pthread_cond_broadcast(&p->warm_cv);
+            return true;
+        }
+    }
+    return false;
 }
 
 static void *refill_main(void *arg)
@@ -191,14 +338,23 @@ static void *refill_main(void *arg)
     while (!p->stopping) {
         int f = wanted_flavour(p);
         if (f < 0) {
-            pthread_cond_wait(&p->refill_cv, &p->lock);
+            /* full: bring idle sandboxes up to date, else look again soon
+             * (the next chain's key changes without a signal here) */
+            if (!reprime_idle_locked(p))
+                timed_wait(&p->refill_cv, &p->lock, p->metrics.prime_data ? 250 : 60000);
             continue;
         }
         p->building[f]++;
         pthread_mutex_unlock(&p->lock);
         cm_pool_sandbox *s = cm_xcalloc(1, sizeof *s);
         cm_error err;
+        prime_zygote(p, f);
         int rc = cm_pool_build(p, f == 1, &lim, cm_now_ms() + 30000, s, &err);
+        if (rc == 0 && prime_sandbox(p, s) < 0) {
+            close_fds(s);
+            destroy_now(&s->sb, &s->jail);
+            rc = cm_error_set(&err, CM_ERR_SANDBOX_FAILURE, "priming a warm sandbox failed");
+        }
         if (rc == 0 && p->metrics.refill)
             p->metrics.refill(p->metrics.ctx, s->build_ms);
         pthread_mutex_lock(&p->lock);
@@ -221,9 +377,36 @@ static void *refill_main(void *arg)
 
 /* ---- reaper ------------------------------------------------------------- */
 
+/* Teardown yields to requests: the reaper thread and the sandbox being torn
+ * down (its exit unmaps a copy of the zygote's image) run at the lowest
+ * priority; the runner's bridge has lowered itself and the chain process
+ * once it passed `done` on (runner_protocol.py _kill_chain_process).  But a
+ * sandbox holds a uid and cgroups until it is reaped: when teardown falls
+ * behind (a loaded machine starves nice 19; `make bench` at concurrency 16
+ * ran out of sandbox uids), the reaper and the sandboxes it kills go back to
+ * normal priority until it has caught up. */
+#define TEARDOWN_NICE 19
+#define TEARDOWN_BACKLOG 4
+
+static void teardown_priority(const dispose_item *d, bool behind)
+{
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), behind ? 0 : TEARDOWN_NICE);
+    if (d->jail.cg.npaths == 0 || d->sb.pid <= 0)
+        return;
+    if (!behind) {
+        setpriority(PRIO_PROCESS, (id_t)d->sb.pid, TEARDOWN_NICE);
+        return;
+    }
+    pid_t tids[64];
+    int n = list_tasks(&d->jail.cg, tids, 64);
+    for (int i = 0; i < n; i++)
+        setpriority(PRIO_PROCESS, (id_t)tids[i], 0);
+}
+
 static void *reaper_main(void *arg)
 {
     cm_pool *p = arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), TEARDOWN_NICE);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         dispose_item *d = p->dispose_head;
@@ -236,7 +419,9 @@ static void *reaper_main(void *arg)
         p->dispose_head = d->next;
         if (!p->dispose_head)
             p->dispose_tail = NULL;
+        bool behind = p->disposing > TEARDOWN_BACKLOG;
         pthread_mutex_unlock(&p->lock);
+        teardown_priority(d, behind);
         destroy_now(&d->sb, &d->jail);
         free(d);
         pthread_mutex_lock(&p->lock);
@@ -299,8 +484,7 @@ static cm_pool_sandbox *pop_live_locked(cm_pool *p, int f)
         if (idle_sandbox_alive(s))
             return s;
         cm_log("warn", "pool: a warm sandbox (pid %d) died while idle; discarded", (int)s->sb.pid);
-        close(s->ctl_fd);
-        close(s->out_fd);
+        close_fds(s);
         enqueue_dispose_locked(p, &s->sb, &s->jail);
         free(s);
     }
@@ -395,8 +579,7 @@ static void free_idle(cm_pool_sandbox *s)
 {
     while (s) {
         cm_pool_sandbox *next = s->next;
-        close(s->ctl_fd);
-        close(s->out_fd);
+        close_fds(s);
         destroy_now(&s->sb, &s->jail);
         free(s);
         s = next;

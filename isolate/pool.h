@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "cgroup.h"
 #include "isolation.h"
 #include "runner_proto.h"
 
@@ -25,17 +26,34 @@ typedef struct cm_pool_metrics {
     void *ctx;
     void (*refill)(void *ctx, double build_ms); /* a refill built one sandbox */
     void (*miss)(void *ctx);                    /* a take found no idle sandbox */
+    /* optional: what the next chain will need sent ahead (its tool table):
+     * when its key differs from have, 1 with key set and *data (a control
+     * frame's JSON text, malloc'd, *len bytes); else 0.  The pool gives it to
+     * the zygote (every sandbox forked after inherits it) or, for a sandbox
+     * built without one, writes it to the sandbox's control socket. */
+    int (*prime_data)(void *ctx, const char *have, char *key, size_t cap, char **data, size_t *len);
 } cm_pool_metrics;
+
+#define CM_POOL_KEY_MAX 256
 
 /* One built sandbox: the runner waits on ctl_fd for its `run` frame. */
 typedef struct cm_pool_sandbox {
     cm_sandbox sb;
     cm_jail jail;
-    cm_limits limits; /* the cgroup limits it was built with */
-    int ctl_fd;       /* control socket (non-blocking) */
-    int out_fd;       /* runner stdout/stderr (non-blocking) */
-    bool full;        /* rootfs flavour */
-    double build_ms;  /* spawn → ready */
+    cm_limits limits;             /* the cgroup limits it was built with */
+    int ctl_fd;                   /* control socket (non-blocking) */
+    int out_fd;                   /* runner stdout/stderr (non-blocking) */
+    bool full;                    /* rootfs flavour */
+    double build_ms;              /* spawn → ready */
+    char primed[CM_POOL_KEY_MAX]; /* key of what prime sent ("": nothing) */
+    /* its cgroup usage files, opened while it was built (usage_open), so a
+     * chain only reads them: no cgroup path walk on the request path */
+    cm_cgroup_usage_fds usage;
+    bool usage_open;
+    /* its tasks when it reported ready (init, bridge, chain process), read
+     * then so that a take only resets their priority (no cgroup read) */
+    pid_t tids[8];
+    int ntids;
     struct cm_pool_sandbox *next;
 } cm_pool_sandbox;
 
@@ -63,10 +81,12 @@ int cm_pool_build(cm_pool *p, bool full, const cm_limits *lim, int64_t deadline_
 /* Starts one sandbox for spec (its control_fd/output_fd are the sandbox's
  * ends; engine_ctl is the engine's end of the control socket): forked from
  * the flavour's zygote when p is not NULL and its zygote is available, else
- * cloned directly with iso's layers.  Fills *sb and *jail; nothing is left
- * behind on failure. */
+ * cloned directly with iso's layers.  Fills *sb and *jail, and primed (if
+ * not NULL) with the key of the data the sandbox inherited from the zygote
+ * (prime_data; "" for none); nothing is left behind on failure. */
 int cm_pool_spawn(cm_pool *p, cm_isolation *iso, bool full, const cm_limits *lim, int engine_ctl,
-                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, cm_error *err);
+                  cm_sandbox_spec *spec, cm_sandbox *sb, cm_jail *jail, char *primed,
+                  size_t primed_cap, cm_error *err);
 /* Applies lim to a live sandbox's cgroups when it differs from what it was
  * built with (a request lowered them). */
 int cm_pool_apply_limits(cm_pool_sandbox *s, const cm_limits *lim, cm_error *err);

@@ -13,6 +13,9 @@
  *   zygote -> engine  "ready" | "error <message>"
  *   engine -> zygote  "spawn" + SCM_RIGHTS [control socket end, output pipe end]
  *   zygote -> engine  "ok <pid>" + SCM_RIGHTS [pidfd] | "error <message>"
+ *   engine -> zygote  "tools" + SCM_RIGHTS [memfd: a `tools` frame's JSON]
+ *   zygote -> engine  "ok" | "error <message>"   (children forked after
+ *                     inherit the table, parsed: cm_zygote_prime)
  * The engine then moves the child (host pid from the pidfd's fdinfo) into
  * the chain's cgroups and writes "G" on the control socket; the child
  * hardens itself and becomes the runner's bridge. */
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -38,6 +42,11 @@
 
 #define ZYGOTE_START_TIMEOUT_MS 20000
 #define ZYGOTE_REPLY_TIMEOUT_MS 5000
+/* a zygote that is alive but slow (a loaded machine, namespaces being torn
+ * down) is waited for up to this long: declaring it lost kills every sandbox
+ * it forked, running chains included (the soak saw such a chain answered
+ * "the sandbox runner exited without a result") */
+#define ZYGOTE_ALIVE_WAIT_MS 60000
 #define ZYGOTE_RETRY_MS 1000
 #define ZYGOTE_TMP_BYTES (1u << 20)
 #define ZYGOTE_PIDS_MAX 1024
@@ -138,6 +147,7 @@ static void shut_down(cm_zygote *z)
     cm_jail_finish(&z->jail, NULL);
     cm_cleanup_fd(&z->out_fd);
     z->up = false;
+    z->primed[0] = '\0';
 }
 
 /* The hardening every child gets: what cm_jail_prepare put in the spec. */
@@ -215,6 +225,9 @@ static int start_locked(cm_zygote *z, cm_error *err)
     spec.ns_children = ZYGOTE_NS_CHILDREN(c);
     if (cm_sandbox_spawn(&spec, &z->sb, err) < 0)
         return cm_error_prefix(err, "zygote");
+    /* normal priority whichever thread started it (a refill thread runs at
+     * nice 10); each request then gives it its caller's (caller_nice) */
+    setpriority(PRIO_PROCESS, (id_t)z->sb.pid, 0);
     cm_cleanup_fd(&child_fd);
     cm_cleanup_fd(&child_out);
     char reply[512];
@@ -277,6 +290,34 @@ static pid_t pidfd_host_pid(int pidfd, cm_error *err)
     return (pid_t)pid;
 }
 
+/* Waits for the zygote's answer while it lives: 0 when one is there, -1
+ * when it died or stayed silent past ZYGOTE_ALIVE_WAIT_MS. */
+static int wait_answer(cm_zygote *z, cm_error *err)
+{
+    int64_t t0 = cm_now_ms();
+    bool warned = false;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = z->fd, .events = POLLIN},
+                              {.fd = z->sb.pidfd, .events = POLLIN}};
+        int pr = poll(p, 2, ZYGOTE_REPLY_TIMEOUT_MS);
+        if (pr < 0 && errno != EINTR)
+            return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "zygote: poll");
+        if (pr > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            return 0;
+        if (pr > 0 && (p[1].revents & POLLIN))
+            return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: exited");
+        int64_t waited = cm_now_ms() - t0;
+        if (waited >= ZYGOTE_ALIVE_WAIT_MS)
+            return cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: no answer in %lld ms",
+                                (long long)waited);
+        if (pr == 0 && !warned) {
+            cm_log("warn", "zygote (%s rootfs) slow: no answer after %lld ms, still waiting",
+                   z->full ? "full" : "minimal", (long long)waited);
+            warned = true;
+        }
+    }
+}
+
 /* One request/answer with the zygote; returns the child's pidfd, -1 when
  * the zygote refused, -2 when the channel broke (the zygote is shut down,
  * so the next ensure_up_locked starts a new one). */
@@ -285,7 +326,7 @@ static int ask_zygote(cm_zygote *z, int child_ctl, int child_out, cm_error *err)
     int fds[2] = {child_ctl, child_out};
     char reply[512];
     int pidfd = -1;
-    if (send_msg(z->fd, "spawn", fds, 2, err) < 0 ||
+    if (send_msg(z->fd, "spawn", fds, 2, err) < 0 || wait_answer(z, err) < 0 ||
         recv_msg(z->fd, reply, sizeof reply, &pidfd, ZYGOTE_REPLY_TIMEOUT_MS, err) < 0) {
         cm_log("warn", "zygote (%s rootfs) lost: %s", z->full ? "full" : "minimal", err->message);
         shut_down(z);
@@ -308,12 +349,16 @@ static int ask_zygote(cm_zygote *z, int child_ctl, int child_out, cm_error *err)
  * engine's container lacks (deploy/README.md): there a sandbox of a zygote
  * a refill thread started keeps that lower priority (slower under load,
  * no less isolated), as the pool's restore on take is best effort too. */
-static int match_caller_priority(pid_t pid, cm_error *err)
+static int caller_nice(void)
 {
     errno = 0;
     int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    if (nice == -1 && errno != 0)
-        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "getpriority");
+    return nice == -1 && errno != 0 ? 0 : nice;
+}
+
+static int match_caller_priority(pid_t pid, cm_error *err)
+{
+    int nice = caller_nice();
     if (setpriority(PRIO_PROCESS, (id_t)pid, nice) < 0 && errno != EACCES && errno != EPERM)
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "setpriority of sandbox pid %d", (int)pid);
     return 0;
@@ -330,8 +375,48 @@ static int send_go(int engine_ctl, cm_error *err)
     return 0;
 }
 
+int cm_zygote_prime(cm_zygote *z, const char *key, const char *data, size_t len, cm_error *err)
+{
+    cm_autofd int mfd = memfd_create("codemode-prime", MFD_CLOEXEC);
+    if (mfd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "zygote: memfd_create");
+    if (cm_write_all(mfd, data, len, err) < 0 || lseek(mfd, 0, SEEK_SET) < 0)
+        return cm_error_prefix(err, "zygote: prime data");
+    pthread_mutex_lock(&z->mu);
+    int rc = 1;
+    char reply[512];
+    int nofd = -1;
+    if (z->up) {
+        rc = 0;
+        if (send_msg(z->fd, "tools", &mfd, 1, err) < 0 || wait_answer(z, err) < 0 ||
+            recv_msg(z->fd, reply, sizeof reply, &nofd, ZYGOTE_REPLY_TIMEOUT_MS, err) < 0) {
+            cm_log("warn", "zygote (%s rootfs) lost: %s", z->full ? "full" : "minimal",
+                   err->message);
+            shut_down(z);
+            z->retry_after_ms = 0;
+            rc = -1;
+        } else if (strcmp(reply, "ok") != 0) {
+            cm_error_set(err, CM_ERR_SANDBOX_FAILURE, "zygote: %.400s", reply);
+            rc = -1;
+        } else {
+            snprintf(z->primed, sizeof z->primed, "%s", key);
+        }
+    }
+    pthread_mutex_unlock(&z->mu);
+    cm_cleanup_fd(&nofd);
+    return rc;
+}
+
+void cm_zygote_primed_key(cm_zygote *z, char *out, size_t cap)
+{
+    pthread_mutex_lock(&z->mu);
+    snprintf(out, cap, "%s", z->up ? z->primed : "");
+    pthread_mutex_unlock(&z->mu);
+}
+
 int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int child_ctl,
-                    int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err)
+                    int child_out, cm_sandbox *sb, cm_jail *jail, char *primed, size_t primed_cap,
+                    cm_error *err)
 {
     if (!z->cfg->zygote || !cm_isolation_active(z->iso, CM_LAYER_CGROUP))
         return 1;
@@ -343,10 +428,16 @@ int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int chil
     /* a zygote that died since the last request is replaced once, here */
     for (int attempt = 0; attempt < 2 && pidfd < 0; attempt++) {
         rc = ensure_up_locked(z, err);
+        /* the zygote works at its caller's priority: a refill's fork yields
+         * to requests, a request's miss does not wait behind them */
+        if (rc == 0)
+            setpriority(PRIO_PROCESS, (id_t)z->sb.pid, caller_nice());
         pidfd = rc == 0 ? ask_zygote(z, child_ctl, child_out, err) : -1;
         if (pidfd != -2)
             break;
     }
+    if (primed)
+        snprintf(primed, primed_cap, "%s", pidfd >= 0 ? z->primed : "");
     pthread_mutex_unlock(&z->mu);
     if (rc != 0 || pidfd < 0) {
         cm_jail_finish(jail, NULL);

@@ -31,6 +31,7 @@ typedef struct cm_zygote {
     int out_fd; /* its stdout/stderr (read on failure) */
     int64_t retry_after_ms;
     char last_error[256];
+    char primed[256]; /* key of the data its children inherit (cm_zygote_prime), or "" */
     atomic_long spawns, starts;
 } cm_zygote;
 
@@ -47,6 +48,16 @@ void cm_zygote_stop(cm_zygote *z);
  * (disabled, not startable right now: the caller spawns directly), -1 on a
  * failure with nothing left behind. */
 int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int child_ctl,
-                    int child_out, cm_sandbox *sb, cm_jail *jail, cm_error *err);
+                    int child_out, cm_sandbox *sb, cm_jail *jail, char *primed, size_t primed_cap,
+                    cm_error *err);
+
+/* Hands a running zygote data every sandbox it forks from now on inherits
+ * already parsed: a control frame's JSON text (the engine's `tools` frame:
+ * the tool table of the key, rootfs/README.md "Control protocol"), in a
+ * memfd.  A spawn then reports key in primed.  0 done, 1 the zygote is not
+ * running (nothing sent), -1 it refused or failed. */
+int cm_zygote_prime(cm_zygote *z, const char *key, const char *data, size_t len, cm_error *err);
+/* The key its children inherit now ("" for none). */
+void cm_zygote_primed_key(cm_zygote *z, char *out, size_t cap);
 
 #endif

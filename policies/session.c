@@ -29,6 +29,7 @@ struct cm_policy_store {
     cm_policy *current;
     char *file;
     char *default_profile; /* NULL: unknown peers refused */
+    unsigned long loads;   /* guarded by lock: policies loaded (serial of the next) */
     caller *callers;
     size_t ncallers;
     int audit_fd;
@@ -46,6 +47,7 @@ struct cm_policy_chain {
     char id[20];
     long uid, gid;
     int64_t start_us;
+    unsigned long serial; /* the store's loads when the policy was current */
 };
 
 /* ---- engine.policy section ---------------------------------------------- */
@@ -196,6 +198,7 @@ int cm_policy_store_reload(cm_policy_store *s, cm_error *err)
     }
     pthread_mutex_lock(&s->lock);
     cm_policy *old = s->current;
+    s->loads++;
     s->current = fresh;
     pthread_mutex_unlock(&s->lock);
     cm_policy_unref(old);
@@ -308,6 +311,9 @@ static int attach_profile(cm_policy_chain *pc, cm_policy_store *s, const struct 
 {
     if (cm_policy_store_acquire(s, peer, &pc->policy, &pc->profile, err) < 0)
         return -1;
+    pthread_mutex_lock(&s->lock);
+    pc->serial = s->current == pc->policy ? s->loads : CM_POLICY_SERIAL_UNKNOWN;
+    pthread_mutex_unlock(&s->lock);
     pc->calls.nrules = cm_profile_rule_count(pc->profile);
     pc->calls.per_rule = cm_xcalloc(pc->calls.nrules ? pc->calls.nrules : 1, sizeof(int));
     return 0;
@@ -461,6 +467,11 @@ void cm_policy_chain_end(cm_policy_chain *pc, cJSON *response)
         audit(pc, line);
     }
     free_session(pc);
+}
+
+unsigned long cm_policy_chain_serial(const cm_policy_chain *pc)
+{
+    return pc ? pc->serial : 0;
 }
 
 const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc)

@@ -46,6 +46,10 @@ cm_limits *cm_policy_chain_limits(cm_policy_chain *pc);
 /* The chain's profile (NULL without a policy): its HTTP egress rules go to
  * the providers. */
 const cm_policy_profile *cm_policy_chain_profile(const cm_policy_chain *pc);
+/* Which load of the policy the chain runs under (0 at start-up, +1 per
+ * reload): with the profile's name it identifies what the profile allows. */
+unsigned long cm_policy_chain_serial(const cm_policy_chain *pc);
+#define CM_POLICY_SERIAL_UNKNOWN (~0UL) /* reloaded while the chain began */
 /* For the runner's `allowed_imports`: NULL (default list), "all" or array. */
 const cJSON *cm_policy_chain_imports(const cm_policy_chain *pc);
 /* Checks one tool call before its provider runs (thread-safe): the tool

@@ -100,16 +100,30 @@ def _check_search(f, bridge):
     return {"t": "search", "id": f["id"], "query": query, "limit": limit}
 
 
+def _check_interfaces(f, bridge):
+    name = f.get("name")
+    if f.get("id") != bridge.next_id or type(f.get("id")) is not int:
+        raise _ChainBroke("interfaces id %r out of sequence" % (f.get("id"),))
+    if not isinstance(name, (str, type(None))):
+        raise _ChainBroke("interfaces frame with a name that is not a string")
+    bridge.next_id += 1
+    bridge.in_flight.add(f["id"])
+    out = {"t": "interfaces", "id": f["id"]}
+    if name is not None:
+        out["name"] = name
+    return out
+
+
 # frame type from the chain process -> check returning the frame to send the engine;
 # add new chain->engine frame types here.
 CHAIN_FRAME_CHECKS = {"call": _check_call, "log": _check_log, "done": _check_done,
-                      "search": _check_search}
+                      "search": _check_search, "interfaces": _check_interfaces}
 
 
 class _Bridge:
-    def __init__(self, engine, link, run):
+    def __init__(self, engine, link, names):
         self.engine, self.link = engine, link
-        self.tools = frozenset(t["name"] for t in run.get("tools", []))
+        self.tools = names
         self.next_id = 1
         self.in_flight = set()
         self.engine_kinds = set()
@@ -206,12 +220,26 @@ def _run(fd):
     os.close(child_fd)
     engine, link = _Channel(fd), _ChainLink(parent_fd)
     engine.send({"t": "ready"})
-    run = engine.recv()
+    run, primed = engine.recv(), None
+    while run.get("t") == "tools":   # the tool table, sent ahead while the sandbox waits
+        primed = _parse_tools(run)   # exits 3 on a bad one
+        link.send(run)
+        run = engine.recv()
     _parse_run(run)              # exits 3 on a bad run frame
     if engine.frames:
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
+    if "tools_key" in run:
+        if primed is not None and run["tools_key"] == primed[0]:
+            names = frozenset(t["name"] for t in primed[1])
+        elif primed is None and _PRIMED is not None and run["tools_key"] == _PRIMED[0]:
+            names = _PRIMED[1]   # inherited from the zygote
+        else:
+            _fatal(EXIT_MALFORMED, "malformed frame: run.tools_key %r is not this sandbox's tool "
+                   "table" % (run["tools_key"],))
+    else:
+        names = frozenset(t["name"] for t in run.get("tools", []))
     link.send(run)
-    return _Bridge(engine, link, run).serve()
+    return _Bridge(engine, link, names).serve()
 
 
 # --------------------------------------------------------------------------- zygote
@@ -230,6 +258,31 @@ def _zygote_configure(z, chan):
     except Exception as e:  # noqa: BLE001 - reported to the engine
         chan.send(("error bad zygote config: %s" % e).encode()[:400])
         os._exit(1)
+
+
+def _zygote_prime(chan, fds):
+    """A `tools` frame in a memfd: parse it and build its namespaces here, once."""
+    global _PRIMED
+    try:
+        with os.fdopen(fds[0], "rb") as f:
+            frame = json.loads(f.read())
+        key, tools = frame.get("key"), frame.get("tools")
+        if frame.get("t") != "tools" or not isinstance(key, str) or not key:
+            raise ValueError("not a tools frame with a key")
+        if not isinstance(tools, list) or not all(
+                isinstance(t, dict) and all(isinstance(t.get(k), str) and t.get(k)
+                                            for k in ("name", "access_manual", "access_tool"))
+                for t in tools):
+            raise ValueError("each tool needs string name, access_manual, access_tool")
+        _PRIMED = None
+        _PRIMED = (key, frozenset(t["name"] for t in tools), _tool_namespaces(tools))
+    except Exception as e:  # noqa: BLE001 - reported to the engine
+        chan.send(("error bad tools: %s" % e).encode()[:400])
+        return
+    import gc
+    gc.collect()
+    gc.freeze()                # out of the children's collections, as the imports
+    chan.send(b"ok")
 
 
 def _zygote_reap():
@@ -260,6 +313,9 @@ def zygote_main(fd=3):
         msg, fds, _, _ = socket.recv_fds(chan, 64, 2)
         if not msg:
             os._exit(0)          # the engine is gone
+        if msg == b"tools" and len(fds) == 1:
+            _zygote_prime(chan, fds)
+            continue
         if msg != b"spawn" or len(fds) != 2:
             for f in fds:
                 os.close(f)

@@ -251,16 +251,34 @@ LIST_TOOLS_HINT = "search_tools(\"what you need\") finds tools; print(interfaces
 
 
 class _Namespace:
-    """A manual as seen by the chain: attributes are its tools (or nested namespaces)."""
+    """A manual as seen by the chain: attributes are its tools (or nested namespaces).
+    A tool's function is made on first use (_cm_tools: access name -> UTCP name),
+    so a manual of 10,000 tools costs a dict entry per tool, not a closure."""
 
     def __init__(self, name):
         object.__setattr__(self, "_cm_name", name)
+        object.__setattr__(self, "_cm_tools", {})
+
+    def _cm_add_tool(self, tool, utcp_name):
+        if tool in vars(self):   # a later tool replaces a namespace of its name
+            object.__delattr__(self, tool)
+        self._cm_tools[tool] = utcp_name
+
+    def _cm_add_child(self, part, child):
+        self._cm_tools.pop(part, None)   # ... and a later namespace a tool
+        object.__setattr__(self, part, child)
 
     def __getattr__(self, name):
-        """Only for names that are not there: say what is (the nearest names, how to list)."""
+        """Only for names that are not there: a tool not made yet, or say what is
+        (the nearest names, how to list)."""
         if name.startswith("__") or name.startswith("_cm_"):
             raise AttributeError(name)
         manual = object.__getattribute__(self, "_cm_name")
+        utcp_name = object.__getattribute__(self, "_cm_tools").get(name)
+        if utcp_name is not None:
+            fn = _make_tool(utcp_name, manual, name)
+            object.__setattr__(self, name, fn)
+            return fn
         names = self.__dir__()
         near = _nearest_names(name, names)
         msg = "manual `%s` has no tool `%s`" % (manual, name)
@@ -271,11 +289,10 @@ class _Namespace:
         raise AttributeError(msg + " " + LIST_TOOLS_HINT)
 
     def __repr__(self):
-        names = sorted(k for k in vars(self) if not k.startswith("_cm_"))
-        return "<manual %s: %s>" % (self._cm_name, ", ".join(names))
+        return "<manual %s: %s>" % (self._cm_name, ", ".join(self.__dir__()))
 
     def __dir__(self):
-        return sorted(k for k in vars(self) if not k.startswith("_cm_"))
+        return sorted({k for k in vars(self) if not k.startswith("_cm_")} | set(self._cm_tools))
 
 
 def _make_tool(utcp_name, manual, tool):

@@ -112,14 +112,35 @@ def _unavailable(name, why):
 def _chain_builtins():
     """The chain's builtins without its import hook: a fresh dict with the removed
     builtins' stand-ins.  The chain process builds it before its run frame arrives."""
-    b = dict(builtins.__dict__)
+    b = _ChainBuiltins(builtins.__dict__)
     for name, why in REMOVED_BUILTINS.items():
         b[name] = _unavailable(name, why)
     return b
 
 
-def _build_globals(tools, allowed, policy="default", b=None):
-    """The chain's globals; b is a dict from _chain_builtins() (made here if None)."""
+def _tool_namespaces(tools):
+    """The tool namespaces of a tool table: {root name: _Namespace}.  Made when
+    the table arrives (a `tools` frame, while the sandbox waits in the pool)."""
+    spaces = {}
+    for t in tools:
+        path = t["access_manual"].split(".")
+        root = path[0]
+        ns = spaces.get(root)
+        if ns is None:
+            ns = spaces[root] = _Namespace(root)
+        for i, part in enumerate(path[1:], 1):
+            child = getattr(ns, part, None)
+            if not isinstance(child, _Namespace):
+                child = _Namespace(".".join(path[:i + 1]))
+                ns._cm_add_child(part, child)
+            ns = child
+        ns._cm_add_tool(t["access_tool"], t["name"])
+    return spaces
+
+
+def _build_globals(spaces, allowed, policy="default", b=None):
+    """The chain's globals; spaces from _tool_namespaces, b a dict from
+    _chain_builtins() (made here if None)."""
     if b is None:
         b = _chain_builtins()
     b["__import__"] = _make_import(allowed, policy)
@@ -132,23 +153,28 @@ def _build_globals(tools, allowed, policy="default", b=None):
         "_cm_resolve_all": _cm_resolve_all,
         "_cm_aw": _cm_aw,
     }
-    roots = set()
+    g.update(spaces)   # a manual named like a helper or a builtin shadows it
+    return g, set(spaces)
+
+
+def _check_tools(tools, what):
+    if not isinstance(tools, list):
+        _fatal(EXIT_MALFORMED, "malformed frame: %s must be a list" % what)
     for t in tools:
-        path = t["access_manual"].split(".")
-        root = path[0]
-        ns = g.get(root)
-        if not isinstance(ns, _Namespace):
-            ns = _Namespace(root)
-            g[root] = ns
-        roots.add(root)
-        for i, part in enumerate(path[1:], 1):
-            child = getattr(ns, part, None)
-            if not isinstance(child, _Namespace):
-                child = _Namespace(".".join(path[:i + 1]))
-                object.__setattr__(ns, part, child)
-            ns = child
-        object.__setattr__(ns, t["access_tool"], _make_tool(t["name"], t["access_manual"], t["access_tool"]))
-    return g, roots
+        if not (isinstance(t, dict) and all(isinstance(t.get(k), str) and t.get(k)
+                                            for k in ("name", "access_manual", "access_tool"))):
+            _fatal(EXIT_MALFORMED, "malformed frame: each tool needs string name, access_manual, access_tool")
+
+
+def _parse_tools(frame):
+    """A `tools` frame (the engine primes a warm sandbox with the tool table it
+    expects the next chain to have): returns (key, tools)."""
+    key = frame.get("key")
+    if not isinstance(key, str) or not key:
+        _fatal(EXIT_MALFORMED, "malformed frame: tools.key must be a non-empty string")
+    tools = frame.get("tools")
+    _check_tools(tools, "tools.tools")
+    return key, tools
 
 
 def _parse_run(frame):
@@ -157,13 +183,13 @@ def _parse_run(frame):
     code = frame.get("code")
     if not isinstance(code, str):
         _fatal(EXIT_MALFORMED, "malformed frame: run.code must be a string")
-    tools = frame.get("tools", [])
-    if not isinstance(tools, list):
-        _fatal(EXIT_MALFORMED, "malformed frame: run.tools must be a list")
-    for t in tools:
-        if not (isinstance(t, dict) and all(isinstance(t.get(k), str) and t.get(k)
-                                            for k in ("name", "access_manual", "access_tool"))):
-            _fatal(EXIT_MALFORMED, "malformed frame: each tool needs string name, access_manual, access_tool")
+    if "tools_key" in frame:     # the table of the sandbox's `tools` frame
+        if "tools" in frame or not isinstance(frame["tools_key"], str):
+            _fatal(EXIT_MALFORMED, "malformed frame: run.tools_key must be a string, without run.tools")
+        tools = None
+    else:
+        tools = frame.get("tools", [])
+        _check_tools(tools, "run.tools")
     allowed = frame.get("allowed_imports", None)
     if allowed is None:
         allowed = frozenset(DEFAULT_ALLOWED_IMPORTS)
@@ -264,71 +290,47 @@ def _result_done(value):
 
 # --------------------------------------------------------------------------- introspection
 # The agent surface inside a chain (issue 7): `interfaces`/`__interfaces`,
-# `get_tool_interface`/`__get_tool_interface`, `search_tools`.  The run frame's
-# tool entries carry their interface parts (iface_classes, iface_method,
-# iface_signature, iface_summary); `interfaces` is the compact index (the
-# engine's get_all_tools_python_interfaces with detail "index"), one tool's
-# text is assembled exactly as the engine's get_tool_interface.
-_IFACE_HEADER = "from typing import *\n"
+# `get_tool_interface`/`__get_tool_interface`, `search_tools`.  The interface
+# text is the engine's (get_all_tools_python_interfaces, the caller's view),
+# asked for on first use with an `interfaces` frame, so a chain that never
+# reads it never pays for it (4.6 MB at 10,000 tools).
+class _ChainBuiltins(dict):
+    """The chain's builtins: `interfaces` and `__interfaces` are looked up here
+    last (after the chain's globals, so a manual of that name shadows them) and
+    fetched from the engine the first time."""
+
+    __slots__ = ()
+
+    def __missing__(self, key):
+        if key not in ("interfaces", "__interfaces"):
+            raise KeyError(key)
+        text = _ask_interfaces(None)
+        self["interfaces"] = self["__interfaces"] = text
+        return text
 
 
-def _class_name(manual):
-    # as engine/pyiface.c: `github` -> `Github`, `my_api` -> `MyApi`, `_3d` kept
-    lead = "_" if manual[:1] == "_" and manual[1:2].isdigit() else ""
-    return lead + "".join(p[:1].upper() + p[1:] for p in manual.split("_"))
+def _ask_interfaces(name):
+    """Interface text from the engine: all the chain's advertised tools (name
+    None) or one tool's (None when it has no such tool)."""
+    state = _STATE
+    call_id = state.next_id
+    state.next_id += 1
+    p = _Pending(call_id, "interfaces")
+    state.pending[call_id] = p
+    frame = {"t": "interfaces", "id": call_id}
+    if name is not None:
+        frame["name"] = name
+    state.chan.send(frame)
+    return p.sync()
 
 
-def _by_manual(tools):
-    groups = {}
-    for t in tools:
-        groups.setdefault(t["access_manual"], []).append(t)
-    return groups.items()
-
-
-def _assemble_interfaces(tools):
-    out = [_IFACE_HEADER]
-    for manual, ts in _by_manual(tools):
-        out.append("\n")  # one tool: no `# namespace` heading (engine/pyiface_text.c)
-        out.extend(t.get("iface_classes") or "" for t in ts)
-        out.append("class %sNamespace:\n" % _class_name(manual))
-        out.extend(t.get("iface_method") or "" for t in ts)
-    return "".join(out)
-
-
-def _one_line(s):
-    return "".join(" " if ord(c) < 0x20 or c == "\x7f" else c for c in s)
-
-
-def _index(tools):
-    # the compact index (as engine/pyiface_text.c cm_pyiface_index): a
-    # signature and a sentence per tool; one tool's types on demand
-    out = ["# Tools: await <manual>.<tool>(name=value, ...). One tool's types: "
-           "get_tool_interface(\"<manual>.<tool>\").\n"]
-    for manual, ts in _by_manual(tools):
-        out.append("# namespace %s\n" % manual)
-        for t in ts:
-            line = "#   " + _one_line(t.get("iface_signature") or "")
-            if t.get("iface_summary"):
-                line += "  # " + _one_line(t["iface_summary"])
-            out.append(line + "\n")
-    return "".join(out)
-
-
-def _install_introspection(g, state, tools):
-    # tools the policy hides (advertised: false) stay callable but unlisted
-    tools = [t for t in tools if t.get("advertised", True) is not False]
-    text = _index(tools)
-    by_name = {}
-    for t in tools:
-        by_name[t["name"]] = t
-        by_name.setdefault("%s.%s" % (t["access_manual"], t["access_tool"]), t)
-
+def _install_introspection(g, state):
     def get_tool_interface(name):
         """Interface text of one tool, by UTCP name or access name (manual.tool)."""
-        t = by_name.get(name)
-        if t is None:
+        text = _ask_interfaces(name) if isinstance(name, str) else None
+        if text is None:
             raise ValueError("unknown tool %r (use search_tools(query) or interfaces)" % (name,))
-        return _assemble_interfaces([t])
+        return text
 
     def search_tools(query, limit=10):
         """Tools ranked for a task description: [{access_name, signature, summary}]."""
@@ -343,8 +345,7 @@ def _install_introspection(g, state, tools):
         state.chan.send({"t": "search", "id": call_id, "query": query, "limit": limit})
         return p.sync()
 
-    for key, value in (("interfaces", text), ("__interfaces", text),
-                       ("get_tool_interface", get_tool_interface),
+    for key, value in (("get_tool_interface", get_tool_interface),
                        ("__get_tool_interface", get_tool_interface),
                        ("search_tools", search_tools)):
         g.setdefault(key, value)
@@ -357,8 +358,8 @@ def _warm_up():
     page faults (~20 us each on a VM) happen while the sandbox waits in the
     pool, not on the request path.  Leaves no state behind."""
     try:
-        g, roots = _build_globals([{"name": "w.x", "access_manual": "w", "access_tool": "x"}],
-                                  None)
+        g, roots = _build_globals(_tool_namespaces(
+            [{"name": "w.x", "access_manual": "w", "access_tool": "x"}]), None)
         codeobj = _compile_chain("x = [i for i in range(3)]\nreturn {'a': x, 'b': 'c'}", roots)
         exec(codeobj, g)
         loop = asyncio.new_event_loop()
@@ -369,6 +370,12 @@ def _warm_up():
         _result_done({"a": [1, 2.5, "s", None, True]})
     except Exception:  # a warm-up problem must never cost a chain
         pass
+
+
+# The tool table the zygote was primed with (part 4, _zygote_prime; engine:
+# cm_zygote_prime): every sandbox forked after inherits it parsed, its
+# namespaces built: (key, tool names, namespaces), or None.
+_PRIMED = None
 
 
 def _wait_for_kill(fd):
@@ -402,14 +409,23 @@ def _run_chain(fd):
     # the objects of the imports and the warm-up never die: out of the collector's
     # way, so a collection the run frame's objects trigger walks only new ones
     gc.freeze()
-    run = chan.recv()
+    run, primed = chan.recv(), None
+    while run.get("t") == "tools":   # the bridge checked it: build its namespaces now
+        primed = _parse_tools(run)[0], _tool_namespaces(run["tools"])
+        run = None
+        gc.freeze()
+        run = chan.recv()
     code, tools, allowed = _parse_run(run)
     policy = run.get("policy") if isinstance(run.get("policy"), str) else "default"
     if chan.frames:
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
 
-    g, roots = _build_globals(tools, allowed, policy, b)
-    _install_introspection(g, state, tools)
+    if tools is None:            # the bridge checked that the keys match
+        spaces = primed[1] if primed is not None else _PRIMED[2]
+    else:
+        spaces = _tool_namespaces(tools)
+    g, roots = _build_globals(spaces, allowed, policy, b)
+    _install_introspection(g, state)
 
     def finish(done):
         sink.flush_partial()

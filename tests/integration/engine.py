@@ -61,8 +61,12 @@ def _provider_view(root):
     return view
 
 
+_CHECKOUT = ROOT
 ROOT = _provider_view(ROOT)
 BIN = os.environ.get("CODEMODE_BIN", os.path.join(ROOT, "build", "codemode"))
+if ROOT != _CHECKOUT and BIN.startswith(_CHECKOUT + "/"):
+    # the binary through the same view (a rootless engine's uid must exec it)
+    BIN = ROOT + BIN[len(_CHECKOUT):]
 ROOTFS = os.path.join(ROOT, "build", "rootfs")
 
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 
-from tests.integration.engine import EngineTest, stop_process, wait_port
+from tests.integration.engine import ROOT, EngineTest, stop_process, wait_port
 from tests.integration.test_mcp_conformance import free_port
 from tests.integration.test_mcp_hang import StdioStubTest
 from tests.integration.test_providers import EVERYTHING, NODE
@@ -128,7 +128,7 @@ class CancelToServer(StdioStubTest):
     cancellation) tells the server with notifications/cancelled."""
 
     MANUAL, NAME, ENTRY = "c", "s", {}
-    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cancel_mcp_server.py")
+    SCRIPT = os.path.join(ROOT, "tests", "integration", "cancel_mcp_server.py")  # via the provider view
 
     def cancelled(self, n, timeout=10):
         deadline = time.time() + timeout

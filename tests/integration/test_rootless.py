@@ -76,8 +76,9 @@ class Rootless(unittest.TestCase):
                 break
             time.sleep(0.05)
         if not os.path.exists(cls.socket):
+            log = cls.read_log()
             cls.tearDownClass()
-            raise RuntimeError("rootless engine did not start: " + cls.read_log())
+            raise RuntimeError("rootless engine did not start: " + log)
 
     @classmethod
     def tearDownClass(cls):

@@ -1,7 +1,10 @@
 """Soak: N chains at concurrency C against one engine, one in ten hostile
 (memory bomb, fork bomb, spin, garbage on the control socket, huge output).
 Counts sent vs answered, engine crashes, and the engine's fds, RSS, threads,
-sandbox processes, cgroups and mounts before vs after.
+sandbox processes, cgroups and mounts before vs after, and every answer whose
+error kind is not the one its program must get (issue 18.7: a plain `raise
+ValueError` answered sandbox_failure, a 300 MB `return` at the memory cap
+answered timeout).
 
     python3 -m tests.reliability.soak [--chains N] [--concurrency C]
 Prints one JSON report; exits 1 when a check fails."""
@@ -19,14 +22,22 @@ NORMAL = [
     "print('hello')\nreturn 'ok'",
     "import json\nreturn json.dumps({'a': [1, 2, 3]})",
     "return await search_tools(query='x')",
+    "raise ValueError('boom')",
 ]
+# the kind each normal program must end with (None: success)
+NORMAL_KIND = {"raise ValueError('boom')": "exception"}
 HOSTILE = {
     "memory_bomb": "x = []\nwhile True:\n    x.append(' ' * (1 << 20))",
     "fork_bomb": "import threading\nts = []\nwhile True:\n    t = threading.Thread(target=lambda: __import__('time').sleep(5))\n    t.start()\n    ts.append(t)",
     "spin": "while True:\n    pass",
     "garbage_frames": "import gc\nfor o in gc.get_objects():\n    if hasattr(o, 'send_bytes') and not isinstance(o, type):\n        o.send_bytes(b'\\xff' * 100)\n        break\nreturn 'sent'",
     "huge_output": "while True:\n    print('y' * 65536)",
+    "big_return": "return 'x' * (300 << 20)",
 }
+# the kinds each hostile program may end with
+HOSTILE_KINDS = {"memory_bomb": {"memory_limit"}, "fork_bomb": {"exception"}, "spin": {"timeout"},
+                 "garbage_frames": {"exception"}, "huge_output": {"output_limit"},
+                 "big_return": {"memory_limit"}}
 CONFIG = {"engine": {"workers": 4, "default_timeout_s": 2, "memory_mb": 64, "queue_max": 64,
                      "client_queue_max": 64}}
 
@@ -40,7 +51,7 @@ def run(chains, concurrency):
         before = census.engine(e.proc.pid)
         lock = threading.Lock()
         counts = {"sent": 0, "answered": 0, "kinds": {}, "hostile": 0,
-                  "transport_errors": 0}
+                  "transport_errors": 0, "wrong_kinds": {}}
         next_i = [0]
 
         def worker():
@@ -55,8 +66,11 @@ def run(chains, concurrency):
                 if i % 10 == 9:
                     name = list(HOSTILE)[(i // 10) % len(HOSTILE)]
                     code = HOSTILE[name]
+                    allowed = HOSTILE_KINDS[name]
                 else:
                     code = NORMAL[i % len(NORMAL)]
+                    name = "normal %d" % (i % len(NORMAL))
+                    allowed = {NORMAL_KIND.get(code, "ok")}
                 try:
                     r = c.call_tool("call_tool_chain", {"code": code})
                     kind = r["structuredContent"]["error"]["kind"] if r["isError"] else "ok"
@@ -70,6 +84,11 @@ def run(chains, concurrency):
                     else:
                         counts["transport_errors"] += 1
                     counts["kinds"][kind] = counts["kinds"].get(kind, 0) + 1
+                    if kind not in allowed and not kind.startswith("transport:"):
+                        w = counts["wrong_kinds"].setdefault(name, {})
+                        w[kind] = w.get(kind, 0) + 1
+                        if len(counts.setdefault("wrong_examples", [])) < 5:
+                            counts["wrong_examples"].append({"program": name, "answer": r})
                     if i % 10 == 9:
                         counts["hostile"] += 1
             c.close()
@@ -100,6 +119,8 @@ def check(rep):
     bad = []
     if rep["sent"] != rep["answered"]:
         bad.append("sent %d != answered %d" % (rep["sent"], rep["answered"]))
+    if rep["wrong_kinds"]:
+        bad.append("wrong error kinds: %s" % json.dumps(rep["wrong_kinds"]))
     if rep["engine_crashes"]:
         bad.append("engine crashed / bad exit")
     if rep["sanitizer_report"]:
