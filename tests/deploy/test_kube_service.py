@@ -15,15 +15,17 @@ the Secret codemode-http-token).
 
 What podman 4.3 (Debian 12) does not support is adapted in the copy, and
 only that (deploy/README.md lists the same):
-  - the Deployment plays as it is (podman makes one pod of it; `replicas`
-    is not honoured, a single replica is what a test needs);
+  - the Deployment: podman plays it (one pod per replica) but names every
+    ConfigMap and emptyDir volume after the volume, so replicas (and
+    parallel runs) would share one socket directory: each replica is played
+    as a Deployment of one with volumes named after it (harness.own_volumes),
+    removed after `kube down`;
   - securityContext.seccompProfile / procMount: the annotations the node
     test uses (tests/deploy/test_kube.py, harness.podman_template), on the
     Deployment's own metadata too: podman 4.3 gives a Deployment's pods
     the Deployment's annotations, not the pod template's;
-  - the ConfigMap and Deployment under the test's own names (podman keeps
-    a ConfigMap as a named volume called after it; parallel runs must not
-    share it);
+  - ports: podman publishes a containerPort on the host's same port (two
+    replicas collide); dropped, the test connects to each pod's address;
   - Service, HorizontalPodAutoscaler, PodDisruptionBudget: not kinds podman
     plays.  The test connects to the port the Service's targetPort names
     and checks that the engine exports the HPA's metric; the PDB has
