@@ -82,5 +82,8 @@ void cm_remove_tree(const char *dir);
 /* Makes path's parent directories (mode, as far as missing); with self,
  * path itself too.  0, or -1 with errno. */
 int cm_mkdir_parents(const char *path, mode_t mode, bool self);
+/* True while pid is a running codemode engine (its comm says so, so a
+ * reused pid of another program is not taken for one). */
+bool cm_engine_pid_alive(long pid);
 
 #endif

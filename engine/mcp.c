@@ -82,7 +82,7 @@ static int start_embedded(embedded *e, const char *config, cm_error *err)
     }
     /* exec'd by its real path, not /proc/self/exe: the process name (comm)
        is then "codemode", which is how other engines tell a live engine's
-       cgroups from a dead one's (isolate/cgroup.c engine_alive); as "exe"
+       cgroups from a dead one's (cm_engine_pid_alive); as "exe"
        the embedded engine's sandbox cgroups were reaped under it */
     cm_autofree char *self = realpath("/proc/self/exe", NULL);
     if (!self)

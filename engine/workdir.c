@@ -28,19 +28,6 @@ static const char *tmp_base(void)
     return t && t[0] == '/' && strlen(t) < 200 ? t : "/tmp";
 }
 
-/* A codemode engine with that pid is running (the pid was not reused). */
-static bool engine_running(long pid)
-{
-    char path[64], comm[32] = "";
-    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool ok = fgets(comm, sizeof comm, f) && !strncmp(comm, "codemode", 8);
-    fclose(f);
-    return ok;
-}
-
 static void remove_gone_engines(const char *base)
 {
     DIR *d = opendir(base);
@@ -52,7 +39,7 @@ static void remove_gone_engines(const char *base)
             continue;
         char *end;
         long pid = strtol(e->d_name + 10, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid() || engine_running(pid))
+        if (*end || pid <= 0 || pid == (long)getpid() || cm_engine_pid_alive(pid))
             continue;
         char dir[512];
         snprintf(dir, sizeof dir, "%s/%s", base, e->d_name);

@@ -204,20 +204,6 @@ static void remove_instance(const char *dir, bool v2)
     remove_cgroup_dir(dir, v2);
 }
 
-static bool engine_alive(pid_t pid)
-{
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return false;
-    char path[64], comm[32] = "";
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool ok = fgets(comm, sizeof comm, f) && !strncmp(comm, "codemode", 8);
-    fclose(f);
-    return ok;
-}
-
 static void reap_dead_under(const char *root, bool v2, pid_t self)
 {
     DIR *d = opendir(root);
@@ -230,7 +216,7 @@ static void reap_dead_under(const char *root, bool v2, pid_t self)
             continue;
         char *end;
         long pid = strtol(e->d_name + 1, &end, 10);
-        if (*end || pid <= 0 || pid == self || engine_alive((pid_t)pid))
+        if (*end || pid <= 0 || pid == self || cm_engine_pid_alive(pid))
             continue;
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);

@@ -275,6 +275,19 @@ def wait_ready(sock, proc_alive, timeout=60):
     raise AssertionError("engine not ready on %s: %s" % (sock, last[-2000:]))
 
 
+def wait_container_ready(pm, sock, name, what):
+    """wait_ready for the engine in container `name`; on failure the error
+    carries the end of its log, `what` naming it."""
+    def running():
+        st = pm.run("inspect", name, "--format", "{{.State.Running}}", check=False)
+        return st.stdout.strip() == "true"
+    try:
+        wait_ready(sock, running)
+    except AssertionError:
+        logs = pm.run("logs", name, check=False)
+        raise AssertionError("%s not ready; its log:\n%s" % (what, logs.stderr[-3000:]))
+
+
 def run_chain(sock, code, timeout=60):
     p = subprocess.run([BIN, "run", "--socket", sock, "-"], input=code, capture_output=True,
                        text=True, timeout=timeout)

@@ -51,14 +51,7 @@ class ImageRun(unittest.TestCase):
         pm.run("run", "-d", "--name", cls.engine, "--pod", cls.pod, *cls.flags,
                "-v", conf + ":/etc/codemode:ro", "-v", cls.sockdir + ":/run/codemode", h.IMAGE)
 
-        def alive():
-            st = pm.run("inspect", cls.engine, "--format", "{{.State.Running}}", check=False)
-            return st.stdout.strip() == "true"
-        try:
-            h.wait_ready(cls.sock, alive)
-        except AssertionError:
-            logs = pm.run("logs", cls.engine, check=False)
-            raise AssertionError("engine container not ready; its log:\n" + logs.stderr[-3000:])
+        h.wait_container_ready(pm, cls.sock, cls.engine, "engine container")
 
     @classmethod
     def tearDownClass(cls):

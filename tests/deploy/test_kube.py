@@ -75,14 +75,7 @@ class KubePlay(h.PlayedTest):
         sock_arg = cls.container["args"][cls.container["args"].index("--socket") + 1]
         cls.sock = os.path.join(cls.sockdir, os.path.basename(sock_arg))
 
-        def alive():
-            st = pm.run("inspect", cls.engine, "--format", "{{.State.Running}}", check=False)
-            return st.stdout.strip() == "true"
-        try:
-            h.wait_ready(cls.sock, alive)
-        except AssertionError:
-            logs = pm.run("logs", cls.engine, check=False)
-            raise AssertionError("played engine not ready; its log:\n" + logs.stderr[-3000:])
+        h.wait_container_ready(pm, cls.sock, cls.engine, "played engine")
 
     def test_the_played_container_has_the_manifest_security_context(self):
         cfg, eff = self.pm.engine_caps(self.engine)
