@@ -252,7 +252,7 @@ static int post_authorized(cm_mcp_session *s, const char *body, const cm_call_ct
         *rd = (sse_reader){.s = s, .ctx = ctx, .id = rd->id, .retry_ms = -1};
         if (cm_mcp_oauth_challenge(s->oauth, s->p, ctx, cm_mcp_request_deadline(s, ctx), status,
                                    www, gen, err) < 0)
-            return cm_error_prefix(err, "MCP server '%s': authorization", s->server);
+            return cm_error_prefix(err, "authorization");
     }
 }
 
