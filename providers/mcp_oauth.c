@@ -141,14 +141,44 @@ static char *join_scopes(const cJSON *a)
 
 /* ---- the token endpoint -------------------------------------------------- */
 
+/* text with every secret the client holds replaced by "[redacted]": the
+ * tokens and a registered secret are no variables, so the engine's
+ * redaction does not know them (caller frees). */
+static char *scrubbed(cm_mcp_oauth *o, const char *text)
+{
+    pthread_mutex_lock(&o->lock);
+    const char *secrets[] = {o->access_token,
+                             o->refresh_token,
+                             o->client_secret,
+                             cfg_str(o, "client_secret"),
+                             cfg_str(o, "idp_id_token"),
+                             cfg_str(o, "idp_client_secret")};
+    char *out = cm_xstrdup(text);
+    for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++) {
+        size_t n = secrets[i] ? strlen(secrets[i]) : 0;
+        char *at;
+        while (n >= 4 && (at = strstr(out, secrets[i]))) {
+            char *next = NULL;
+            if (asprintf(&next, "%.*s[redacted]%s", (int)(at - out), out, at + n) < 0)
+                abort();
+            free(out);
+            out = next;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    return out;
+}
+
 /* A token-endpoint or registration error, worded from the answer's
- * `error` and `error_description` only (never the request). */
-static int endpoint_error(const char *what, const char *url, long status, const cJSON *j,
-                          cm_error *err)
+ * `error` and `error_description` only (never the request), scrubbed. */
+static int endpoint_error(cm_mcp_oauth *o, const char *what, const char *url, long status,
+                          const cJSON *j, cm_error *err)
 {
     cm_autofree char *u = cm_http_url_for_message(url);
-    const char *e = cm_json_str(j, "error");
-    const char *d = cm_json_str(j, "error_description");
+    cm_autofree char *e = cm_json_str(j, "error") ? scrubbed(o, cm_json_str(j, "error")) : NULL;
+    cm_autofree char *d = cm_json_str(j, "error_description")
+                              ? scrubbed(o, cm_json_str(j, "error_description"))
+                              : NULL;
     return cm_error_set(err, CM_ERR_TOOL_ERROR, "oauth: %s %s: HTTP %ld%s%.*s%s%.*s%s", what, u,
                         status, e ? ", error " : "", ERROR_EXCERPT, e ? e : "", d ? " (" : "",
                         ERROR_EXCERPT, d ? d : "", d ? ")" : "");
@@ -273,7 +303,7 @@ static int token_request(cm_mcp_oauth *o, const cm_oauth_io *io, cm_buf *form, c
         return cm_error_prefix(err, "oauth: token request");
     const char *tok = cm_json_str(j, "access_token");
     if (status < 200 || status >= 300 || !tok)
-        return endpoint_error("token endpoint", o->meta.token_endpoint, status, j, err);
+        return endpoint_error(o, "token endpoint", o->meta.token_endpoint, status, j, err);
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
     const char *granted = cm_json_str(j, "scope");
     pthread_mutex_lock(&o->lock);
@@ -330,7 +360,7 @@ static int register_client(cm_mcp_oauth *o, const cm_oauth_io *io, cm_error *err
     if (rc < 0)
         return cm_error_prefix(err, "oauth: client registration");
     if (status < 200 || status >= 300 || !cm_json_str(j, "client_id"))
-        return endpoint_error("client registration", url, status, j, err);
+        return endpoint_error(o, "client registration", url, status, j, err);
     o->client_id = cm_xstrdup(cm_json_str(j, "client_id"));
     const char *secret = cm_json_str(j, "client_secret");
     o->client_secret = secret ? cm_xstrdup(secret) : NULL;
@@ -489,7 +519,7 @@ static int grant_authorization_code(cm_mcp_oauth *o, const cm_oauth_io *io, cJSO
 
 /* SEP-990: the configured ID token exchanged at the IdP (RFC 8693) for an
  * identity assertion grant for this authorization server (*jag). */
-static int id_jag(const cm_mcp_oauth *o, const cm_oauth_io *io, const char *scope, char **jag,
+static int id_jag(cm_mcp_oauth *o, const cm_oauth_io *io, const char *scope, char **jag,
                   cm_error *err)
 {
     const char *ep = cfg_str(o, "idp_token_endpoint");
@@ -523,7 +553,7 @@ static int id_jag(const cm_mcp_oauth *o, const cm_oauth_io *io, const char *scop
     if (rc < 0)
         return cm_error_prefix(err, "oauth: token exchange at the IdP");
     if (status < 200 || status >= 300 || !cm_json_str(j, "access_token"))
-        return endpoint_error("token exchange at", ep, status, j, err);
+        return endpoint_error(o, "token exchange at", ep, status, j, err);
     *jag = cm_xstrdup(cm_json_str(j, "access_token"));
     return 0;
 }
