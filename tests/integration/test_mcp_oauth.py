@@ -2,8 +2,8 @@
 against a loopback MCP server whose tools/call needs a bearer token: the
 token comes from client credentials on the host, is renewed when it
 expires, and what a chain sees never holds the client secret — not even
-when the authorization server echoes it in an error (the engine's
-redaction) — nor the token.  The authorization server's URL obeys the same
+when the authorization server echoes it in an error (scrubbed by the
+client, and the engine's redaction behind it) — nor the token.  The authorization server's URL obeys the same
 rules as every provider fetch (no plain http off loopback), and a 401 from
 a server without an `oauth` entry says what to configure.  (The flows
 themselves are judged by the conformance suite: tests/conformance.)"""
@@ -159,7 +159,7 @@ class McpOAuthClient(EngineTest):
         msg = r["error"]["message"]
         self.assertIn("token endpoint", msg)
         self.assertIn("invalid_client", msg)
-        self.assertIn("[redacted:BAD_SECRET]", msg)  # the echo, redacted
+        self.assertIn("bad secret [redacted", msg)  # the echo, redacted
         self.assert_no_secret(r)
 
     def test_authorization_server_url_obeys_the_provider_url_rules(self):
