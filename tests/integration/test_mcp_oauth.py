@@ -5,7 +5,8 @@ expires, and what a chain sees never holds the client secret — not even
 when the authorization server echoes it in an error (scrubbed by the
 client, and the engine's redaction behind it) — nor the token.  The authorization server's URL obeys the same
 rules as every provider fetch (no plain http off loopback), and a 401 from
-a server without an `oauth` entry says what to configure.  (The flows
+a server without an `oauth` entry says what to configure; concurrent first
+calls share one authorization.  (The flows
 themselves are judged by the conformance suite: tests/conformance.)"""
 import base64
 import json
@@ -94,6 +95,9 @@ class Fixture(BaseHTTPRequestHandler):
         if method == "tools/list":
             return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": {"tools": [
                 {"name": "whoami", "inputSchema": {"type": "object"}}]}})
+        if method != "tools/call":  # no resources or prompts (discovery asks)
+            return self.reply(200, {"jsonrpc": "2.0", "id": rid, "error": {
+                "code": -32601, "message": "method not found"}})
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.state["issued"][-1:]:
             return self.reply(401, {"error": "invalid_token"}, {
@@ -124,7 +128,8 @@ class McpOAuthClient(EngineTest):
         cls.CONFIG = json.dumps({
             "variables": {"GOOD_SECRET": GOOD, "BAD_SECRET": BAD},
             "manual_call_templates": [manual("good", "GOOD_SECRET"), manual("bad", "BAD_SECRET"),
-                                      manual("far", "GOOD_SECRET"), manual("plain")]})
+                                      manual("far", "GOOD_SECRET"), manual("many", "GOOD_SECRET"),
+                                      manual("plain")]})
         super().setUpClass()
 
     @classmethod
@@ -152,6 +157,14 @@ class McpOAuthClient(EngineTest):
         self.assertEqual(good[0]["grant"], ["client_credentials"])
         self.assertTrue(good[0]["resource"][0].endswith("/mcp/good"), good[0])
         self.assertEqual(len(set(self.state["calls"][-2:])), 2, self.state)  # a new token
+
+    def test_concurrent_first_calls_share_one_authorization(self):
+        r = self.client.chain("import asyncio\n"
+                              "return await asyncio.gather(*[many.srv_whoami() for _ in range(8)])")
+        self.assertIsNone(r["error"], r)
+        self.assertEqual(r["result"], ["hello"] * 8)
+        many = [t for t in self.state["token_requests"] if t["resource"][0].endswith("/many")]
+        self.assertEqual(len(many), 1, self.state["token_requests"])
 
     def test_failing_token_request_keeps_the_secret_out_of_the_chain(self):
         r = self.client.chain("return await bad.srv_whoami()")
