@@ -146,7 +146,8 @@ search-eval: all rootfs npm-deps
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) -m unittest discover -s tests/eval -t .
 
 # MCP conformance suite, both builds: server scenarios against serve --http and mcp
-# (stdio), client scenarios initialize + tools_call (tests/conformance/run.py).
+# (stdio), every client scenario (auth/* included) against the MCP client
+# (tests/conformance/run.py).
 conformance: all asan rootfs npm-deps
 	@scripts/install-npm-tools.sh build/npm
 	CODEMODE_BIN=$(CURDIR)/build/codemode $(PYTHON) tests/conformance/run.py build/conformance

@@ -71,23 +71,10 @@ static int add_header(struct curl_slist **h, const char *name, const char *value
     return 0;
 }
 
-static void append_escaped(cm_buf *b, const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0);
-    cm_error ignored;
-    cm_buf_append(b, e, strlen(e), &ignored);
-    curl_free(e);
-}
-
 static void append_query_pair(cm_buf *q, const char *key, const cJSON *v)
 {
-    cm_error ignored;
     cm_autofree char *text = scalar_text(v);
-    if (q->len)
-        cm_buf_append(q, "&", 1, &ignored);
-    append_escaped(q, key);
-    cm_buf_append(q, "=", 1, &ignored);
-    append_escaped(q, text);
+    cm_http_form_add(q, key, text);
 }
 
 static bool is_scalar(const cJSON *v)
@@ -133,7 +120,7 @@ static int substitute_path(const char *url, cJSON *rest, cm_buf *out, cm_error *
         }
         cm_autofree char *text = scalar_text(v);
         cJSON_Delete(v);
-        append_escaped(out, text);
+        cm_http_append_escaped(out, text);
         p = close + 1;
     }
     return 0;
@@ -265,9 +252,9 @@ static void append_url_param(char **url, const char *name, const char *value)
     cm_error ignored;
     cm_buf_append(&b, *url, strlen(*url), &ignored);
     cm_buf_append(&b, strchr(*url, '?') ? "&" : "?", 1, &ignored);
-    append_escaped(&b, name);
+    cm_http_append_escaped(&b, name);
     cm_buf_append(&b, "=", 1, &ignored);
-    append_escaped(&b, value);
+    cm_http_append_escaped(&b, value);
     free(*url);
     *url = b.data;
 }

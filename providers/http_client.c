@@ -21,6 +21,8 @@ void cm_http_resp_free(cm_http_resp *r)
 {
     free(r->content_type);
     free(r->captured);
+    free(r->www_authenticate);
+    free(r->location);
     cm_buf_free(&r->body);
     memset(r, 0, sizeof *r);
 }
@@ -101,6 +103,24 @@ char *cm_http_url_for_message(const char *url)
     return s;
 }
 
+void cm_http_append_escaped(cm_buf *b, const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    cm_error ignored;
+    cm_buf_append(b, e, strlen(e), &ignored);
+    curl_free(e);
+}
+
+void cm_http_form_add(cm_buf *b, const char *key, const char *value)
+{
+    cm_error ignored;
+    if (b->len)
+        cm_buf_append(b, "&", 1, &ignored);
+    cm_http_append_escaped(b, key);
+    cm_buf_append(b, "=", 1, &ignored);
+    cm_http_append_escaped(b, value);
+}
+
 bool cm_http_is_json_type(const char *ct)
 {
     if (!ct)
@@ -169,21 +189,32 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* The value of header `name` in the header line data (len bytes), or NULL. */
+static char *header_value(const char *data, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    if (len <= nl + 1 || strncasecmp(data, name, nl) || data[nl] != ':')
+        return NULL;
+    const char *v = data + nl + 1;
+    const char *end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    return strndup(v, (size_t)(end - v));
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     xfer *x = userp;
     size_t len = size * n;
-    const char *name = x->req.capture_header;
-    size_t nl = name ? strlen(name) : 0;
-    if (name && len > nl + 1 && !strncasecmp(data, name, nl) && data[nl] == ':') {
-        const char *v = data + nl + 1;
-        const char *end = data + len;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-            end--;
+    char *v;
+    if (x->req.capture_header && (v = header_value(data, len, x->req.capture_header))) {
         free(x->resp->captured);
-        x->resp->captured = strndup(v, (size_t)(end - v));
+        x->resp->captured = v;
+    } else if ((v = header_value(data, len, "WWW-Authenticate"))) {
+        free(x->resp->www_authenticate);
+        x->resp->www_authenticate = v;
     }
     return len;
 }
@@ -422,6 +453,10 @@ static int next_hop(xfer *x, cm_error *err)
 {
     if (!is_redirect(x->resp->status) || !x->location)
         return 0;
+    if (x->req.no_redirects) {
+        x->resp->location = cm_steal_ptr(&x->location);
+        return 0;
+    }
     if (x->hops >= CM_HTTP_MAX_REDIRECTS) {
         cm_autofree char *u = cm_http_url_for_message(x->req.url);
         return cm_error_set(err, CM_ERR_TOOL_ERROR, "%s: more than %d redirects", u,

@@ -33,6 +33,7 @@ typedef struct cm_http_req {
     const atomic_bool *cancel;       /* may be NULL */
     const char *capture_header;      /* response header to capture (may be NULL) */
     const cm_egress *egress;         /* the caller's egress rules, NULL = built-in rule */
+    bool no_redirects;               /* a redirect is the answer (resp.location), not followed */
     /* called on the transfer's thread after each piece of body arrives, with
        everything received so far (a streaming reader, e.g. SSE); true ends
        the transfer there, as a success (the reader has what it waited for);
@@ -43,8 +44,10 @@ typedef struct cm_http_req {
 
 typedef struct cm_http_resp {
     long status;
-    char *content_type; /* may be NULL */
-    char *captured;     /* value of capture_header (may be NULL) */
+    char *content_type;     /* may be NULL */
+    char *captured;         /* value of capture_header (may be NULL) */
+    char *www_authenticate; /* the WWW-Authenticate header (may be NULL) */
+    char *location;         /* a redirect's absolute target with no_redirects (may be NULL) */
     cm_buf body;
 } cm_http_resp;
 
@@ -80,6 +83,11 @@ int cm_http_check_url(const char *url, cm_error *err);
 char *cm_http_origin(const char *url);
 /* URL without query and fragment, for messages (caller frees). */
 char *cm_http_url_for_message(const char *url);
+/* Appends s percent-encoded (curl_easy_escape). */
+void cm_http_append_escaped(cm_buf *b, const char *s);
+/* Appends key=value to a form body or query string, both percent-encoded,
+ * after an '&' when b is not empty. */
+void cm_http_form_add(cm_buf *b, const char *key, const char *value);
 /* True for a Content-Type naming JSON (application/json, +json). */
 bool cm_http_is_json_type(const char *content_type);
 

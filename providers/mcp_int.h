@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "mcp.h"
+#include "mcp_oauth.h"
 #include "pctx.h"
 
 #define LINE_MAX_BYTES ((size_t)32 << 20)
@@ -86,6 +87,7 @@ struct cm_mcp_session {
     bool listener_started;     /* joinable */
     atomic_bool listener_done; /* it returned (the server has no GET stream, or stop) */
     atomic_bool listen_stop;
+    cm_mcp_oauth *oauth; /* the entry's `oauth` client (mcp_oauth.h), NULL: none */
     cm_mcp_session *next;
 };
 

@@ -204,6 +204,7 @@ static void session_close(cm_mcp_session *s)
     free(s->server);
     free(s->base_dir);
     free(s->session_id);
+    cm_mcp_oauth_free(s->oauth);
     cJSON_Delete(s->cfg);
     free(s);
 }

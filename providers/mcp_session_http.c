@@ -133,11 +133,18 @@ static bool sse_on_data(void *arg, const cm_buf *body)
 }
 
 /* One HTTP request of the session: its Mcp-Session-Id and protocol
- * version, the server entry's headers, extra (one more header line or
- * NULL); rd, when set, reads an SSE body as it arrives. */
+ * version, its bearer token (*gen: the token's generation, 0: none), the
+ * server entry's headers, extra (one more header line or NULL); rd, when
+ * set, reads an SSE body as it arrives. */
 static int send_http(cm_mcp_session *s, const char *method, const char *body, const char *extra,
-                     const cm_call_ctx *ctx, sse_reader *rd, cm_http_resp *resp, cm_error *err)
+                     const cm_call_ctx *ctx, sse_reader *rd, cm_http_resp *resp, uint64_t *gen,
+                     cm_error *err)
 {
+    int64_t deadline = cm_mcp_request_deadline(s, ctx);
+    uint64_t ignored_gen;
+    cm_autofree char *bearer =
+        s->oauth ? cm_mcp_oauth_header(s->oauth, s->p, ctx, deadline, gen ? gen : &ignored_gen)
+                 : NULL;
     pthread_mutex_lock(&s->lock);
     cm_autofree char *sid = s->session_id ? cm_xstrdup(s->session_id) : NULL;
     char proto[sizeof s->proto];
@@ -159,6 +166,8 @@ static int send_http(cm_mcp_session *s, const char *method, const char *body, co
     }
     if (extra)
         h = curl_slist_append(h, extra);
+    if (bearer)
+        h = curl_slist_append(h, bearer);
     int rc = header_lines(s->cfg, &h, err);
     if (rc == 0) {
         cm_http_req req = {.method = method,
@@ -167,7 +176,7 @@ static int send_http(cm_mcp_session *s, const char *method, const char *body, co
                            .body = body,
                            .body_len = body ? strlen(body) : 0,
                            .max_bytes = LINE_MAX_BYTES,
-                           .deadline_ms = cm_mcp_request_deadline(s, ctx),
+                           .deadline_ms = deadline,
                            .cancel = ctx->cancel,
                            .capture_header = "Mcp-Session-Id",
                            .egress = ctx->egress,
@@ -187,7 +196,7 @@ static void post_reply(cm_mcp_session *s, const cm_call_ctx *ctx, const cJSON *r
     cm_autofree char *body = cm_json_print(reply);
     cm_http_resp resp = {0};
     cm_error err;
-    if (send_http(s, "POST", body, NULL, ctx, NULL, &resp, &err) < 0)
+    if (send_http(s, "POST", body, NULL, ctx, NULL, &resp, NULL, &err) < 0)
         cm_log("warn", "MCP server '%s': cannot answer its %s: %s", s->server,
                cm_json_str(request, "method"), err.message);
     cm_http_resp_free(&resp);
@@ -210,7 +219,7 @@ static int resume(cm_mcp_session *s, const cm_call_ctx *ctx, sse_reader *rd, cm_
         rd->off = 0;
         cm_buf_consume(&rd->data, rd->data.len);
         cm_http_resp resp = {0};
-        int rc = send_http(s, "GET", NULL, hdr, ctx, rd, &resp, err);
+        int rc = send_http(s, "GET", NULL, hdr, ctx, rd, &resp, NULL, err);
         long status = resp.status;
         cm_http_resp_free(&resp);
         if (rc < 0)
@@ -222,6 +231,29 @@ static int resume(cm_mcp_session *s, const cm_call_ctx *ctx, sse_reader *rd, cm_
                                 s->server, rd->last_id, status);
     }
     return 0;
+}
+
+/* The POST of a message; a 401 or 403 answer to it, with an `oauth`
+ * client, gets a new token and the POST again (twice at most: the first
+ * authorization, then one step-up).  -1 with err prefixed when the
+ * authorization fails. */
+static int post_authorized(cm_mcp_session *s, const char *body, const cm_call_ctx *ctx,
+                           sse_reader *rd, cm_http_resp *resp, cm_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        uint64_t gen = 0;
+        int rc = send_http(s, "POST", body, NULL, ctx, rd, resp, &gen, err);
+        if (rc < 0 || !s->oauth || (resp->status != 401 && resp->status != 403) || attempt == 2)
+            return rc;
+        long status = resp->status;
+        cm_autofree char *www = cm_steal_ptr(&resp->www_authenticate);
+        cm_http_resp_free(resp);
+        cm_buf_free(&rd->data);
+        *rd = (sse_reader){.s = s, .ctx = ctx, .id = rd->id, .retry_ms = -1};
+        if (cm_mcp_oauth_challenge(s->oauth, s->p, ctx, cm_mcp_request_deadline(s, ctx), status,
+                                   www, gen, err) < 0)
+            return cm_error_prefix(err, "authorization");
+    }
 }
 
 int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, bool notify,
@@ -243,11 +275,16 @@ int cm_mcp_http_exchange(cm_mcp_session *s, const char *method, cJSON *params, b
     cm_autofree char *body = cm_json_print(msg);
     sse_reader rd = {.s = s, .ctx = ctx, .id = id, .retry_ms = -1};
     cm_http_resp resp = {0};
-    int rc = send_http(s, "POST", body, NULL, ctx, &rd, &resp, err);
+    int rc = post_authorized(s, body, ctx, &rd, &resp, err);
     if (rc < 0) {
         rc = cm_error_prefix(err, "MCP server '%s'", s->server);
     } else if (resp.status == 404 && had_session) {
         rc = RETRY_EXPIRED;
+    } else if (resp.status == 401 && !s->oauth) {
+        rc = cm_error_set(err, CM_ERR_TOOL_ERROR,
+                          "MCP server '%s': HTTP status 401: it requires authorization; give "
+                          "its entry an `oauth` object (providers/README.md, \"mcp\")",
+                          s->server);
     } else if (resp.status >= 400) {
         rc = cm_error_set(err, CM_ERR_TOOL_ERROR, "MCP server '%s': HTTP status %ld: %.300s",
                           s->server, resp.status, resp.body.data ? resp.body.data : "");
@@ -286,7 +323,7 @@ static void *listen_main(void *arg)
         cm_http_resp resp = {0};
         cm_error err;
         int64_t t0 = cm_now_ms();
-        int rc = send_http(s, "GET", NULL, last[0] ? last : NULL, &ctx, &rd, &resp, &err);
+        int rc = send_http(s, "GET", NULL, last[0] ? last : NULL, &ctx, &rd, &resp, NULL, &err);
         long status = resp.status;
         cm_http_resp_free(&resp);
         cm_buf_free(&rd.data);
@@ -333,6 +370,10 @@ void cm_mcp_delete_http_session(cm_mcp_session *s)
     char line[256];
     snprintf(line, sizeof line, "Mcp-Session-Id: %.200s", s->session_id);
     struct curl_slist *h = curl_slist_append(NULL, line);
+    uint64_t gen;
+    cm_autofree char *bearer = s->oauth ? cm_mcp_oauth_header(s->oauth, NULL, NULL, 0, &gen) : NULL;
+    if (bearer)
+        h = curl_slist_append(h, bearer);
     cm_http_req req = {.method = "DELETE",
                        .url = cm_json_str(s->cfg, "url"),
                        .headers = h,

@@ -26,6 +26,7 @@ static cm_mcp_session *session_new(cm_providers *p, const char *manual, const ch
     s->base_dir = cm_xstrdup(base_dir ? base_dir : ".");
     s->cfg = cJSON_Duplicate(cfg, 1);
     s->http = cm_json_str(cfg, "url") != NULL;
+    s->oauth = s->http ? cm_mcp_oauth_new(cfg) : NULL;
     s->p = p;
     s->in_fd = -1;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
