@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -457,32 +456,18 @@ static int spawn_shell(const cm_call_ctx *ctx, const char *dir, const cm_provide
                        const char *script_path, char **envp, const char *cwd, int out_fd,
                        pid_t *pid, cm_error *err)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
-    if (cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
     char *argv[] = {"/bin/sh", (char *)script_path, NULL};
     char *rw[] = {(char *)dir, NULL};
-    const char *path;
-    char **full = cm_providers_exec_argv(ctx->providers, "/bin/sh", argv, ids, rw, &path);
-    int rc = posix_spawn(pid, path, &fa, &attr, full, envp);
-    free(full);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    const cm_provider_spawn req = {.prog = "/bin/sh",
+                                   .argv = argv,
+                                   .envp = envp,
+                                   .cwd = cwd,
+                                   .in_fd = -1,
+                                   .out_fd = out_fd,
+                                   .err_fd = out_fd,
+                                   .ids = ids,
+                                   .rw = rw};
+    int rc = cm_providers_spawn(ctx->providers, &req, pid);
     if (rc == 0)
         return 0;
     errno = rc;
@@ -501,6 +486,7 @@ static void reap(pid_t pid, int *status)
 
 /* State of one running script, watched by the poll loop. */
 typedef struct cli_watch {
+    const cm_providers *p; /* signals go through it (cm_providers_signal) */
     pid_t pid;
     int pidfd; /* the shell's pidfd (readable when it exits), -1 if unavailable */
     int fd;    /* read end of the output pipe, -1 at EOF */
@@ -515,7 +501,7 @@ typedef struct cli_watch {
 /* Kills the whole process group and reaps the shell if still needed. */
 static void watch_kill(cli_watch *w, int *status)
 {
-    kill(-w->pid, SIGKILL);
+    cm_providers_signal(w->p, w->pid, SIGKILL);
     if (!w->exited) {
         reap(w->pid, status);
         w->exited = true;
@@ -603,7 +589,8 @@ static int watch_run(cli_watch *w, cm_buf *out, int *status, cm_error *err)
             goto kill;
         if (!w->exited && waitpid(w->pid, status, WNOHANG) == w->pid) {
             w->exited = true;
-            kill(-w->pid, SIGKILL); /* leftover background jobs of the group */
+            /* leftover background jobs of the group */
+            cm_providers_signal(w->p, w->pid, SIGKILL);
             drain_until = cm_now_ms() + CLI_DRAIN_GRACE_MS;
         }
         if (w->exited && (w->fd < 0 || cm_now_ms() >= drain_until))
@@ -618,7 +605,8 @@ static int run_script(const cli_job *job, const char *dir, const cm_provider_ids
                       const char *script_path, char **envp, const cm_call_ctx *ctx,
                       cli_outcome *res, cm_error *err)
 {
-    cli_watch w = {.dir = dir,
+    cli_watch w = {.p = ctx->providers,
+                   .dir = dir,
                    .nsteps = job->nsteps,
                    .cap = job->max_output,
                    .cancel = ctx->cancel,

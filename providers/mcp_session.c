@@ -133,7 +133,7 @@ static int ensure_ready(cm_mcp_session *s, const cm_call_ctx *ctx, cm_error *err
         if (s->state == S_STARTING)
             cm_mcp_fail_all_locked(s, err->message);
         if (!s->http && s->pid_alive)
-            kill(-s->pid, SIGKILL); /* the reader reaps it */
+            cm_providers_signal(s->p, s->pid, SIGKILL); /* the reader reaps it */
     }
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);

@@ -194,7 +194,7 @@ int cm_mcp_server_hung(cm_mcp_session *s, const char *method, cm_error *err)
     snprintf(why, sizeof why, "did not answer %.40s within %gs and was killed", method,
              (double)cm_mcp_request_timeout_ms(s) / 1000.0);
     if (s->pid_alive) {
-        kill(-s->pid, SIGKILL);
+        cm_providers_signal(s->p, s->pid, SIGKILL);
         s->hung_killed = true;
     }
     cm_mcp_fail_all_locked(s, why);

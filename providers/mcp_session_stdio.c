@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,19 +70,19 @@ static void deliver(cm_mcp_session *s, cJSON *msg)
 
 /* Reaps the server: it already closed stdout; give it 300 ms, then SIGTERM,
  * then SIGKILL (the whole process group). */
-static int reap_child(pid_t pid)
+static int reap_child(const cm_providers *p, pid_t pid)
 {
     int status = 0;
     for (int i = 0; i < 30; i++) {
         if (i == 12)
-            kill(-pid, SIGTERM);
+            cm_providers_signal(p, pid, SIGTERM);
         if (waitpid(pid, &status, WNOHANG) == pid) {
-            kill(-pid, SIGKILL);
+            cm_providers_signal(p, pid, SIGKILL);
             return status;
         }
         usleep(25000);
     }
-    kill(-pid, SIGKILL);
+    cm_providers_signal(p, pid, SIGKILL);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     return status;
@@ -155,7 +154,7 @@ static void *reader_main(void *arg)
     if (!hung)
         cm_mcp_fail_all_locked(s, "closed its output");
     pthread_mutex_unlock(&s->lock);
-    int status = reap_child(a.pid);
+    int status = reap_child(s->p, a.pid);
     pthread_mutex_lock(&s->lock);
     if (hung)
         ; /* last_exit says why it was killed */
@@ -276,31 +275,16 @@ static int spawn_server(cm_mcp_session *s, const cm_provider_ids *ids, pid_t *pi
         abort();
     char **argv = child_argv(s->cfg);
     char **envp = child_env(s->p, s->cfg);
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_adddup2(&fa, to_child[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, from_child[1], 1);
-    if (cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, cwd_full ? cwd_full : cwd);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    const char *path;
-    char **full = cm_providers_exec_argv(s->p, command, argv, ids, rw, &path);
-    /* direct: PATH lookup as before; through the prefix, the exec step
-     * looks the command up */
-    int rc = path == command ? posix_spawnp(pid, command, &fa, &attr, full, envp)
-                             : posix_spawn(pid, path, &fa, &attr, full, envp);
-    free(full);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    const cm_provider_spawn req = {.prog = command,
+                                   .argv = argv,
+                                   .envp = envp,
+                                   .cwd = cwd ? (cwd_full ? cwd_full : cwd) : NULL,
+                                   .in_fd = to_child[0],
+                                   .out_fd = from_child[1],
+                                   .err_fd = -1,
+                                   .ids = ids,
+                                   .rw = rw};
+    int rc = cm_providers_spawn(s->p, &req, pid);
     strv_free(argv);
     strv_free(envp);
     strv_free(rw);
@@ -327,7 +311,7 @@ static void reap_old_reader(cm_mcp_session *s)
     pthread_t t = s->reader;
     s->reader_running = false;
     if (s->pid_alive)
-        kill(-s->pid, SIGKILL);
+        cm_providers_signal(s->p, s->pid, SIGKILL);
     if (s->in_fd >= 0)
         close(s->in_fd);
     s->in_fd = -1;
@@ -361,7 +345,7 @@ int cm_mcp_start_stdio(cm_mcp_session *s, cm_error *err)
     if (rc != 0) {
         free(a);
         close(out_fd);
-        kill(-pid, SIGKILL);
+        cm_providers_signal(s->p, pid, SIGKILL);
         waitpid(pid, NULL, 0);
         return cm_error_set(err, CM_ERR_INTERNAL, "cannot start MCP reader thread: %s",
                             strerror(rc));
@@ -431,11 +415,11 @@ void cm_mcp_stop_stdio(cm_mcp_session *s)
     while (s->reader_running && !s->reader_done && s->pid_alive) {
         int64_t elapsed = cm_now_ms() - start;
         if (elapsed >= 2000) {
-            kill(-s->pid, SIGKILL);
+            cm_providers_signal(s->p, s->pid, SIGKILL);
             break;
         }
         if (elapsed >= 1000 && !termed) {
-            kill(-s->pid, SIGTERM);
+            cm_providers_signal(s->p, s->pid, SIGTERM);
             termed = true;
         }
         cm_mcp_wait_ms(s, 50);

@@ -69,6 +69,26 @@ void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids);
  * be NULL. */
 char **cm_providers_exec_argv(const cm_providers *p, const char *prog, char *const *argv,
                               const cm_provider_ids *ids, char *const *rw, const char **path);
+/* One provider process to start (cm_providers_spawn). */
+typedef struct cm_provider_spawn {
+    const char *prog;           /* the program (looked up in PATH when it has no '/') */
+    char *const *argv;          /* its argv, argv[0] first */
+    char *const *envp;          /* its whole environment */
+    const char *cwd;            /* its working directory, NULL: the engine's */
+    int in_fd;                  /* its fd 0, -1: /dev/null */
+    int out_fd;                 /* its fd 1 */
+    int err_fd;                 /* its fd 2, -1: the engine's stderr */
+    const cm_provider_ids *ids; /* its ids (cm_providers_take_ids), NULL: none */
+    char *const *rw;            /* NULL-terminated directories it may write (jail), or NULL */
+} cm_provider_spawn;
+/* Starts a provider process (pspawn.c) through cm_providers_exec_argv, as
+ * the leader of a process group of its own, with an empty signal mask,
+ * every signal at its default and fds from 3 closed.  0, or the errno value
+ * of the failure (the caller words the error).  p may be NULL. */
+int cm_providers_spawn(const cm_providers *p, const cm_provider_spawn *req, pid_t *pid);
+/* Sends sig to the process group of a provider process cm_providers_spawn
+ * started (pid: its leader; ignored unless > 0). */
+void cm_providers_signal(const cm_providers *p, pid_t pid, int sig);
 /* The environment every provider process starts from, into env (object of
  * strings): the allow-listed names of the engine's environment (PATH, HOME,
  * LANG, LC_ALL, LC_CTYPE, USER, LOGNAME, SHELL, TZ, TERM), HOME replaced by

@@ -1,0 +1,232 @@
+"""Who runs as root while a chain works (issue 17's acceptance, measured
+from the host): during a chain that calls an MCP stdio tool and then a CLI
+tool, every process of the engine and its providers is listed from /proc
+(the engine's descendants, and anything in its cgroups codemode/e<pid> and
+codemode/p<pid> that was reparented), several times while the CLI command
+runs.  Asserted: the snapshot holds a sandbox process, the MCP server and
+the CLI command (so it was taken at the right moment); none of them runs
+as root; the only root processes are the engine itself and its transient
+set-up steps (a `__provider-exec` step before its uid switch, a fork of
+the engine before it execs or becomes a provider uid).
+
+The process holding the listening socket (the socket-facing one) is found
+through /proc/net/unix.  That it runs with uid != 0 and empty CapEff,
+CapPrm and CapBnd is issue 17 deliverable 1 (privilege separation), which
+is not built: that test is an expected failure until it is (the design and
+its step plan: isolate/README.md, "Plan: privilege separation"); when the
+split lands it passes, unittest reports an unexpected success, and the
+marker must go, as must the exceptions for the engine in the root test."""
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import unittest
+
+from tests.integration.engine import ROOT, Engine, chain_result, status_fields
+
+STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
+NAP = "2.7"  # seconds the CLI command sleeps; its argv marks it in /proc
+
+
+def read_proc(pid):
+    """(ppid, status, argv, cgroup text) of pid, None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        with open("/proc/%d/cgroup" % pid) as f:
+            cg = f.read()
+        return ppid, status_fields(pid), argv, cg
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def engine_processes(engine_pid):
+    """{pid: (ppid, status, argv, cgroup)} of the engine, its descendants
+    and whatever sits in its instance or provider cgroups."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = read_proc(int(name))
+            if info:
+                procs[int(name)] = info
+    inst, prov = "/codemode/e%d" % engine_pid, "/codemode/p%d" % engine_pid
+
+    def in_cgroups(cg):
+        for line in cg.splitlines():
+            path = line.split(":", 2)[2]
+            for mark in (inst, prov):
+                if path.endswith(mark) or mark + "/" in path:
+                    return True
+        return False
+
+    tree = {engine_pid} | {p for p, info in procs.items() if in_cgroups(info[3])}
+    grew = True
+    while grew:
+        more = {p for p, info in procs.items() if info[0] in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {p: procs[p] for p in tree if p in procs}
+
+
+def is_root(status):
+    return "0" in status["Uid"].split() or "0" in status["Gid"].split()
+
+
+def socket_pids(path, candidates):
+    """Pids among candidates holding an fd on the unix socket at path (the
+    engine binds PATH.<pid>.tmp and renames it: /proc/net/unix shows the
+    name it was bound as)."""
+    inodes = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 8 and (cols[7] == path or (cols[7].startswith(path + ".")
+                                                       and cols[7].endswith(".tmp"))):
+                inodes.add("socket:[%s]" % cols[6])
+    out = set()
+    for pid in candidates:
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
+                    out.add(pid)
+                    break
+            except OSError:
+                pass
+    return out
+
+
+class PrivilegeModel(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="privmodel-", dir=os.path.join(ROOT, "build"))
+        os.chmod(cls.dir, 0o755)
+        manual = os.path.join(cls.dir, "m.json")
+        with open(manual, "w") as f:
+            json.dump({"utcp_version": "1.0.1", "manual_version": "1.0.0", "tools": [
+                {"name": "nap", "description": "sleeps, so the host can look",
+                 "inputs": {"type": "object", "properties": {}},
+                 "tool_call_template": {"call_template_type": "cli", "commands": [
+                     {"command": "sleep %s && echo slept" % NAP}]}}]}, f)
+        os.chmod(manual, 0o644)
+        cls.eng = Engine({"manual_call_templates": [
+            {"name": "sh", "call_template_type": "file", "file_path": manual,
+             "allowed_communication_protocols": ["cli"]},
+            {"name": "stub", "call_template_type": "mcp", "config": {"mcpServers": {
+                "s": {"command": "/usr/bin/python3", "args": [STUB],
+                      "env": {"STUB_TOKEN": "declared"}}}}}]})
+        try:
+            cls.eng.start()
+        except Exception:
+            cls.eng.cleanup()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+            raise
+        cls.snapshots, cls.result = cls.sample_during_chain()
+        cls.socket_holders = socket_pids(cls.eng.socket, cls.snapshots[0]) if cls.snapshots \
+            else set()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.eng.stop()
+        cls.eng.cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def sample_during_chain(cls):
+        """Runs the chain on a thread; once its CLI command is seen, five
+        snapshots 150 ms apart.  Returns (snapshots, chain result)."""
+        box = {}
+
+        def run():
+            try:
+                box["result"] = chain_result(cls.eng.socket, "a = await stub.s_env(mode='ok')\n"
+                                                             "b = await sh.nap()\n"
+                                                             "return [a, b]")
+            except Exception as e:  # reported by the tests, not lost on the thread
+                box["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        snaps = []
+        deadline = time.time() + 30
+        while time.time() < deadline and t.is_alive() and len(snaps) < 5:
+            snap = engine_processes(cls.eng.proc.pid)
+            if snaps or any(info[2] == ["sleep", NAP] for info in snap.values()):
+                snaps.append(snap)
+                time.sleep(0.15)
+            else:
+                time.sleep(0.02)
+        t.join(60)
+        if "error" in box:
+            raise box["error"]
+        return snaps, box.get("result")
+
+    def kinds(self, snap):
+        """The snapshot's processes by what they are."""
+        eng = self.eng.proc.pid
+        out = {"sandbox": set(), "mcp": set(), "cli": set()}
+        for pid, (_, _, argv, cg) in snap.items():
+            if STUB in argv:
+                out["mcp"].add(pid)
+            elif argv == ["sleep", NAP]:
+                out["cli"].add(pid)
+            elif any("/codemode/e%d/" % eng in ln and not ln.endswith("/providers")
+                     for ln in cg.splitlines()):
+                out["sandbox"].add(pid)  # v1's <instance>/providers holds providers
+        return out
+
+    def transient(self, pid, snap):
+        """The engine's set-up steps that are root for a moment today: the
+        provider exec step before its uid switch, and a fork of the engine
+        (posix_spawn before exec, the uid clean-up before setresuid)."""
+        ppid, _, argv, _ = snap[pid]
+        eng_argv = snap[self.eng.proc.pid][2] if self.eng.proc.pid in snap else None
+        return (len(argv) > 1 and argv[1] == "__provider-exec") or (
+            ppid == self.eng.proc.pid and argv == eng_argv)
+
+    def test_chain_ran_and_was_seen(self):
+        self.assertIsNotNone(self.result)
+        self.assertEqual(self.result[1].strip() if isinstance(self.result[1], str)
+                         else self.result[1], "slept")
+        self.assertEqual(len(self.snapshots), 5, "the CLI command was never seen running")
+        k = self.kinds(self.snapshots[0])
+        for what in ("sandbox", "mcp", "cli"):
+            self.assertTrue(k[what], "no %s process in the snapshot" % what)
+
+    def test_no_root_but_the_engine(self):
+        for snap in self.snapshots:
+            k = self.kinds(snap)
+            for what in ("sandbox", "mcp", "cli"):
+                for pid in k[what]:
+                    self.assertFalse(is_root(snap[pid][1]), "%s pid %d runs as root: %s %s" % (
+                        what, pid, snap[pid][2], snap[pid][1]["Uid"]))
+            root = {p for p, info in snap.items() if is_root(info[1])}
+            # today the engine is one root process (deliverable 1 not built)
+            others = {p for p in root - {self.eng.proc.pid} if not self.transient(p, snap)}
+            self.assertEqual(others, set(), {p: snap[p][2] for p in others})
+
+    def test_socket_holder_found(self):
+        self.assertTrue(self.socket_holders, "no process of the engine holds its socket")
+
+    @unittest.expectedFailure  # issue 17 deliverable 1 not built (isolate/README.md, plan)
+    def test_socket_facing_process_is_unprivileged(self):
+        if not self.socket_holders:
+            self.skipTest("no socket holder found (test_socket_holder_found fails)")
+        snap = self.snapshots[0]
+        for pid in self.socket_holders:
+            st = snap[pid][1]
+            self.assertFalse(is_root(st), "socket-facing pid %d: Uid %s" % (pid, st["Uid"]))
+            for cap in ("CapEff", "CapPrm", "CapBnd"):
+                self.assertEqual(int(st[cap], 16), 0, "socket-facing pid %d %s" % (pid, cap))
+
+
+if __name__ == "__main__":
+    unittest.main()
