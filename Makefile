@@ -100,7 +100,7 @@ build/share/codemode/%: rootfs/%
 	cp $< $@
 
 # Numbers (rootfs sizes, ready times, ...): bench/run.sh runs every bench/*.sh section.
-bench: all rootfs npm-deps build/bench/ready build/bench/search build/bench/mcp
+bench: all rootfs npm-deps build/bench/ready build/bench/search build/bench/mcp build/bench/netns
 	@bench/run.sh
 
 build/bench/%: bench/%.c $(LIB_OBJS)
