@@ -27,6 +27,7 @@
 #include "rpc.h"
 #include "workdir.h"
 #include "provider_exec.h"
+#include "sandboxd.h"
 #include "pctx.h"
 #include "server.h"
 #include "tools.h"
@@ -365,6 +366,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, CM_PROVIDER_EXEC_CMD) == 0)
         return cm_provider_exec_main(argc - 1, argv + 1);
+    if (strcmp(cmd, CM_SANDBOXD_CMD) == 0)
+        return cm_sandboxd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -204,6 +204,11 @@ static void remove_instance(const char *dir, bool v2)
     remove_cgroup_dir(dir, v2);
 }
 
+void cm_cgroup_remove_instance(const char *dir, bool v2)
+{
+    remove_instance(dir, v2);
+}
+
 static void reap_dead_under(const char *root, bool v2, pid_t self)
 {
     DIR *d = opendir(root);

@@ -75,6 +75,10 @@ void cm_cgroup_destroy(cm_cgroup *cg);
 /* Rewrites a live cgroup's limits from `from` to `to` (warm pool take). */
 int cm_cgroup_update_limits(const cm_cgroup *cg, const cm_limits *from, const cm_limits *to,
                             cm_error *err);
+/* Kills what is in dir and in each directory below it (v2: cgroup.kill,
+ * v1: the listed pids) and removes them all (the privileged part's
+ * clean-up of an instance it was handed, sandboxd.c). */
+void cm_cgroup_remove_instance(const char *dir, bool v2);
 /* Removes cgroups of engine instances whose process is gone. */
 void cm_cgroup_reap_dead_instances(cm_cgroup_root *root);
 /* CPU time used so far in ms (one file read: a chain's baseline), or -1. */
