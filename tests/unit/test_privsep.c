@@ -1,0 +1,224 @@
+/* test_privsep.c — the engine's end of the privileged part (privsep.c)
+ * against the real broker (`codemode __sandboxd`, CODEMODE_BIN or
+ * build/codemode): each request through the C client with a throw-away
+ * service uid, its own cgroups and work dir; a refused request loses the
+ * channel for good; stop waits for the broker's clean-up.  Root only
+ * (skipped otherwise); tests/security/test_sandboxd.py fuzzes the broker. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "privsep.h"
+#include "util.h"
+
+typedef struct fixture {
+    uid_t svc, u;
+    char workdir[64], v1[128], v2[128];
+    char exe[PATH_MAX];
+    cm_privsep ps;
+    pid_t target;
+    int pidfd, hold;
+} fixture;
+
+static char *const exec_opts[] = {"--jail", "--tmp-mb", "8", NULL};
+
+static void make_cgroup(const char *dir)
+{
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/c1", dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+}
+
+static int setup(void **state)
+{
+    if (geteuid() != 0)
+        return 0;
+    fixture *f = cm_xcalloc(1, sizeof *f);
+    f->svc = 3960000 + (uid_t)(getpid() % 500) * 40;
+    f->u = f->svc + 2;
+    snprintf(f->workdir, sizeof f->workdir, "/tmp/privsep-XXXXXX");
+    assert_non_null(mkdtemp(f->workdir));
+    assert_int_equal(chown(f->workdir, f->svc, f->svc), 0);
+    assert_int_equal(chmod(f->workdir, 0711), 0);
+    snprintf(f->v1, sizeof f->v1, "/sys/fs/cgroup/pids/privsep-%d", (int)getpid());
+    snprintf(f->v2, sizeof f->v2, "/sys/fs/cgroup/unified/privsep-%d", (int)getpid());
+    make_cgroup(f->v1);
+    make_cgroup(f->v2);
+    const char *bin = getenv("CODEMODE_BIN");
+    assert_non_null(realpath(bin ? bin : "build/codemode", f->exe));
+    cm_privsep_facts facts = {.exe = f->exe,
+                              .svc_uid = f->svc,
+                              .svc_gid = f->svc,
+                              .uid_base = f->svc + 1,
+                              .gid_base = f->svc + 1,
+                              .count = 16,
+                              .workdir = f->workdir,
+                              .instance = {f->v1, f->v2},
+                              .instance_v2 = {false, true},
+                              .ninstance = 2,
+                              .exec_opts = exec_opts};
+    cm_error err;
+    assert_int_equal(cm_privsep_start(&facts, &f->ps, &err), 0);
+    /* a process of the service user with a user namespace of its own */
+    int ready[2], hold[2];
+    assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
+    f->target = fork();
+    if (f->target == 0) {
+        char c;
+        close(f->ps.fd); /* the channel is the engine's alone */
+        if (setresgid(f->svc, f->svc, f->svc) || setresuid(f->svc, f->svc, f->svc) ||
+            unshare(CLONE_NEWUSER))
+            _exit(2);
+        if (write(ready[1], "r", 1) != 1 || read(hold[0], &c, 1) < 0)
+            _exit(3);
+        _exit(0);
+    }
+    char c;
+    close(ready[1]);
+    close(hold[0]);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    f->hold = hold[1];
+    f->pidfd = (int)syscall(SYS_pidfd_open, f->target, 0);
+    assert_true(f->pidfd >= 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (!f)
+        return 0;
+    cm_privsep_stop(&f->ps);
+    if (f->target > 0) { /* never kill(-1) */
+        kill(f->target, SIGKILL);
+        waitpid(f->target, NULL, 0);
+    }
+    close(f->pidfd);
+    close(f->hold);
+    char sub[256];
+    snprintf(sub, sizeof sub, "%s/c1", f->v1);
+    rmdir(sub);
+    rmdir(f->v1);
+    snprintf(sub, sizeof sub, "%s/c1", f->v2);
+    rmdir(sub);
+    rmdir(f->v2);
+    cm_remove_tree(f->workdir);
+    free(f);
+    return 0;
+}
+
+static void read_proc(pid_t pid, const char *name, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    FILE *fp = fopen(path, "re");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, cap - 1, fp);
+    buf[n] = '\0';
+    fclose(fp);
+}
+
+static void test_requests(void **state)
+{
+    fixture *f = *state;
+    if (!f)
+        skip();
+    cm_error err;
+    char buf[4096], want[128];
+    assert_int_equal(cm_privsep_ids(&f->ps, f->pidfd, f->u, &err), 0);
+    read_proc(f->target, "uid_map", buf, sizeof buf);
+    unsigned in, out, cnt;
+    assert_int_equal(sscanf(buf, "%u %u %u", &in, &out, &cnt), 3);
+    assert_int_equal(in, 0);
+    assert_int_equal(out, f->u);
+    assert_int_equal(cm_privsep_attach(&f->ps, f->pidfd, "c1", &err), 0);
+    read_proc(f->target, "cgroup", buf, sizeof buf);
+    snprintf(want, sizeof want, "/privsep-%d/c1", (int)getpid());
+    assert_non_null(strstr(buf, want));
+
+    /* a provider of uid u, this process's child, signalled through its group */
+    int out_pipe[2];
+    assert_int_equal(pipe2(out_pipe, O_CLOEXEC), 0);
+    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    char *argv[] = {"sh", "-c", "id -u; exec sleep 30", NULL};
+    char *envp[] = {"PATH=/usr/bin:/bin", NULL};
+    cm_privsep_spawn sp = {.fds = {nul, out_pipe[1], out_pipe[1]},
+                           .uid = f->u,
+                           .prog = "/bin/sh",
+                           .argv = argv,
+                           .envp = envp};
+    pid_t pid = -1;
+    assert_int_equal(cm_privsep_provider(&f->ps, &sp, &pid, &err), 0);
+    close(nul);
+    close(out_pipe[1]);
+    ssize_t n = read(out_pipe[0], buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_int_equal(strtoul(buf, NULL, 10), f->u);
+    assert_int_equal(cm_privsep_signal(&f->ps, pid, SIGKILL, &err), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    close(out_pipe[0]);
+
+    /* the uid's call directory goes with UIDKILL */
+    char call[128];
+    snprintf(call, sizeof call, "%s/call", f->workdir);
+    assert_int_equal(mkdir(call, 0700), 0);
+    assert_int_equal(chown(call, f->u, f->u), 0);
+    assert_int_equal(cm_privsep_uidkill(&f->ps, f->u, call, &err), 0);
+    assert_int_equal(access(call, F_OK), -1);
+
+    /* stop: the broker kills what is in the instance, removes it all */
+    assert_int_equal(cm_privsep_stop(&f->ps), 0);
+    assert_int_equal(waitpid(f->target, &st, 0), f->target);
+    assert_true(WIFSIGNALED(st));
+    f->target = -1;
+    assert_int_equal(access(f->v1, F_OK), -1);
+    assert_int_equal(access(f->v2, F_OK), -1);
+    assert_int_equal(access(f->workdir, F_OK), -1);
+}
+
+static void test_refused_request_loses_the_channel(void **state)
+{
+    fixture *f = *state;
+    if (!f)
+        skip();
+    cm_error err;
+    /* the service uid is never a sandbox uid */
+    assert_int_equal(cm_privsep_uidkill(&f->ps, f->svc, NULL, &err), -1);
+    assert_non_null(strstr(err.message, "closed its channel"));
+    assert_int_equal(cm_privsep_ids(&f->ps, f->pidfd, f->u, &err), -1);
+    assert_int_equal(cm_privsep_stop(&f->ps), 3);
+    char buf[256];
+    read_proc(f->target, "uid_map", buf, sizeof buf);
+    assert_string_equal(buf, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_request_loses_the_channel, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
