@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/nsfs.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,13 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sys/capability.h>
 
 #include "cgroup.h"
 #include "log.h"
@@ -70,7 +70,6 @@ typedef struct sbd {
     int ninst, ncg;
     char **opts; /* the exec step's fixed options */
     int nopts;
-    struct stat self_ns;
     sbd_proc procs[CM_SBD_MAX_PROCS];
     int nprocs;
     char why[512];
@@ -155,52 +154,11 @@ static pid_t pidfd_pid(int fd)
     return pid > 0 ? (pid_t)pid : 0;
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
+/* Alive, whoever owns it: without CAP_KILL (a container's root) the
+ * probe of another uid's process fails with EPERM, which still means alive. */
+static bool pidfd_alive(int pidfd)
 {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
-}
-
-/* The target of IDS and ATTACH: a live process whose user namespace the
- * service user created (so not the broker's) directly below the broker's.
- * 0 with *procfd (/proc/PID) and *pid, an errno > 0 when the process is
- * gone (a race the engine may lose), -1 refused. */
-static int check_target(sbd *s, int pidfd, int *procfd, pid_t *pid)
-{
-    *procfd = -1;
-    *pid = pidfd_pid(pidfd);
-    if (*pid < 0)
-        return refuse(s, "the fd is no pidfd");
-    if (*pid == 0)
-        return ESRCH;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d", (int)*pid);
-    int pfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    /* alive after the open: /proc/PID was that process, not a reused pid */
-    if (pfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0) {
-        if (pfd >= 0)
-            close(pfd);
-        return ESRCH;
-    }
-    int ns = openat(pfd, "ns/user", O_RDONLY | O_CLOEXEC);
-    struct stat st, pst;
-    uid_t owner = (uid_t)-1;
-    int parent = ns >= 0 ? ioctl(ns, NS_GET_PARENT) : -1;
-    bool ok = ns >= 0 && fstat(ns, &st) == 0 && !same_file(&st, &s->self_ns) &&
-              ioctl(ns, NS_GET_OWNER_UID, &owner) == 0 && owner == s->svc_uid && parent >= 0 &&
-              fstat(parent, &pst) == 0 && same_file(&pst, &s->self_ns);
-    int e = errno;
-    if (ns >= 0)
-        close(ns);
-    if (parent >= 0)
-        close(parent);
-    if (!ok) {
-        close(pfd);
-        return refuse(s,
-                      "pid %d is not in a user namespace of uid %u below the host's (owner %d%s)",
-                      (int)*pid, (unsigned)s->svc_uid, (int)owner, ns < 0 ? strerror(e) : "");
-    }
-    *procfd = pfd;
-    return 0;
+    return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM;
 }
 
 static int write_at(int dirfd, const char *name, const char *text)
@@ -214,14 +172,129 @@ static int write_at(int dirfd, const char *name, const char *text)
     return e;
 }
 
-static bool proc_file_empty(int procfd, const char *name)
+/* The first bytes of a target's /proc file; -1 when it cannot be read. */
+static ssize_t read_proc(int procfd, const char *name, char *buf, size_t cap)
 {
-    char buf[8];
     int fd = openat(procfd, name, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
     if (fd >= 0)
         close(fd);
-    return n == 0;
+    buf[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+/* The ids of a target from /proc/PID/status (readable without ptrace
+ * access, which a container's root lacks): its parent, its four uids and
+ * gids.  -1 when they cannot be read. */
+static int target_ids(int procfd, pid_t *ppid, unsigned uid[4], unsigned gid[4])
+{
+    char buf[4096];
+    if (read_proc(procfd, "status", buf, sizeof buf) <= 0)
+        return -1;
+    const char *p = strstr(buf, "\nPPid:"), *u = strstr(buf, "\nUid:"), *g = strstr(buf, "\nGid:");
+    int pp;
+    if (!p || !u || !g || sscanf(p + 6, "%d", &pp) != 1 ||
+        sscanf(u + 5, "%u %u %u %u", &uid[0], &uid[1], &uid[2], &uid[3]) != 4 ||
+        sscanf(g + 5, "%u %u %u %u", &gid[0], &gid[1], &gid[2], &gid[3]) != 4)
+        return -1;
+    *ppid = pp;
+    return 0;
+}
+
+/* The target of IDS and ATTACH, checked from the host's view.  IDS: a
+ * child of the engine (the broker's parent) running as the service user
+ * with every uid and gid (so its user namespace, unmapped as IDS checks,
+ * is one the service user made: it could enter no other).  ATTACH: such
+ * a child whose map IDS wrote (a direct sandbox before it switches to the
+ * mapped uid), or a process whose uids are one sandbox uid of the range
+ * and gids its gid (a zygote's child).  0 with *procfd (/proc/PID)
+ * and *pid, an errno > 0 when the process is gone (a race the engine may
+ * lose), -1 refused. */
+static int check_target(sbd *s, int pidfd, bool ids, int *procfd, pid_t *pid)
+{
+    *procfd = -1;
+    *pid = pidfd_pid(pidfd);
+    if (*pid < 0)
+        return refuse(s, "the fd is no pidfd");
+    if (*pid == 0)
+        return ESRCH;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", (int)*pid);
+    int pfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    pid_t ppid = 0;
+    unsigned uid[4], gid[4];
+    int got = pfd >= 0 ? target_ids(pfd, &ppid, uid, gid) : -1;
+    /* alive after the reads: /proc/PID was that process, not a reused pid */
+    if (got < 0 || !pidfd_alive(pidfd)) {
+        if (pfd >= 0)
+            close(pfd);
+        return ESRCH;
+    }
+    bool svc = ppid == getppid(), range = uid_ok(s, uid[0]);
+    for (int i = 0; i < 4; i++) {
+        svc = svc && uid[i] == s->svc_uid && gid[i] == s->svc_gid;
+        range = range && uid[i] == uid[0] && gid[i] == gid_of(s, uid[0]);
+    }
+    /* ATTACH of a direct sandbox comes after its IDS, before it switches
+     * to the mapped uid: its map must name a sandbox uid */
+    char map[64];
+    unsigned in, out, n;
+    char tail;
+    bool mapped = svc && !ids && read_proc(pfd, "uid_map", map, sizeof map) > 0 &&
+                  sscanf(map, " %u %u %u %c", &in, &out, &n, &tail) == 3 && in == 0 && n == 1 &&
+                  uid_ok(s, out);
+    if (ids ? !svc : !(range || mapped)) {
+        close(pfd);
+        return refuse(
+            s, "pid %d (parent %d, uid %u, gid %u) is no %s", (int)*pid, (int)ppid, uid[0], gid[0],
+            ids ? "child of the engine running as the service user" : "process of a sandbox uid");
+    }
+    *procfd = pfd;
+    return 0;
+}
+
+/* Runs fn in a fork of the broker and returns its status (0 or an errno). */
+static int in_fork(const sbd *s, int (*fn)(const sbd *, void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fn(s, arg) & 0xff);
+    if (pid < 0)
+        return errno;
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+}
+
+typedef struct sbd_maps {
+    int procfd;
+    char uid_map[32], gid_map[32];
+} sbd_maps;
+
+/* In a fork with the service user as effective uid and CAP_SETUID,
+ * CAP_SETGID raised again: writing another namespace's maps needs
+ * CAP_SYS_ADMIN in it, which its owner has (the service user) and a root
+ * without CAP_SYS_ADMIN (a container's) has not, plus CAP_SETUID/SETGID
+ * in the parent namespace, which root keeps in its permitted set across an
+ * effective uid change.  The target's /proc files are the service user's
+ * (the engine is dumpable), so the opens need no CAP_DAC_OVERRIDE. */
+static int write_maps(const sbd *s, void *arg)
+{
+    const sbd_maps *m = arg;
+    if (setresuid((uid_t)-1, s->svc_uid, (uid_t)-1) < 0)
+        return errno;
+    cap_t caps = cap_get_proc();
+    cap_value_t want[] = {CAP_SETUID, CAP_SETGID};
+    if (!caps || cap_set_flag(caps, CAP_EFFECTIVE, 2, want, CAP_SET) < 0 || cap_set_proc(caps) < 0)
+        return EPERM;
+    cap_free(caps);
+    char text[16];
+    read_proc(m->procfd, "setgroups", text, sizeof text);
+    int rc = strncmp(text, "deny", 4) ? write_at(m->procfd, "setgroups", "deny") : 0;
+    if (!rc)
+        rc = write_at(m->procfd, "gid_map", m->gid_map);
+    return rc ? rc : write_at(m->procfd, "uid_map", m->uid_map);
 }
 
 static int req_ids(sbd *s, const cm_sbd_hdr *h, int pidfd)
@@ -230,23 +303,21 @@ static int req_ids(sbd *s, const cm_sbd_hdr *h, int pidfd)
         return refuse(s, "IDS: uid %u outside the sandbox range", h->uid);
     int procfd;
     pid_t pid;
-    int rc = check_target(s, pidfd, &procfd, &pid);
+    int rc = check_target(s, pidfd, true, &procfd, &pid);
     if (rc)
         return rc;
-    if (!proc_file_empty(procfd, "uid_map") || !proc_file_empty(procfd, "gid_map")) {
+    char text[16];
+    if (read_proc(procfd, "uid_map", text, sizeof text) != 0 ||
+        read_proc(procfd, "gid_map", text, sizeof text) != 0) {
         close(procfd);
         return refuse(s, "IDS: pid %d already has id maps", (int)pid);
     }
-    char map[64];
-    rc = write_at(procfd, "setgroups", "deny");
-    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)gid_of(s, h->uid));
-    if (!rc)
-        rc = write_at(procfd, "gid_map", map);
-    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)h->uid);
-    if (!rc)
-        rc = write_at(procfd, "uid_map", map);
+    sbd_maps m = {.procfd = procfd};
+    snprintf(m.gid_map, sizeof m.gid_map, "0 %u 1\n", (unsigned)gid_of(s, h->uid));
+    snprintf(m.uid_map, sizeof m.uid_map, "0 %u 1\n", (unsigned)h->uid);
+    rc = in_fork(s, write_maps, &m);
     close(procfd);
-    if (!rc && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+    if (!rc && !pidfd_alive(pidfd))
         rc = ESRCH;
     return rc;
 }
@@ -265,7 +336,7 @@ static int req_attach(sbd *s, const char *name, int pidfd)
     if (!found)
         rc = refuse(s, "ATTACH: no cgroup %s below the instance", name);
     else
-        rc = check_target(s, pidfd, &procfd, &pid);
+        rc = check_target(s, pidfd, false, &procfd, &pid);
     if (procfd >= 0)
         close(procfd);
     char text[32];
@@ -441,16 +512,24 @@ static int clear_uid(const sbd *s, void *arg)
     if (dir) {
         struct stat st;
         if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid())
-            cm_remove_tree(dir); /* the directory itself: the broker, below */
+            cm_remove_tree(dir); /* the directory itself: rmdir_call, below */
     }
     return 0;
+}
+
+/* As the service user, whose work dir holds the emptied call directory
+ * (root without CAP_DAC_OVERRIDE, in a container, may not write there). */
+static int rmdir_call(const sbd *s, void *arg)
+{
+    const char *name = arg;
+    return unlinkat(s->workdir_fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ? 0 : errno;
 }
 
 static int uid_clear(sbd *s, uid_t uid, const char *dir)
 {
     int rc = as_uid(s, uid, gid_of(s, uid), clear_uid, (void *)dir);
-    if (dir && unlinkat(s->workdir_fd, call_dir_name(s, dir), AT_REMOVEDIR) < 0 && errno != ENOENT)
-        rc = rc ? rc : errno;
+    int rm = dir ? as_uid(s, s->svc_uid, s->svc_gid, rmdir_call, (void *)call_dir_name(s, dir)) : 0;
+    rc = rc ? rc : rm;
     int k = 0;
     for (int i = 0; i < s->nprocs; i++)
         if (s->procs[i].uid != uid)
@@ -581,10 +660,17 @@ static int remove_workdir_as_svc(const sbd *s, void *arg)
  * service user (it is theirs to have filled, never root's to follow). */
 static void clean_up(sbd *s)
 {
-    for (int i = 0; i < s->ninst; i++)
-        cm_cgroup_remove_instance(s->inst[i].path, s->inst[i].v2);
-    for (int i = 0; i < s->ncg; i++)
-        cm_cgroup_remove_instance(s->cg[i].path, s->cg[i].v2);
+    /* cgroup2 first: cgroup.kill needs no CAP_KILL, and every sandbox and
+     * provider is in a cgroup2 directory too, so the v1 ones are empty by
+     * the time they are removed (v1 can only be emptied by kill(2)) */
+    for (int v2 = 1; v2 >= 0; v2--) {
+        for (int i = 0; i < s->ninst; i++)
+            if (s->inst[i].v2 == v2)
+                cm_cgroup_remove_instance(s->inst[i].path, v2);
+        for (int i = 0; i < s->ncg; i++)
+            if (s->cg[i].v2 == v2)
+                cm_cgroup_remove_instance(s->cg[i].path, v2);
+    }
     int fd = openat(s->workdir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     for (struct dirent *e; d && (e = readdir(d));) {
@@ -642,7 +728,7 @@ static int parse_args(sbd *s, int argc, char **argv)
     s->opts = argv + i + 1;
     s->nopts = argc - i - 1;
     s->workdir_fd = open(s->workdir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    return s->workdir_fd < 0 || stat("/proc/self/ns/user", &s->self_ns) < 0 ? -1 : 0;
+    return s->workdir_fd < 0 ? -1 : 0;
 }
 
 int cm_sandboxd_main(int argc, char **argv)

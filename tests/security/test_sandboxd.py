@@ -9,9 +9,11 @@ a uid outside the range, `..` or `/` in a name, paths outside the work
 dir, an oversized frame, ...) is refused: no reply, the channel closed,
 exit status 3, and nothing created (no id map written, no process moved
 or started).  End-of-file cleans up: what is in the instance cgroups is
-killed, the cgroups and the work dir are removed.  Root only."""
+killed, the cgroups and the work dir are removed.  The accepted requests
+run again with only the engine container's capabilities.  Root only."""
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -83,7 +85,10 @@ class Target:
                 if userns_uid is not None:
                     os.setresgid(userns_uid, userns_uid, userns_uid)
                     os.setresuid(userns_uid, userns_uid, userns_uid)
-                    if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWUSER) != 0:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    # dumpable, as the engine is after its drop (its /proc
+                    # files its own, not root's)
+                    if libc.prctl(4, 1, 0, 0, 0) != 0 or libc.unshare(CLONE_NEWUSER) != 0:
                         os._exit(2)
                 os.write(w, b"r")
                 os.read(self.hold_r, 1)
@@ -113,11 +118,17 @@ class Broker:
     """One __sandboxd with fresh instance cgroups (each with a child c1) and
     a fresh work dir (S's, 0711)."""
 
-    def __init__(self, exec_opts=("--jail", "--tmp-mb", "8")):
+    def __init__(self, exec_opts=("--jail", "--tmp-mb", "8"), prefix=()):
         tag = "sbdtest-%d-%d" % (os.getpid(), time.monotonic_ns() % 10**9)
-        self.v1 = [os.path.join(CG, c, tag) for c in ("pids", "cpu")]
-        self.v2 = os.path.join(CG, "unified", tag)
-        self.prov = os.path.join(CG, "unified", tag + "-p")
+        # each below a directory of its own (0755, root's), as an engine's
+        # instance is below its cgroup: the hierarchy roots here are 0555,
+        # which a root without CAP_DAC_OVERRIDE could not remove from
+        self.parents = [os.path.join(CG, c, tag) for c in ("pids", "cpu", "unified")]
+        for d in self.parents:
+            os.mkdir(d)
+        self.v1 = [os.path.join(d, "e") for d in self.parents[:2]]
+        self.v2 = os.path.join(self.parents[2], "e")
+        self.prov = os.path.join(self.parents[2], "p")
         for d in self.v1 + [self.v2]:
             os.makedirs(os.path.join(d, "c1"))
         os.mkdir(self.prov)
@@ -132,6 +143,7 @@ class Broker:
             argv += ["--instance", "1:" + d]
         argv += ["--instance", "2:" + self.v2, "--cgroup", "2:" + self.prov, "--"]
         argv += list(exec_opts)
+        argv = list(prefix) + argv
         self.proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stderr=subprocess.PIPE)
         theirs.close()
         self.sock.settimeout(20)
@@ -166,7 +178,7 @@ class Broker:
                     os.rmdir(sub)
                 except OSError:
                     pass
-        for d in (self.prov,):
+        for d in [self.prov] + self.parents:
             try:
                 os.rmdir(d)
             except OSError:
@@ -176,8 +188,10 @@ class Broker:
 
 @unittest.skipUnless(os.geteuid() == 0, "root only")
 class SandboxdAccepts(unittest.TestCase):
+    PREFIX = ()
+
     def setUp(self):
-        self.b = Broker()
+        self.b = Broker(prefix=self.PREFIX)
         self.targets = []
 
     def tearDown(self):
@@ -201,11 +215,17 @@ class SandboxdAccepts(unittest.TestCase):
 
     def test_attach_joins_every_hierarchy(self):
         t = self.target()
+        self.assertEqual(self.b.ask(frame(IDS, uid=U), [t.pidfd]), (0, 0))  # now a sandbox uid
         self.assertEqual(self.b.ask(frame(ATTACH, strs=["c1"]), [t.pidfd]), (0, 0))
         cg = t.proc("cgroup")
         for d in self.b.v1 + [self.b.v2]:
             rel = d.split("/", 5)[5] if "/unified/" not in d else d.split("/unified", 1)[1]
             self.assertIn(rel.rstrip("/") + "/c1", cg)
+
+    def test_attach_takes_a_process_of_a_sandbox_uid(self):
+        t = self.target(U)  # as a zygote's child: already the sandbox uid
+        self.assertEqual(self.b.ask(frame(ATTACH, strs=["c1"]), [t.pidfd]), (0, 0))
+        self.assertIn("/c1", t.proc("cgroup"))
 
     def spawn(self, script, strs=()):
         r, w = os.pipe()
@@ -249,6 +269,7 @@ class SandboxdAccepts(unittest.TestCase):
 
     def test_end_of_file_cleans_up(self):
         t = self.target()
+        self.assertEqual(self.b.ask(frame(IDS, uid=U), [t.pidfd]), (0, 0))
         self.assertEqual(self.b.ask(frame(ATTACH, strs=["c1"]), [t.pidfd]), (0, 0))
         self.assertEqual(self.b.close(), 0, self.b.stderr)
         _, st = os.waitpid(t.pid, 0)  # killed with its cgroup
@@ -258,6 +279,14 @@ class SandboxdAccepts(unittest.TestCase):
         os.close(t.hold_r)
         os.close(t.hold_w)
         self.assertEqual(self.b.leftovers(), [])
+
+
+@unittest.skipUnless(shutil.which("setpriv"), "no setpriv")
+class SandboxdAcceptsContainerCaps(SandboxdAccepts):
+    """The same with only the capabilities of the engine's container
+    (deploy/README.md "Privileges": CHOWN SETUID SETGID BPF NET_ADMIN):
+    no CAP_SYS_ADMIN, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE or CAP_KILL."""
+    PREFIX = ("setpriv", "--bounding-set=-all,+chown,+setuid,+setgid,+bpf,+net_admin")
 
 
 def bad(name, reason, build):
@@ -286,8 +315,8 @@ REFUSED = [
     bad("ids_uid_below_range", "outside the sandbox range", lambda t, tg: (frame(IDS, uid=BASE - 1), [tg.pidfd])),
     bad("ids_uid_above_range", "outside the sandbox range", lambda t, tg: (frame(IDS, uid=BASE + COUNT), [tg.pidfd])),
     bad("ids_uid_zero", "outside the sandbox range", lambda t, tg: (frame(IDS, uid=0), [tg.pidfd])),
-    bad("ids_host_namespace", "not in a user namespace of uid", lambda t, tg: (frame(IDS, uid=U), [t.other(None).pidfd])),
-    bad("ids_namespace_of_other_uid", "not in a user namespace of uid", lambda t, tg: (frame(IDS, uid=U), [t.other(U).pidfd])),
+    bad("ids_host_namespace", "no child of the engine running as the service user", lambda t, tg: (frame(IDS, uid=U), [t.other(None).pidfd])),
+    bad("ids_namespace_of_other_uid", "no child of the engine running as the service user", lambda t, tg: (frame(IDS, uid=U), [t.other(U).pidfd])),
     bad("ids_twice", "already has id maps", lambda t, tg: (t.ids_once(tg), [tg.pidfd])),
     bad("attach_dotdot", "bad cgroup name", lambda t, tg: (frame(ATTACH, strs=[".."]), [tg.pidfd])),
     bad("attach_slash", "bad cgroup name", lambda t, tg: (frame(ATTACH, strs=["c1/x"]), [tg.pidfd])),
@@ -296,7 +325,11 @@ REFUSED = [
     bad("attach_empty", "bad cgroup name", lambda t, tg: (frame(ATTACH, strs=[""]), [tg.pidfd])),
     bad("attach_providers", "bad cgroup name", lambda t, tg: (frame(ATTACH, strs=["providers"]), [tg.pidfd])),
     bad("attach_missing", "no cgroup c9", lambda t, tg: (frame(ATTACH, strs=["c9"]), [tg.pidfd])),
-    bad("attach_host_process", "not in a user namespace of uid", lambda t, tg: (frame(ATTACH, strs=["c1"]), [t.other(None).pidfd])),
+    bad("attach_host_process", "no process of a sandbox uid", lambda t, tg: (frame(ATTACH, strs=["c1"]), [t.other(None).pidfd])),
+    bad("attach_service_user_process", "no process of a sandbox uid",
+        lambda t, tg: (frame(ATTACH, strs=["c1"]), [tg.pidfd])),  # before its IDS
+    bad("ids_not_the_engines_child", "no child of the engine running as the service user",
+        lambda t, tg: (frame(IDS, uid=U), [t.grandchild()])),
     bad("provider_uid_outside", "outside the sandbox range", provider(uid=SVC)),
     bad("provider_rw_relative", "writable directory", provider("rtmp")),
     bad("provider_rw_dotdot", "writable directory", provider("r/tmp/../etc")),
@@ -324,13 +357,17 @@ REFUSED = [
 class SandboxdRefuses(unittest.TestCase):
     def setUp(self):
         self.b = Broker()
-        self.fds, self.procs = [], []
+        self.fds, self.procs, self.mids = [], [], []
 
     def tearDown(self):
         for fd in self.fds:
             os.close(fd)
         for t in self.procs:
             t.end()
+        for mid, pid in self.mids:
+            os.kill(pid, signal.SIGKILL)
+            os.kill(mid, signal.SIGKILL)
+            os.waitpid(mid, 0)
         if self.b.proc.poll() is None:
             self.b.close()
         self.b.remove()
@@ -349,6 +386,24 @@ class SandboxdRefuses(unittest.TestCase):
         t = Target(uid)
         self.procs.append(t)
         return t
+
+    def grandchild(self):
+        """A pidfd of a service-user process with a user namespace that is
+        not this test's (the engine's) child."""
+        r, w = os.pipe()
+        mid = os.fork()
+        if mid == 0:
+            t = Target(SVC)
+            os.write(w, str(t.pid).encode())
+            os.read(t.hold_r, 1)  # until this test's tearDown kills it
+            os._exit(0)
+        os.close(w)
+        pid = int(os.read(r, 32))
+        os.close(r)
+        self.mids.append((mid, pid))
+        fd = os.pidfd_open(pid)
+        self.fds.append(fd)
+        return fd
 
     def ids_once(self, tg):
         self.assertEqual(self.b.ask(frame(IDS, uid=U), [tg.pidfd]), (0, 0))

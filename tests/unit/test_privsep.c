@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -83,8 +84,10 @@ static int setup(void **state)
     if (f->target == 0) {
         char c;
         close(f->ps.fd); /* the channel is the engine's alone */
+        /* dumpable, as the engine is after its drop: its children's /proc
+         * files are then the service user's, not root's */
         if (setresgid(f->svc, f->svc, f->svc) || setresuid(f->svc, f->svc, f->svc) ||
-            unshare(CLONE_NEWUSER))
+            prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) || unshare(CLONE_NEWUSER))
             _exit(2);
         if (write(ready[1], "r", 1) != 1 || read(hold[0], &c, 1) < 0)
             _exit(3);
