@@ -11,11 +11,15 @@
 #include "privsep.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <linux/securebits.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -220,4 +224,61 @@ int cm_privsep_uidkill(cm_privsep *ps, uid_t uid, const char *call_dir, cm_error
     return ask(ps, &h, call_dir, NULL, 0, &r, err) < 0
                ? cm_error_prefix(err, "clear uid %u", (unsigned)uid)
                : 0;
+}
+
+static bool have_cap(cap_value_t c)
+{
+    cap_t caps = cap_get_proc();
+    cap_flag_value_t v = CAP_CLEAR;
+    if (caps)
+        cap_get_flag(caps, c, CAP_EFFECTIVE, &v);
+    cap_free(caps);
+    return v == CAP_SET;
+}
+
+/* True when the process holds no capability in any set. */
+static bool caps_empty(void)
+{
+    cap_t caps = cap_get_proc(), none = cap_init();
+    bool empty = caps && none && cap_compare(caps, none) == 0;
+    cap_free(caps);
+    cap_free(none);
+    return empty;
+}
+
+int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err)
+{
+    if (uid == 0 || gid == 0)
+        return cm_error_set(err, CM_ERR_CONFIG, "drop: the service user must not be root");
+    if (setgroups(0, NULL) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "drop: setgroups");
+    *bounding_kept = !have_cap(CAP_SETPCAP);
+    if (!*bounding_kept) {
+        const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+                                   SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                   SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
+            return cm_error_sys(err, CM_ERR_IO, "drop: securebits");
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++)
+            if (cap_drop_bound(c) < 0)
+                return cm_error_sys(err, CM_ERR_IO, "drop: bounding set capability %d", (int)c);
+    }
+    if (cap_reset_ambient() < 0)
+        return cm_error_sys(err, CM_ERR_IO, "drop: ambient set");
+    if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "drop: become uid %u gid %u", (unsigned)uid,
+                            (unsigned)gid);
+    cap_t none = cap_init();
+    int rc = none ? cap_set_proc(none) : -1;
+    cap_free(none);
+    if (rc < 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return cm_error_sys(err, CM_ERR_IO, "drop: capabilities, dumpable or no_new_privs");
+    uid_t r, e, sv;
+    gid_t gr, ge, gs;
+    if (getresuid(&r, &e, &sv) < 0 || getresgid(&gr, &ge, &gs) < 0 || r != uid || e != uid ||
+        sv != uid || gr != gid || ge != gid || gs != gid || !caps_empty() ||
+        (!*bounding_kept && CAP_IS_SUPPORTED(CAP_SETPCAP) && cap_get_bound(CAP_SETPCAP) != 0))
+        return cm_error_set(err, CM_ERR_INTERNAL, "drop: still privileged after the drop");
+    return 0;
 }

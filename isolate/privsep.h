@@ -49,6 +49,16 @@ typedef struct cm_privsep_spawn {
     const char *own;       /* the call directory to give uid, or NULL */
 } cm_privsep_spawn;
 
+/* The engine's drop to the service user, before its first thread
+ * (capability state is per thread): no supplementary groups, securebits
+ * set and locked and the bounding set emptied (both need CAP_SETPCAP: a
+ * container without it keeps its runtime's bounding set, *bounding_kept
+ * says so; no_new_privs still keeps exec from gaining anything), ambient
+ * cleared, all uids and gids uid/gid, no capabilities, dumpable again (the
+ * uid change cleared it: the broker's IDS needs the engine's children's
+ * /proc files to be the service user's), no_new_privs.  Checked after. */
+int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err);
+
 /* Starts `codemode __sandboxd` with facts on one SOCK_SEQPACKET. */
 int cm_privsep_start(const cm_privsep_facts *f, cm_privsep *ps, cm_error *err);
 /* Closes the channel and waits for the broker's clean-up and exit; its

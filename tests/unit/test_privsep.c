@@ -2,7 +2,8 @@
  * against the real broker (`codemode __sandboxd`, CODEMODE_BIN or
  * build/codemode): each request through the C client with a throw-away
  * service uid, its own cgroups and work dir; a refused request loses the
- * channel for good; stop waits for the broker's clean-up.  Root only
+ * channel for good; stop waits for the broker's clean-up; the engine's
+ * drop leaves no capability, no root id, no group.  Root only
  * (skipped otherwise); tests/security/test_sandboxd.py fuzzes the broker. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sys/capability.h>
 
 #include "privsep.h"
 #include "util.h"
@@ -217,11 +220,118 @@ static void test_refused_request_loses_the_channel(void **state)
     assert_string_equal(buf, "");
 }
 
+/* /proc/self/status field name's value, "" when absent. */
+static void status_field(const char *name, char *out, size_t cap)
+{
+    char buf[8192];
+    read_proc(getpid(), "status", buf, sizeof buf);
+    out[0] = '\0';
+    char *p = strstr(buf, name);
+    if (!p)
+        return;
+    p += strlen(name);
+    p += strspn(p, " \t");
+    size_t n = strcspn(p, "\n");
+    snprintf(out, cap, "%.*s", (int)n, p);
+    for (char *t = out + strlen(out); t > out && (t[-1] == ' ' || t[-1] == '\t');)
+        *--t = '\0';
+}
+
+static void assert_child_ok(pid_t pid)
+{
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_drop(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    pid_t pid = fork();
+    if (pid == 0) {
+        uid_t svc = 3961000 + (uid_t)(getpid() % 500);
+        cm_error err;
+        bool kept = true;
+        if (cm_privsep_drop(svc, svc, &kept, &err) < 0 || kept)
+            _exit(10);
+        char v[256], want[64];
+        snprintf(want, sizeof want, "%u\t%u\t%u\t%u", svc, svc, svc, svc);
+        const char *zero[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"};
+        for (int i = 0; i < 5; i++) {
+            status_field(zero[i], v, sizeof v);
+            if (strcmp(v, "0000000000000000"))
+                _exit(20 + i);
+        }
+        status_field("Uid:", v, sizeof v);
+        if (strcmp(v, want))
+            _exit(30);
+        status_field("Gid:", v, sizeof v);
+        if (strcmp(v, want))
+            _exit(31);
+        status_field("Groups:", v, sizeof v);
+        if (v[0])
+            _exit(32);
+        status_field("NoNewPrivs:", v, sizeof v);
+        if (strcmp(v, "1") || prctl(PR_GET_DUMPABLE) != 1)
+            _exit(33);
+        /* and nothing comes back: not root again, no capability */
+        if (setuid(0) == 0 || cm_privsep_drop(0, 0, &kept, &err) == 0)
+            _exit(34);
+        _exit(0);
+    }
+    assert_child_ok(pid);
+}
+
+/* With only the engine container's capabilities (no CAP_SETPCAP): the
+ * bounding set stays the runtime's, everything else is dropped. */
+static void test_drop_container_caps(void **state)
+{
+    (void)state;
+    if (geteuid() != 0)
+        skip();
+    pid_t pid = fork();
+    if (pid == 0) {
+        cap_value_t keep[] = {CAP_CHOWN, CAP_SETUID, CAP_SETGID, CAP_BPF, CAP_NET_ADMIN};
+        for (cap_value_t c = 0; c < (cap_value_t)cap_max_bits(); c++) {
+            bool k = false;
+            for (int i = 0; i < 5; i++)
+                k = k || keep[i] == c;
+            if (!k && cap_drop_bound(c) < 0)
+                _exit(2);
+        }
+        cap_t caps = cap_init();
+        cap_set_flag(caps, CAP_PERMITTED, 5, keep, CAP_SET);
+        cap_set_flag(caps, CAP_EFFECTIVE, 5, keep, CAP_SET);
+        if (cap_set_proc(caps) < 0)
+            _exit(3);
+        cap_free(caps);
+        uid_t svc = 3961600 + (uid_t)(getpid() % 300);
+        cm_error err;
+        bool kept = false;
+        if (cm_privsep_drop(svc, svc, &kept, &err) < 0 || !kept)
+            _exit(10);
+        char v[256];
+        status_field("CapEff:", v, sizeof v);
+        if (strcmp(v, "0000000000000000"))
+            _exit(11);
+        status_field("CapPrm:", v, sizeof v);
+        if (strcmp(v, "0000000000000000"))
+            _exit(12);
+        _exit(getuid() == svc && getegid() == svc ? 0 : 13);
+    }
+    assert_child_ok(pid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_request_loses_the_channel, setup, teardown),
+        cmocka_unit_test(test_drop),
+        cmocka_unit_test(test_drop_container_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
