@@ -34,6 +34,11 @@ SVC = 3950000 + (os.getpid() % 1000) * 40  # S; the range is S+1 .. S+16
 BASE, COUNT = SVC + 1, 16
 U = BASE + 3
 CG = "/sys/fs/cgroup"
+# this host's hierarchies: v1 pids and cpu beside cgroup2 at unified/, or
+# cgroup2 alone at the mount point (the cgroup v2 test VM)
+PURE_V2 = os.path.exists(os.path.join(CG, "cgroup.controllers"))
+V1_ROOTS = [] if PURE_V2 else [os.path.join(CG, c) for c in ("pids", "cpu")]
+V2_ROOT = CG if PURE_V2 else os.path.join(CG, "unified")
 
 
 def frame(op, uid=0, pgid=0, sig=0, strs=(), nstr=None, magic=MAGIC, extra=b""):
@@ -123,12 +128,12 @@ class Broker:
         # each below a directory of its own (0755, root's), as an engine's
         # instance is below its cgroup: the hierarchy roots here are 0555,
         # which a root without CAP_DAC_OVERRIDE could not remove from
-        self.parents = [os.path.join(CG, c, tag) for c in ("pids", "cpu", "unified")]
+        self.parents = [os.path.join(r, tag) for r in V1_ROOTS + [V2_ROOT]]
         for d in self.parents:
             os.mkdir(d)
-        self.v1 = [os.path.join(d, "e") for d in self.parents[:2]]
-        self.v2 = os.path.join(self.parents[2], "e")
-        self.prov = os.path.join(self.parents[2], "p")
+        self.v1 = [os.path.join(d, "e") for d in self.parents[:-1]]
+        self.v2 = os.path.join(self.parents[-1], "e")
+        self.prov = os.path.join(self.parents[-1], "p")
         for d in self.v1 + [self.v2]:
             os.makedirs(os.path.join(d, "c1"))
         os.mkdir(self.prov)
@@ -215,12 +220,13 @@ class SandboxdAccepts(unittest.TestCase):
 
     def test_attach_joins_every_hierarchy(self):
         t = self.target()
-        self.assertEqual(self.b.ask(frame(IDS, uid=U), [t.pidfd]), (0, 0))  # now a sandbox uid
+        # mapped first, as a direct sandbox is attached after its maps
+        self.assertEqual(self.b.ask(frame(IDS, uid=U), [t.pidfd]), (0, 0))
         self.assertEqual(self.b.ask(frame(ATTACH, strs=["c1"]), [t.pidfd]), (0, 0))
         cg = t.proc("cgroup")
         for d in self.b.v1 + [self.b.v2]:
-            rel = d.split("/", 5)[5] if "/unified/" not in d else d.split("/unified", 1)[1]
-            self.assertIn(rel.rstrip("/") + "/c1", cg)
+            root = next(r for r in V1_ROOTS + [V2_ROOT] if d.startswith(r + "/"))
+            self.assertIn("/%s/c1\n" % os.path.relpath(d, root), cg)
 
     def test_attach_takes_a_process_of_a_sandbox_uid(self):
         t = self.target(U)  # as a zygote's child: already the sandbox uid
