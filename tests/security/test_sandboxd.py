@@ -257,6 +257,42 @@ class SandboxdAccepts(unittest.TestCase):
             _, st = os.waitpid(pid, 0)
             self.assertTrue(os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL)
 
+    def call_dir(self, name, link=False):
+        """A call directory as the unprivileged engine makes it: S's, 0700,
+        a script in it (and, with link, a second name of that script)."""
+        call = os.path.join(self.b.workdir, name)
+        os.mkdir(call, 0o700)
+        with open(os.path.join(call, "script"), "w") as f:
+            f.write("x")
+        if link:
+            os.link(os.path.join(call, "script"), os.path.join(call, "alias"))
+        for p in [call] + [os.path.join(call, n) for n in os.listdir(call)]:
+            os.chown(p, SVC, SVC)
+        return call
+
+    def test_provider_own_gives_the_call_dir_to_the_uid(self):
+        call = self.call_dir("call2")
+        pid, r = self.spawn("echo hi > %s/out" % call, ["r" + call, "o" + call])
+        with os.fdopen(r) as f:
+            said = f.read()
+        _, st = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(st), 0, said)
+        d = os.stat(call)
+        self.assertEqual((d.st_uid, d.st_gid, d.st_mode & 0o7777), (U, SVC, 0o2750))
+        for name in ("script", "out"):  # the engine's group stays: it may read them
+            f = os.stat(os.path.join(call, name))
+            self.assertEqual((f.st_uid, f.st_gid), (U, SVC), name)
+
+    def test_provider_own_refuses_a_hard_link(self):
+        call = self.call_dir("call3", link=True)
+        pid, r = self.spawn("echo ran", ["r" + call, "o" + call])
+        with os.fdopen(r) as f:
+            self.assertIn("not a file of its own", f.read())
+        _, st = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(st), 126)
+        self.assertEqual(os.stat(call).st_uid, SVC)  # nothing given away
+        self.assertEqual(os.stat(os.path.join(call, "script")).st_uid, SVC)
+
     def test_uidkill_clears_the_uid_and_its_call_dir(self):
         call = os.path.join(self.b.workdir, "call1")
         os.mkdir(call, 0o700)
