@@ -19,6 +19,7 @@
 
 #include "agent.h"
 #include "chain_tools.h"
+#include "registry.h"
 #include "chain_int.h"
 #include "pool.h"
 #include "jsonrpc.h"
@@ -27,8 +28,9 @@
 #define DIAG_MAX 65536
 #define POLL_SLICE_MS 100
 
-/* Kinds a chain may end with as they are; invalid_arguments is a tool call's
- * (the engine's schema check) kept so the agent sees what to fix. */
+/* Kinds a chain's `done` keeps as they are (which kinds it may claim at all
+ * is chain_check.c's to say); invalid_arguments is a tool call's (the
+ * engine's schema check) kept so the agent sees what to fix. */
 static const char *const runner_error_kinds[] = {
     "syntax",           "exception", "tool_error", "policy_denied", "result_not_serializable",
     "invalid_arguments"};
@@ -41,7 +43,7 @@ static void take_log(chain *ch, const cJSON *msg)
 {
     const char *line = cm_json_str(msg, "line");
     if (!line) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: log frame without line");
+        cm_chain_broke(ch, "log line is not a string");
         return;
     }
     size_t len = strlen(line) + 1;
@@ -72,14 +74,14 @@ static void take_search(chain *ch, const cJSON *msg)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     const char *query = cm_json_str(msg, "query");
     const cJSON *limit = cJSON_GetObjectItemCaseSensitive(msg, "limit");
-    if (!cJSON_IsNumber(id) || !query) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: search frame needs numeric id and string query");
+    if (!cm_chain_take_id(ch, id, "search"))
+        return;
+    if (!query || !cJSON_IsNumber(limit) || !(limit->valuedouble >= 1) ||
+        !(limit->valuedouble <= 1000) || limit->valuedouble != (double)limit->valueint) {
+        cm_chain_broke(ch, "search frame needs a string query and an int limit 1..1000");
         return;
     }
-    int n = cJSON_IsNumber(limit) && limit->valuedouble >= 1 && limit->valuedouble <= 1000
-                ? limit->valueint
-                : 10;
+    int n = limit->valueint;
     size_t qlen = strlen(query);
     if (qlen > CM_SEARCH_MAX_QUERY) {
         cm_error err;
@@ -87,28 +89,31 @@ static void take_search(chain *ch, const cJSON *msg)
                      "search_tools: the query is %zu bytes, over the limit of %d; describe the "
                      "task in fewer words",
                      qlen, CM_SEARCH_MAX_QUERY);
+        cm_chain_returned(ch, err.kind);
         cm_chain_queue(ch, cm_chain_result_frame(id->valuedouble, NULL, &err));
         return;
     }
-    cm_chain_queue(ch,
-                   cm_chain_result_frame(
-                       id->valuedouble,
-                       cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n, false),
-                       NULL));
+    cm_chain_queue(
+        ch, cm_chain_result_frame(
+                id->valuedouble,
+                cm_agent_search(ch->eng, cm_policy_chain_profile(ch->pc), query, n, false), NULL));
 }
 
 /* {"t":"interfaces","id":I[,"name":S]}: `interfaces` or get_tool_interface
  * inside the chain, answered with the text as the caller's
  * get_all_tools_python_interfaces with detail "index" (the compact index) /
- * get_tool_interface give it (null: the chain has no such tool).  Asked for on use, never sent ahead. */
+ * get_tool_interface give it (null: the chain has no such tool).  Asked for on use, never sent
+ * ahead. */
 static void take_interfaces(chain *ch, const cJSON *msg)
 {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(msg, "name");
-    if (!cJSON_IsNumber(id) || (name && !cJSON_IsString(name))) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: interfaces frame needs a numeric id and an "
-                        "optional string name");
+    if (!cm_chain_take_id(ch, id, "interfaces"))
+        return;
+    if (cJSON_IsNull(name))
+        name = NULL;
+    if (name && !cJSON_IsString(name)) {
+        cm_chain_broke(ch, "interfaces frame with a name that is not a string");
         return;
     }
     const struct cm_policy_profile *prof = cm_policy_chain_profile(ch->pc);
@@ -129,8 +134,8 @@ static bool known_runner_kind(const char *kind)
 static void take_done(chain *ch, cJSON *msg)
 {
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(msg, "ok");
-    if (cJSON_IsTrue(ok)) {
-        cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+    cJSON *result = cJSON_GetObjectItemCaseSensitive(msg, "result");
+    if (cJSON_IsTrue(ok) && result) {
         cm_autofree char *text = result ? cm_json_print(result) : NULL;
         if (text && strlen(text) > (size_t)ch->lim->max_result_bytes) {
             cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT, "result of %zu bytes exceeds the limit of %ld",
@@ -143,15 +148,26 @@ static void take_done(chain *ch, cJSON *msg)
         return;
     }
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(msg, "error");
+    if (!cJSON_IsFalse(ok) || !cJSON_IsObject(e)) {
+        cm_chain_broke(ch, "done frame without ok/result or error");
+        return;
+    }
     const char *kind = cm_json_str(e, "kind");
     const char *message = cm_json_str(e, "message");
-    if (!kind || !message) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: malformed done frame");
+    const cJSON *tb = cJSON_GetObjectItemCaseSensitive(e, "traceback");
+    if (!kind || !message || (tb && !cJSON_IsString(tb) && !cJSON_IsNull(tb))) {
+        cm_chain_broke(ch, "done frame with a malformed error");
+        return;
+    }
+    if (!cm_chain_may_claim(ch, kind)) {
+        cm_chain_broke(ch, "the chain ended with error kind '%.60s', which no tool call returned",
+                       kind);
         return;
     }
     /* Any other kind is a failed tool call's (timeout, io...) re-raised by
-     * an uncaught ToolError (the bridge admits only those): a chain cannot
-     * claim them, but a tool did fail, so the chain ends with tool_error. */
+     * an uncaught ToolError (cm_chain_may_claim admits only kinds the engine
+     * returned to this chain): a tool did fail, so the chain ends with
+     * tool_error. */
     cm_chain_set_error(ch, known_runner_kind(kind) ? cm_errkind_from_name(kind) : CM_ERR_TOOL_ERROR,
                        message, cm_json_str(e, "traceback"));
 }
@@ -160,14 +176,14 @@ static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
 {
     const char *t = cm_json_str(msg, "t");
     if (!t)
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "protocol violation: frame without type");
+        cm_chain_broke(ch, "frame without a string 't'");
     else if (strcmp(t, "log") == 0)
         take_log(ch, msg);
     else if (strcmp(t, "call") == 0)
         cm_chain_start_call(ch, msg, frame_len);
     else if (strcmp(t, "done") == 0)
         take_done(ch, msg);
-    else if (strcmp(t, "ready") == 0) {
+    else if (strcmp(t, "ready") == 0 && !ch->ready_us) { /* once, before anything else */
         ch->ready_us = cm_now_us();
         cm_metrics_sandbox_ready(ch->eng->metrics, (double)(ch->ready_us - ch->start_us) / 1000.0);
     } else if (strcmp(t, "search") == 0)
@@ -175,8 +191,7 @@ static void take_frame(chain *ch, cJSON *msg, size_t frame_len)
     else if (strcmp(t, "interfaces") == 0)
         take_interfaces(ch, msg);
     else
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: unknown frame type '%.40s'", t);
+        cm_chain_broke(ch, "unexpected frame '%.40s'", t);
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
@@ -200,7 +215,11 @@ static int read_control(chain *ch)
         int rc;
         while (!ch->finished && (rc = cm_frame_next(&ch->reader, &msg, &err)) != 0) {
             if (rc < 0) {
-                cm_chain_errorf(ch, err.kind, "protocol violation: %s", err.message);
+                /* the frame limit is the chain's output limit; bad bytes break the protocol */
+                if (err.kind == CM_ERR_OUTPUT_LIMIT)
+                    cm_chain_errorf(ch, err.kind, "protocol violation: %s", err.message);
+                else
+                    cm_chain_broke(ch, "%s", err.message);
                 break;
             }
             if (rc == 2) { /* too big to read: dropped */
@@ -215,6 +234,28 @@ static int read_control(chain *ch)
     }
 }
 
+/* The minimal init's last word (harden.c report_runner_end): how the
+ * runner ended, kept even past DIAG_MAX. */
+static void note_init_line(chain *ch, const char *buf, size_t n)
+{
+    static const char tag[] = "codemode-init: runner ";
+    const size_t tl = sizeof tag - 1;
+    for (size_t i = 0; i + tl <= n; i++) {
+        if (memcmp(buf + i, tag, tl) != 0)
+            continue;
+        char line[48];
+        size_t j = 0, k = i + tl;
+        while (k < n && buf[k] != '\n' && j + 1 < sizeof line)
+            line[j++] = buf[k++];
+        line[j] = '\0';
+        int v;
+        if (sscanf(line, "exit status %d", &v) == 1)
+            snprintf(ch->runner_end, sizeof ch->runner_end, " (exit status %d)", v);
+        else if (sscanf(line, "signal %d", &v) == 1)
+            snprintf(ch->runner_end, sizeof ch->runner_end, " (signal %d)", v);
+    }
+}
+
 static void read_diag(chain *ch)
 {
     char buf[8192];
@@ -226,6 +267,7 @@ static void read_diag(chain *ch)
         }
         return;
     }
+    note_init_line(ch, buf, (size_t)n);
     size_t room = ch->diag.len < DIAG_MAX ? DIAG_MAX - ch->diag.len : 0;
     cm_error err;
     cm_buf_append(&ch->diag, buf, (size_t)n < room ? (size_t)n : room, &err);
@@ -247,6 +289,29 @@ static void write_control(chain *ch)
     }
 }
 
+/* How the sandbox's pid 1 (the runner, without the init layer) ended,
+ * when the engine is its parent (the direct path; a zygote's sandbox is
+ * the zygote's child): " (exit status N)" or " (signal N)", or "" when
+ * unknown.  WNOWAIT: the pool's reaper still reaps it. */
+static void exit_status(const chain *ch, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (ch->sb.pidfd < 0 || ch->sb.foreign)
+        return;
+    struct pollfd p = {.fd = ch->sb.pidfd, .events = POLLIN};
+    if (poll(&p, 1, 100) <= 0) /* the init exits right after its runner */
+        return;
+    siginfo_t si = {0};
+    if (waitid(P_PIDFD, (id_t)ch->sb.pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || !si.si_pid)
+        return;
+    if (si.si_code == CLD_EXITED && si.si_status < 128)
+        snprintf(out, cap, " (exit status %d)", si.si_status);
+    else if (si.si_code == CLD_EXITED)
+        snprintf(out, cap, " (signal %d)", si.si_status - 128);
+    else
+        snprintf(out, cap, " (signal %d)", si.si_status);
+}
+
 static void runner_died(chain *ch)
 {
     /* the process is gone: take whatever it managed to send first */
@@ -254,11 +319,50 @@ static void runner_died(chain *ch)
         read_control(ch);
     if (ch->finished)
         return;
-    while (ch->out_fd >= 0)
+    while (ch->out_fd >= 0) { /* to its end: the init's line comes last */
+        struct pollfd p = {.fd = ch->out_fd, .events = POLLIN};
+        int64_t left = ch->deadline_ms - cm_now_ms();
+        if (poll(&p, 1, left > 0 ? (int)(left < 1000 ? left : 1000) : 0) == 0)
+            break;
         read_diag(ch);
-    const char *tail = ch->diag.len > 2000 ? ch->diag.data + ch->diag.len - 2000 : ch->diag.data;
-    cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE, "the sandbox runner exited without a result%s%s",
-                    ch->diag.len ? ": " : "", ch->diag.len ? tail : "");
+    }
+    cm_error err;
+    cm_buf_append(&ch->diag, "", 1, &err); /* NUL-terminated for strstr */
+    char *init_line = strstr(ch->diag.data, "codemode-init: runner ");
+    if (init_line) /* said in the message's own words */
+        *init_line = '\0';
+    size_t len = strlen(ch->diag.data);
+    const char *tail = len > 2000 ? ch->diag.data + len - 2000 : ch->diag.data;
+    bool said = len > 0;
+    /* Who ended it.  The sandbox failed when the runner exited on its own
+     * account (a malformed frame from the engine, a closed socket, a bug in
+     * it: it says so on fd 2 first, runner_protocol.py _fatal) or when the
+     * sandbox was killed from outside (the init did not report the runner's
+     * end: nothing inside a pid namespace can kill its init).  Any other end
+     * without `done` is the chain's doing (os._exit, a signal it sent
+     * itself, a crash in code it loaded).  The chain process is the runner,
+     * so it could write the runner's lines too: that gains it nothing but
+     * the kind sandbox_failure (as killing its bridge did when there was
+     * one), never a kind the engine alone gives. */
+    static const char *const runner_fatal[] = {
+        "codemode-runner: internal error", "codemode-runner: malformed frame",
+        "codemode-runner: engine closed", "codemode-runner: control socket"};
+    bool runner_failed = false;
+    for (size_t i = 0; said && i < sizeof runner_fatal / sizeof *runner_fatal; i++)
+        runner_failed = runner_failed || strstr(ch->diag.data, runner_fatal[i]);
+    bool with_init = cm_isolation_active(&ch->eng->iso, CM_LAYER_INIT);
+    char how[48];
+    snprintf(how, sizeof how, "%s", ch->runner_end);
+    if (!with_init)
+        exit_status(ch, how, sizeof how);
+    if (runner_failed || (with_init && !ch->runner_end[0])) {
+        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
+                        "the sandbox runner exited without a result%s%s", said ? ": " : "",
+                        said ? tail : "");
+        return;
+    }
+    cm_chain_errorf(ch, CM_ERR_EXCEPTION, "the chain process ended without a result%s%s%s", how,
+                    said ? ": " : "", said ? tail : "");
 }
 
 static void serve(chain *ch)
@@ -606,6 +710,8 @@ static cJSON *chain_run(cm_engine *eng, cm_conn *conn, const char *code, double 
         ch.reader.max_frame = eng->cfg.max_call_bytes + 65536;
     ch.reader.drop_oversized = true;
     ch.logs = cJSON_CreateArray();
+    ch.next_id = 1;
+    ch.registry_gen = cm_registry_generation(eng->registry);
     ch.start_us = cm_now_us();
     ch.deadline_ms = ch.start_us / 1000 + (int64_t)(ch.timeout_s * 1000.0);
     if (start_sandbox(&ch, &err) < 0) {

@@ -1,6 +1,6 @@
 /* chain_calls.c — a chain's tool calls: each `call` frame from the sandbox
- * is checked against the call budget and the in-flight memory budget
- * (chain_budget.h), then runs on the providers' I/O loop (http, mcp) or on
+ * is checked against the protocol (chain_check.c: its id, its tool), the call budget and the
+ * in-flight memory budget (chain_budget.h), then runs on the providers' I/O loop (http, mcp) or on
  * its own thread, and its result frame goes back to the sandbox.  Split from
  * chain.c (sandbox and control frames) to keep both readable. */
 #include <stdarg.h>
@@ -34,6 +34,8 @@ cJSON *cm_chain_result_frame(double id, cJSON *value, const cm_error *err)
 /* The one way a tool call's answer goes back to the sandbox: redacted. */
 static cJSON *call_result_frame(const tool_call *tc, cJSON *value, const cm_error *err)
 {
+    if (err)
+        cm_chain_returned(tc->ch, err->kind);
     return cm_redact_frame(tc->redact, cm_chain_result_frame(tc->id, value, err));
 }
 
@@ -326,6 +328,7 @@ static void refuse_call(chain *ch, double id, cm_errkind kind, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(err.message, sizeof err.message, fmt, ap);
     va_end(ap);
+    cm_chain_returned(ch, kind);
     cm_chain_queue(ch, cm_chain_result_frame(id, NULL, &err));
 }
 
@@ -382,9 +385,16 @@ void cm_chain_start_call(chain *ch, cJSON *msg, size_t frame_len)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(msg, "id");
     const char *tool = cm_json_str(msg, "tool");
     cJSON *args = cJSON_GetObjectItemCaseSensitive(msg, "args");
-    if (!cJSON_IsNumber(id) || !tool || (args && !cJSON_IsObject(args))) {
-        cm_chain_errorf(ch, CM_ERR_SANDBOX_FAILURE,
-                        "protocol violation: call frame needs numeric id, tool and object args");
+    if (!cm_chain_take_id(ch, id, "call"))
+        return;
+    if (!tool) {
+        cm_chain_broke(ch, "call frame without a string tool");
+        return;
+    }
+    if (!cm_chain_tool_known(ch, tool))
+        return;
+    if (!cJSON_IsObject(args)) {
+        cm_chain_broke(ch, "call arguments are not an object");
         return;
     }
     atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
@@ -446,7 +456,7 @@ static bool call_head(const char *head, double *id, char *tool, size_t cap)
 void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len)
 {
     double id;
-    char tool[128];
+    char tool[512];
     if (!call_head(head, &id, tool, sizeof tool)) {
         cm_chain_errorf(ch, CM_ERR_OUTPUT_LIMIT,
                         "control frame of %zu bytes exceeds the limit of %zu bytes "
@@ -455,6 +465,9 @@ void cm_chain_oversized_frame(chain *ch, const char *head, size_t frame_len)
                         frame_len, ch->reader.max_frame);
         return;
     }
+    cm_autojson cJSON *idj = cJSON_CreateNumber(id);
+    if (!cm_chain_take_id(ch, idj, "call") || !cm_chain_tool_known(ch, tool))
+        return;
     atomic_fetch_add(&ch->eng->stats.tool_calls, 1);
     ++ch->ncalls;
     refuse_call(ch, id, CM_ERR_TOOL_ERROR,

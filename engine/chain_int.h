@@ -1,6 +1,7 @@
-/* chain_int.h — what chain.c (sandbox, control frames, limits) and
- * chain_calls.c (the chain's tool calls and their memory budget) share: the
- * chain's state.  Private to those two files. */
+/* chain_int.h — what chain.c (sandbox, control frames, limits),
+ * chain_calls.c (the chain's tool calls and their memory budget) and
+ * chain_check.c (the protocol rules a chain's frames must keep) share: the
+ * chain's state.  Private to those files. */
 #ifndef CM_CHAIN_INT_H
 #define CM_CHAIN_INT_H
 
@@ -67,17 +68,22 @@ struct chain {
     bool finished;
     int64_t start_us, deadline_ms, ready_us;
     double timeout_s;
-    cm_policy_chain *pc;           /* policy session (policies/session.h) */
-    cm_egress egress;              /* the profile's egress rules for providers (rules NULL: none) */
-    const cm_limits *lim;          /* this chain's limits: engine ∩ profile ∩ request */
-    const cJSON *progress_token;   /* MCP progress token of the request, or NULL */
-    cm_running run;                /* registered on conn while it runs (cancel.c) */
+    cm_policy_chain *pc;         /* policy session (policies/session.h) */
+    cm_egress egress;            /* the profile's egress rules for providers (rules NULL: none) */
+    const cm_limits *lim;        /* this chain's limits: engine ∩ profile ∩ request */
+    const cJSON *progress_token; /* MCP progress token of the request, or NULL */
+    cm_running run;              /* registered on conn while it runs (cancel.c) */
     bool registered;
     cm_limits limits;              /* isolation: this chain's cgroup limits */
     cm_jail jail;                  /* isolation: ids and cgroups of this chain's sandbox */
     char primed[CM_POOL_KEY_MAX];  /* the warm sandbox's tool table (chain_tools.h), or "" */
     cm_cgroup_usage_fds usage_fds; /* its cgroup usage files, when usage_open */
     bool usage_open;
+    /* chain_check.c: what the chain's frames are checked against */
+    long long next_id;           /* the id the next call/search/interfaces must have */
+    atomic_ulong returned_kinds; /* bit k: a failed result of kind k went to the chain */
+    unsigned long registry_gen;  /* the registry's generation when the run began */
+    char runner_end[40];         /* the init's report of the runner's end, or "" (chain.c) */
 };
 
 /* chain_state.c: the chain's error (first one wins; ends the chain) */
@@ -89,6 +95,20 @@ void cm_chain_errorf(chain *ch, cm_errkind kind, const char *fmt, ...)
 void cm_chain_note(chain *ch, const char *line);
 /* Encodes frame (taken) onto the bytes waiting for the sandbox. */
 void cm_chain_queue(chain *ch, cJSON *frame);
+
+/* chain_check.c: the protocol rules (a broken one ends the chain with kind
+ * exception, "the chain broke the runner protocol: ...") */
+void cm_chain_broke(chain *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* id is the next of the chain's call/search/interfaces ids (1, 2, 3...);
+ * false (and the chain ended) when not. */
+bool cm_chain_take_id(chain *ch, const cJSON *id, const char *what);
+/* tool names a tool of this run (the caller's view of the registry); false
+ * (and the chain ended) when not. */
+bool cm_chain_tool_known(chain *ch, const char *tool);
+/* A failed result of this kind goes to the chain (any thread). */
+void cm_chain_returned(chain *ch, cm_errkind kind);
+/* A `done` may carry this kind: one the runner produces, or one returned. */
+bool cm_chain_may_claim(chain *ch, const char *kind);
 
 /* chain_calls.c */
 cJSON *cm_chain_result_frame(double id, cJSON *value, const cm_error *err);

@@ -83,13 +83,40 @@ int cm_harden_seccomp(const struct sock_filter *insns, unsigned short len, const
     return 0;
 }
 
-/* The sandbox's pid 1: closes every fd, makes itself non-dumpable (its
- * memory is a copy of the engine's or the zygote's), reaps every child and
- * exits with the runner's status (128+signal when it was killed).  When it
- * exits the kernel kills whatever is left in the pid namespace. */
+/* "codemode-init: runner exit status N\n" / "...: runner signal N\n" on fd
+ * 2 (the engine's diagnostics pipe), without stdio: this is a clone child. */
+static void report_runner_end(int st)
+{
+    char line[64] = "codemode-init: runner ";
+    size_t n = sizeof "codemode-init: runner " - 1;
+    const char *what = WIFEXITED(st) ? "exit status " : "signal ";
+    unsigned v = WIFEXITED(st) ? (unsigned)WEXITSTATUS(st) : (unsigned)WTERMSIG(st);
+    while (*what)
+        line[n++] = *what++;
+    char digits[8];
+    int d = 0;
+    do {
+        digits[d++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && d < 8);
+    while (d)
+        line[n++] = digits[--d];
+    line[n++] = '\n';
+    (void)!syscall(SYS_write, 2, line, n);
+}
+
+/* The sandbox's pid 1: closes every fd but the diagnostics pipe (fd 2),
+ * makes itself non-dumpable (its memory is a copy of the engine's or the
+ * zygote's), reaps every child, says how the runner ended on fd 2 (the
+ * engine tells a chain that ended itself from a sandbox killed from
+ * outside by that line: a process in the pid namespace cannot kill its
+ * init) and exits with the runner's status (128+signal when it was
+ * killed).  When it exits the kernel kills whatever is left in the pid
+ * namespace. */
 static _Noreturn void run_init(pid_t runner)
 {
-    syscall(SYS_close_range, 0U, ~0U, 0U);
+    syscall(SYS_close_range, 0U, 1U, 0U);
+    syscall(SYS_close_range, 3U, ~0U, 0U);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (;;) {
         int st = 0;
@@ -98,8 +125,10 @@ static _Noreturn void run_init(pid_t runner)
             continue;
         if (pid < 0)
             syscall(SYS_exit_group, INIT_EXIT_FAILURE);
-        if (pid == runner)
+        if (pid == runner) {
+            report_runner_end(st);
             syscall(SYS_exit_group, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        }
     }
 }
 

@@ -213,7 +213,7 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
     probe_userns_limit(iso);
     probe_bpf(iso);
     set_layer(iso, CM_LAYER_INIT, CM_LAYER_ACTIVE,
-              "pid 1 is a minimal reaper; the runner is its child");
+              "pid 1 is a minimal reaper; the runner, the chain's one process, is its child");
     return 0;
 }
 

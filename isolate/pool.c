@@ -379,8 +379,8 @@ static void *refill_main(void *arg)
 
 /* Teardown yields to requests: the reaper thread and the sandbox being torn
  * down (its exit unmaps a copy of the zygote's image) run at the lowest
- * priority; the runner's bridge has lowered itself and the chain process
- * once it passed `done` on (runner_protocol.py _kill_chain_process).  But a
+ * priority; the runner (the chain's one process) has lowered itself once
+ * it sent `done` (runner_chain.py _wait_for_kill).  But a
  * sandbox holds a uid and cgroups until it is reaped: when teardown falls
  * behind (a loaded machine starves nice 19; `make bench` at concurrency 16
  * ran out of sandbox uids), the reaper and the sandboxes it kills go back to

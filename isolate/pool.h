@@ -1,6 +1,6 @@
 /* pool.h — the warm pool: single-use sandboxes built ahead of time (ids,
- * cgroups, namespaces, mounts, runner started with its imports done and the
- * chain process forked, `ready` received), per rootfs flavour (minimal, and
+ * cgroups, namespaces, mounts, runner started with its imports done and its
+ * run prepared, `ready` received), per rootfs flavour (minimal, and
  * full when engine.pool_full_size > 0).  A chain takes one, uses it once,
  * and hands it to the pool's reaper, which kills, reaps and removes its
  * cgroups off the request path.  Refills run on long-lived threads (the
@@ -50,7 +50,7 @@ typedef struct cm_pool_sandbox {
      * chain only reads them: no cgroup path walk on the request path */
     cm_cgroup_usage_fds usage;
     bool usage_open;
-    /* its tasks when it reported ready (init, bridge, chain process), read
+    /* its tasks when it reported ready (init, chain process), read
      * then so that a take only resets their priority (no cgroup read) */
     pid_t tids[8];
     int ntids;

@@ -18,7 +18,7 @@
  *                     inherit the table, parsed: cm_zygote_prime)
  * The engine then moves the child (host pid from the pidfd's fdinfo) into
  * the chain's cgroups and writes "G" on the control socket; the child
- * hardens itself and becomes the runner's bridge. */
+ * hardens itself and goes on as the runner (the chain's one process). */
 #include "zygote.h"
 
 #include <errno.h>

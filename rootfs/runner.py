@@ -2,7 +2,7 @@
 
 The runner is ONE module in the sandbox (/usr/lib/python3.11/_codemode_runner.pyc,
 see rootfs/README.md): one namespace (the chain's helpers share one __globals__,
-module globals such as _STATE and _CHILD_PID are one variable) and one code
+module globals such as _STATE and _PRIMED are one variable) and one code
 filename (its frames are stripped from chain tracebacks by that name).  Its
 source reads better by concern, so it lives in the parts below, each using only
 names of the parts before it; source() joins them in this order.
@@ -19,7 +19,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PARTS = ("runner_protocol.py", "runner_calls.py", "runner_chain.py", "runner_bridge.py")
+PARTS = ("runner_protocol.py", "runner_calls.py", "runner_chain.py", "runner_main.py")
 
 
 def source(here=HERE):

@@ -4,8 +4,8 @@
 # built from a result or an exception, in-chain introspection, and the run
 # itself (_warm_up, _run_chain).
 #
-# Why its own file: this is everything on the chain's side of the bridge;
-# it uses parts 1 and 2 and nothing of the bridge (part 4).
+# Why its own file: this is everything one run of a chain needs; it uses
+# parts 1 and 2, and part 4 (the zygote's loop, main) calls it.
 
 # --------------------------------------------------------------------------- log capture
 class _LogSink:
@@ -379,9 +379,15 @@ _PRIMED = None
 
 
 def _wait_for_kill(fd):
-    """After `done` the bridge kills this process: wait for that (reading and
-    dropping late results) instead of exiting, so the process's teardown does not
-    compete for a CPU with the bridge passing `done` on.  Returns at EOF."""
+    """After `done` the engine kills the sandbox: wait for that (reading and
+    dropping late results) at the lowest priority instead of exiting, so this
+    process's teardown (unmapping a copy of the zygote's image) does not
+    compete for a CPU with the engine's answer or the next request.
+    Returns at EOF."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    except OSError:
+        pass
     os.set_blocking(fd, True)
     try:
         while os.read(fd, 1 << 16):
@@ -390,8 +396,23 @@ def _wait_for_kill(fd):
         pass
 
 
+def _tools_for_key(run, primed):
+    """The namespaces a run frame's tools_key names: this sandbox's `tools`
+    frame's or the zygote's; any other key is a malformed frame (exit 3)."""
+    key = run["tools_key"]
+    if primed is not None and key == primed[0]:
+        return primed[1]
+    if primed is None and _PRIMED is not None and key == _PRIMED[0]:
+        return _PRIMED[2]    # inherited from the zygote
+    _fatal(EXIT_MALFORMED, "malformed frame: run.tools_key %r is not this sandbox's tool "
+           "table" % (key,))
+
+
 def _run_chain(fd):
-    """The chain process: fd is its link to the bridge (never the engine's socket)."""
+    """The sandbox's runner, and the chain's one process: fd is the engine's
+    control socket.  Nothing here is a security boundary: the chain can reach
+    everything this process holds, fd 3 included, and the engine checks every
+    frame it sends (engine/chain_check.c)."""
     global _STATE
     _warm_up()
     # everything that does not depend on the run frame is made while the sandbox
@@ -409,8 +430,9 @@ def _run_chain(fd):
     # the objects of the imports and the warm-up never die: out of the collector's
     # way, so a collection the run frame's objects trigger walks only new ones
     gc.freeze()
+    chan.send({"t": "ready"})
     run, primed = chan.recv(), None
-    while run.get("t") == "tools":   # the bridge checked it: build its namespaces now
+    while run.get("t") == "tools":   # the table, sent ahead: build its namespaces now
         primed = _parse_tools(run)[0], _tool_namespaces(run["tools"])
         run = None
         gc.freeze()
@@ -419,9 +441,12 @@ def _run_chain(fd):
     policy = run.get("policy") if isinstance(run.get("policy"), str) else "default"
     if chan.frames:
         _fatal(EXIT_MALFORMED, "malformed frame: unexpected frame before any call")
+    # a big frame to the engine is written while the engine answers (a call
+    # it refuses unread, say): what a send read is dispatched at once
+    chan.on_frames = state.dispatch
 
-    if tools is None:            # the bridge checked that the keys match
-        spaces = primed[1] if primed is not None else _PRIMED[2]
+    if tools is None:
+        spaces = _tools_for_key(run, primed)
     else:
         spaces = _tool_namespaces(tools)
     g, roots = _build_globals(spaces, allowed, policy, b)

@@ -109,29 +109,7 @@ def _diag(msg):
 
 def _fatal(code, msg):
     _diag(msg)
-    _kill_chain_process()
     os._exit(code)
-
-
-_CHILD_PID = None      # the chain process, killed by _fatal and after `done`
-
-
-def _kill_chain_process():
-    global _CHILD_PID
-    if _CHILD_PID is not None:
-        try:
-            # the engine has `done`: what is left (the chain process's exit,
-            # this process's) is teardown, which yields to the next request
-            os.setpriority(os.PRIO_PROCESS, _CHILD_PID, 19)
-            os.setpriority(os.PRIO_PROCESS, 0, 19)
-        except OSError:
-            pass
-        try:
-            os.kill(_CHILD_PID, 9)
-            os.waitpid(_CHILD_PID, 0)
-        except OSError:
-            pass
-        _CHILD_PID = None
 
 
 # --------------------------------------------------------------------------- framing
@@ -142,6 +120,10 @@ class _Channel:
         self.fd = fd
         self.buf = bytearray()
         self.frames = []             # decoded frames not yet dispatched
+        # called after a send that read frames while it waited to write (the
+        # event loop's reader will not fire for bytes already read): the
+        # chain's dispatch, once its run has begun
+        self.on_frames = None
         os.set_blocking(fd, False)
 
     # -- output
@@ -170,6 +152,8 @@ class _Channel:
                     self._read_available()
             except OSError as e:
                 self.closed("control socket write failed: %s" % e)
+        if self.frames and self.on_frames is not None:
+            self.on_frames()
 
     # -- input
     def _read_available(self):

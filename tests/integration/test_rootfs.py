@@ -158,8 +158,8 @@ class MinimalProfileEngine(EngineTest):
 
     def test_forged_frames_on_raw_fds_refused(self):
         # the classic subclass walk reaches os; a forged `done` claiming "timeout"
-        # written to every fd of the chain's process never reaches the engine:
-        # the engine's socket is only in the runner's bridge process
+        # written to every fd of the chain's process reaches the engine (fd 3 is
+        # the chain process's own control socket), which refuses the claim
         escape = ("os = [c for c in ().__class__.__base__.__subclasses__() "
                   "if c.__name__ == '_wrap_close'][0].__init__.__globals__['sys'].modules['os']\n")
         code = escape + (

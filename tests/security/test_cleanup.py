@@ -128,8 +128,8 @@ class CleanupTest(unittest.TestCase):
         got = sc["error"]["kind"] if sc["error"] else None
         self.assertEqual(got, kind, sc)
         if kind is None:
-            # pid 1 is the init, pid 2 the runner's bridge, pid 3 the chain process
-            self.assertEqual(sc["result"], 3)
+            # pid 1 is the init, pid 2 the chain process (the sandbox's runner)
+            self.assertEqual(sc["result"], 2)
         return kind
 
     def test_many_chains_leave_nothing(self):
@@ -148,7 +148,7 @@ class CleanupTest(unittest.TestCase):
                 CHAINS, killed, kinds.count("timeout"), kinds.count("memory_limit"), elapsed))
             self.assertEqual(killed, CHAINS // 10 * 2)
             # what is left is exactly the warm pool: one cgroup per hierarchy
-            # and three processes (init, bridge, chain process) per sandbox,
+            # and two processes (init, chain process) per sandbox,
             # and per rootfs flavour a zygote (one cgroup per hierarchy, one
             # process)
             warm, zygotes = settled_pool(eng)
@@ -156,7 +156,7 @@ class CleanupTest(unittest.TestCase):
             per_sandbox = len([r for r in codemode_cgroup_roots()
                                if os.path.isdir(os.path.join(r, "e%d" % eng.proc.pid))])
             self.assertEqual(len(instance_dirs(eng.proc.pid)), (warm + zygotes) * per_sandbox)
-            self.assertEqual(len(sandbox_pids()), warm * 3 + zygotes)
+            self.assertEqual(len(sandbox_pids()), warm * 2 + zygotes)
             self.assertEqual(rootfs_mounts(), [])
             self.assertEqual(fd_count(eng.proc.pid, fds_before), fds_before)
             # the engine writes no temp files: its directory holds only what the test put there

@@ -70,9 +70,10 @@ LAYER_RUNS = {
                          # the zygote's user namespace, where a chain with its capabilities
                          # kept is root: with both layers off, pid 1 can be traced and read
                          ptrace_init=["ok"], process_vm_readv_init=["ok"],
-                         # reboot() kills the sandbox's pid namespace; whether the runner's
-                         # bridge reports its chain process gone before it is killed too
-                         # is a race, but either way the chain ends and nothing escapes
+                         # reboot() kills the sandbox's pid namespace, its init first (no
+                         # report of the runner's end: sandbox_failure); should the
+                         # engine see the chain process end first it is the chain's
+                         # doing (exception): either way the chain ends, nothing escapes
                          reboot=(["error", "sandbox_failure"], ["error", "exception"])),
 }
 TABLE = os.path.join(harness.ROOT, "build", "security-layers.md")

@@ -96,6 +96,12 @@ class Engine:
             self.send({"t": "result", "id": c["id"], "ok": False, "error": v})
 
     def wait(self):
+        # after `done` the runner (the sandbox's one process) waits for the
+        # engine to end the sandbox, reading until end-of-file: give it that
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
         try:
             rc = self.proc.wait(TIMEOUT)
         finally:

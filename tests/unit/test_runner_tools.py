@@ -68,14 +68,9 @@ class ToolsAhead(unittest.TestCase):
         e.send({"t": "tools", "key": "k", "tools": [{"name": "x"}]})
         self.assertEqual(e.wait(), 3)
 
-    def test_call_outside_the_primed_table_breaks_the_protocol(self):
-        # the language layer is not the boundary: past it, the bridge still is
-        code = "demo.echo.__globals__['_STATE'].call('demo.secret', {})\nreturn 1"
-        done, calls, _, rc = serve(primed(code))
-        self.assertEqual(rc, 0)
-        self.assertEqual(calls, [])
-        self.assertEqual(done["error"]["kind"], "exception")
-        self.assertIn("not a tool of this run", done["error"]["message"])
+    # A call outside the table (past the language layer) is the engine's to
+    # refuse: tests/integration/test_forged_frames.py
+    # test_call_outside_the_table_breaks_the_protocol.
 
 
 class InterfacesOnUse(unittest.TestCase):

@@ -175,12 +175,12 @@ class V2LimitsTest(EngineTest):
                 self.assertEqual(read(d + "/memory.swap.max"), "0")
             self.assertEqual(read(d + "/cgroup.type"), "domain")
             # every process of the (zygote-born) sandbox is in the chain's cgroup,
-            # none is left in the zygote's: init, bridge, chain process
+            # none is left in the zygote's: init, chain process
             rel = "0::" + d[len(CG):]
             pids = read(d + "/cgroup.procs").split()
-            wait_for(lambda: len(read(d + "/cgroup.procs").split()) >= 3, 10)
+            wait_for(lambda: len(read(d + "/cgroup.procs").split()) >= 2, 10)
             pids = read(d + "/cgroup.procs").split()
-            self.assertGreaterEqual(len(pids), 3, pids)
+            self.assertGreaterEqual(len(pids), 2, pids)
             for pid in pids:
                 self.assertEqual(read("/proc/%s/cgroup" % pid), rel)
                 uid = int(read("/proc/%s/status" % pid).split("Uid:")[1].split()[0])
@@ -226,7 +226,7 @@ class V2LimitsTest(EngineTest):
         n, err = r["structuredContent"]["result"]
         self.assertEqual(err, errno.EAGAIN, r)
         self.assertGreaterEqual(n, 1)
-        self.assertLessEqual(n, 12 - 3)  # init, bridge and the chain count too
+        self.assertLessEqual(n, 12 - 2)  # the init and the chain process count too
 
     def test_timeout_teardown_kills_every_process(self):
         # a chain that leaves an orphaned grandchild behind and then spins: the
