@@ -426,7 +426,7 @@ int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int chil
     }
     *sb = (cm_sandbox){.pid = -1, .pidfd = pidfd, .foreign = true};
     sb->pid = pidfd_host_pid(pidfd, err);
-    if (sb->pid < 0 || (jail->cg.npaths > 0 && cm_cgroup_attach(&jail->cg, sb->pid, err) < 0) ||
+    if (sb->pid < 0 || cm_jail_attach(jail, sb->pid, sb->pidfd, err) < 0 ||
         match_caller_priority(sb->pid, err) < 0 || send_go(engine_ctl, err) < 0) {
         cm_error ignored;
         cm_sandbox_kill(sb);

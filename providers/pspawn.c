@@ -16,6 +16,8 @@
 
 int cm_providers_spawn(const cm_providers *p, const cm_provider_spawn *req, pid_t *pid)
 {
+    if (p && p->spawn_hook && req->ids && req->ids->set)
+        return p->spawn_hook(p->hook_ctx, req, pid);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;
@@ -51,7 +53,10 @@ int cm_providers_spawn(const cm_providers *p, const cm_provider_spawn *req, pid_
 
 void cm_providers_signal(const cm_providers *p, pid_t pid, int sig)
 {
-    (void)p; /* the privileged part's channel hangs off it once split */
-    if (pid > 0)
+    if (pid <= 0)
+        return;
+    if (p && p->signal_hook)
+        p->signal_hook(p->hook_ctx, pid, sig);
+    else
         kill(-pid, sig);
 }
