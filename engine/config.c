@@ -676,6 +676,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .sandbox_gid = cfg->sandbox_gid,
         .sandbox_uid_range = (unsigned)cfg->sandbox_uid_range,
         .runtime_dir = cfg->runtime_dir,
+        .user = cfg->user,
         .tmp_size_bytes = cfg->tmp_size_bytes,
         .limits = cm_config_limits(cfg),
         .test_mode = cfg->test_mode,

@@ -12,11 +12,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pctx.h"
@@ -24,41 +24,45 @@
 #include "provider_jail.h"
 #include "server.h"
 
-/* The service user: engine.user, else the account `codemode`, else the
- * last uid/gid of the claimed range.  1: not separated (root). */
+/* The service user (cm_privsep_service_user); 1: not separated (root). */
 static int service_user(cm_engine *eng, cm_error *err)
 {
-    const char *u = eng->cfg.user;
-    if (u && !strcmp(u, "root"))
-        return 1;
-    unsigned uid, gid;
-    char tail;
-    if (u && sscanf(u, "%u:%u%c", &uid, &gid, &tail) == 2) {
-        eng->svc_uid = uid;
-        eng->svc_gid = gid;
-        snprintf(eng->svc_from, sizeof eng->svc_from, "engine.user");
-    } else if (u || getpwnam("codemode")) {
-        const struct passwd *pw = getpwnam(u ? u : "codemode");
-        if (!pw)
-            return cm_error_set(err, CM_ERR_CONFIG, "engine.user: no user %s", u);
-        eng->svc_uid = pw->pw_uid;
-        eng->svc_gid = pw->pw_gid;
-        snprintf(eng->svc_from, sizeof eng->svc_from, "%s %.32s", u ? "engine.user" : "account",
-                 pw->pw_name);
-    } else {
-        if (cm_isolation_reserve_last(&eng->iso, &eng->svc_uid, &eng->svc_gid, err) < 0)
-            return -1;
-        snprintf(eng->svc_from, sizeof eng->svc_from, "last uid of the sandbox range");
+    bool from_range;
+    int rc = cm_privsep_service_user(eng->cfg.user, eng->iso.uid_base, eng->iso.gid_base,
+                                     eng->iso.uid_count, &eng->svc_uid, &eng->svc_gid, &from_range,
+                                     eng->svc_from, sizeof eng->svc_from, err);
+    if (rc == 0 && from_range)
+        rc = cm_isolation_reserve_last(&eng->iso, &eng->svc_uid, &eng->svc_gid, err);
+    return rc;
+}
+
+/* The sandbox child binds the rootfs with the service user's credentials:
+ * every directory on its path must be searchable by that user. */
+static int check_searchable(const char *path, uid_t uid, gid_t gid, cm_error *err)
+{
+    if (!path)
+        return 0;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        struct stat st;
+        bool ok = stat(buf, &st) == 0 && S_ISDIR(st.st_mode) &&
+                  (st.st_uid == uid   ? (st.st_mode & S_IXUSR)
+                   : st.st_gid == gid ? (st.st_mode & S_IXGRP)
+                                      : (st.st_mode & S_IXOTH));
+        if (!ok)
+            return cm_error_set(err, CM_ERR_CONFIG,
+                                "rootfs %s: directory %s is not searchable by the service user "
+                                "uid %u, which binds it into every sandbox (make it o+x, or move "
+                                "the rootfs; engine.user: root keeps one root process)",
+                                path, buf, (unsigned)uid);
+        buf[i] = c;
     }
-    if (eng->svc_uid == 0 || eng->svc_gid == 0)
-        return cm_error_set(err, CM_ERR_CONFIG,
-                            "engine.user: uid/gid 0 is root (say engine.user: root for one "
-                            "process)");
-    uid_t end = eng->iso.uid_base + eng->iso.uid_count;
-    if (eng->svc_uid >= eng->iso.uid_base && eng->svc_uid < end)
-        return cm_error_set(err, CM_ERR_CONFIG,
-                            "engine.user: uid %u is in the sandbox uid range %u..%u",
-                            (unsigned)eng->svc_uid, (unsigned)eng->iso.uid_base, (unsigned)end - 1);
     return 0;
 }
 
@@ -151,6 +155,9 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
                            "separated; `codemode doctor` says so)");
         return rc < 0 ? -1 : 0;
     }
+    if (check_searchable(eng->cfg.rootfs, eng->svc_uid, eng->svc_gid, err) < 0 ||
+        check_searchable(eng->cfg.rootfs_full, eng->svc_uid, eng->svc_gid, err) < 0)
+        return -1;
     if (cm_cgroup_chown_instance(&eng->iso.cgroups, eng->svc_uid, eng->svc_gid, err) < 0 ||
         (eng->work_dir && chown(eng->work_dir, eng->svc_uid, eng->svc_gid) < 0 &&
          cm_error_sys(err, CM_ERR_IO, "chown %s to the service user", eng->work_dir) < 0))

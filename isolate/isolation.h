@@ -71,6 +71,7 @@ typedef struct cm_iso_config {
     int pool_full_size;                 /* engine.pool_full_size: warm full-rootfs sandboxes */
     int pool_refill_concurrency;        /* engine.pool_refill_concurrency */
     bool provider_jail;                 /* engine.provider_jail (doctor reports it) */
+    const char *user; /* engine.user (NULL: unset): the service user (doctor reports it) */
 } cm_iso_config;
 
 typedef struct cm_isolation {

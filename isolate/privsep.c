@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/securebits.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -280,5 +281,47 @@ int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err)
         sv != uid || gr != gid || ge != gid || gs != gid || !caps_empty() ||
         (!*bounding_kept && CAP_IS_SUPPORTED(CAP_SETPCAP) && cap_get_bound(CAP_SETPCAP) != 0))
         return cm_error_set(err, CM_ERR_INTERNAL, "drop: still privileged after the drop");
+    return 0;
+}
+
+int cm_privsep_service_user(const char *setting, uid_t base, gid_t gbase, unsigned count,
+                            uid_t *uid, gid_t *gid, bool *from_range, char *from, size_t from_cap,
+                            cm_error *err)
+{
+    const char *u = setting;
+    *from_range = false;
+    if (u && !strcmp(u, "root"))
+        return 1;
+    unsigned nu, ng;
+    char tail;
+    if (u && sscanf(u, "%u:%u%c", &nu, &ng, &tail) == 2) {
+        *uid = nu;
+        *gid = ng;
+        snprintf(from, from_cap, "engine.user");
+    } else if (u || getpwnam("codemode")) {
+        const struct passwd *pw = getpwnam(u ? u : "codemode");
+        if (!pw)
+            return cm_error_set(err, CM_ERR_CONFIG, "engine.user: no user %s", u);
+        *uid = pw->pw_uid;
+        *gid = pw->pw_gid;
+        snprintf(from, from_cap, "%s %.32s", u ? "engine.user" : "account", pw->pw_name);
+    } else if (count >= 2) {
+        *uid = base + count - 1;
+        *gid = gbase + count - 1;
+        *from_range = true;
+        snprintf(from, from_cap, "the sandbox range's last uid");
+        return 0;
+    } else {
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.user: no account codemode, and the sandbox uid range of one "
+                            "cannot spare a uid for the service user (set engine.user)");
+    }
+    if (*uid >= base && *uid - base < count)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.user: uid %u is in the sandbox uid range %u..%u",
+                            (unsigned)*uid, (unsigned)base, (unsigned)(base + count - 1));
+    if (*uid == 0 || *gid == 0)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.user: uid/gid 0 is root (engine.user: root keeps one process)");
     return 0;
 }

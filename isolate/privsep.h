@@ -59,6 +59,16 @@ typedef struct cm_privsep_spawn {
  * /proc files to be the service user's), no_new_privs.  Checked after. */
 int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err);
 
+/* The service user for the setting engine.user (NULL: not set): "root"
+ * returns 1 (one process, not separated); "UID:GID" or a user name; unset,
+ * the account `codemode`, else the last uid/gid of the sandbox range
+ * [base, base + count) (*from_range true: the caller takes it out of its
+ * allocator).  from says where it came from (doctor, log).  -1 with err
+ * for an unknown name, root ids or a uid inside the range. */
+int cm_privsep_service_user(const char *setting, uid_t base, gid_t gbase, unsigned count,
+                            uid_t *uid, gid_t *gid, bool *from_range, char *from, size_t from_cap,
+                            cm_error *err);
+
 /* Starts `codemode __sandboxd` with facts on one SOCK_SEQPACKET. */
 int cm_privsep_start(const cm_privsep_facts *f, cm_privsep *ps, cm_error *err);
 /* Closes the channel and waits for the broker's clean-up and exit; its

@@ -187,6 +187,7 @@ class ZygoteOffTest(unittest.TestCase):
 
     def test_rootfs_without_the_extension(self):
         d = tempfile.mkdtemp(prefix="codemode-zygote-test-")
+        os.chmod(d, 0o755)  # the engine's service user binds the rootfs
         try:
             rootfs = os.path.join(d, "rootfs")
             # the builder run from the source tree finds no extension next to it
