@@ -1,4 +1,4 @@
-/* privdrop.c — the root engine's split (isolate/README.md "Plan: privilege
+/* privdrop.c — the root engine's split (isolate/README.md "Privilege
  * separation"): who the service user is (engine.user: a name, uid:gid,
  * or else the claimed sandbox range's last uid), what it must own before
  * the drop (the instance cgroups, the work dir), the start of the

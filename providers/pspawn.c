@@ -5,7 +5,7 @@
  * it is where privilege separation puts its seam: an unprivileged engine
  * can neither switch a provider to its uid nor signal it afterwards, so
  * both become requests to the privileged part here and nowhere else
- * (isolate/README.md, "Plan: privilege separation"). */
+ * (isolate/README.md, "Privilege separation"): the hooks in pctx.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
