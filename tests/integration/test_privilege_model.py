@@ -17,12 +17,13 @@ CapBnd (issue 17 deliverable 1)."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from tests.integration.engine import ROOT, Engine, chain_result, status_fields
+from tests.integration.engine import BIN, ROOT, Engine, chain_result, status_fields
 
 STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
 NAP = "2.7"  # seconds the CLI command sleeps; its argv marks it in /proc
@@ -232,6 +233,40 @@ class PrivilegeModel(unittest.TestCase):
             self.assertFalse(is_root(st), "socket-facing pid %d: Uid %s" % (pid, st["Uid"]))
             for cap in ("CapEff", "CapPrm", "CapBnd"):
                 self.assertEqual(int(st[cap], 16), 0, "socket-facing pid %d %s" % (pid, cap))
+
+
+class DoctorSaysWhoRunsAsWhat(unittest.TestCase):
+    """`codemode doctor`'s engine and privileged lines, separated (the
+    default) and with engine.user: root (one process, said so)."""
+
+    def doctor(self, config):
+        d = tempfile.mkdtemp(prefix="privmodel-doctor-")
+        try:
+            cfg = os.path.join(d, "c.yaml")
+            with open(cfg, "w") as f:
+                f.write(config)
+            return subprocess.run([BIN, "doctor", "--config", cfg], capture_output=True,
+                                  text=True, timeout=60).stdout
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_separated(self):
+        out = self.doctor("engine:\n  user: '54321:54321'\n")
+        self.assertRegex(out, r"engine\s+uid 54321 gid 54321 \(engine.user\): socket server, RPC,"
+                              r".*no capabilities")
+        self.assertRegex(out, r"privileged\s+uid 0: codemode __sandboxd .*IDS, ATTACH, PROVIDER, "
+                              r"SIGNAL, UIDKILL")
+
+    def test_default_service_user_is_the_ranges_last_uid(self):
+        out = self.doctor("engine:\n  sandbox_uid: 310000\n  sandbox_gid: 310000\n"
+                          "  sandbox_uid_range: 8\n")
+        self.assertRegex(out, r"engine\s+uid 310007 gid 310007 \(the sandbox range's last uid\)")
+        self.assertRegex(out, r"sandboxes\s+host uids 310000\.\.310006")
+
+    def test_root_is_not_separated(self):
+        out = self.doctor("engine:\n  user: root\n")
+        self.assertRegex(out, r"engine\s+uid 0 \(engine.user: root: .*NOT separated\)")
+        self.assertNotIn("privileged", out)
 
 
 if __name__ == "__main__":
