@@ -155,6 +155,11 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
                            "separated; `codemode doctor` says so)");
         return rc < 0 ? -1 : 0;
     }
+    if (!eng->cfg.provider_jail)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.provider_jail: false runs providers as the engine's uid, which "
+                            "a separated engine cannot start them as (its privileged part starts "
+                            "every provider as a uid of its own); set engine.user: root for it");
     if (check_searchable(eng->cfg.rootfs, eng->svc_uid, eng->svc_gid, err) < 0 ||
         check_searchable(eng->cfg.rootfs_full, eng->svc_uid, eng->svc_gid, err) < 0)
         return -1;
