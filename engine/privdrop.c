@@ -172,6 +172,11 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
      * the backlog until then) */
     if (cm_server_listen(eng, socket_path, err) < 0 || start_broker(eng, err) < 0)
         return -1;
+    /* the socket file the engine's own (its group kept), so it can remove
+     * it at stop where the directory lets it (a sticky or its own one) */
+    if (eng->socket_path && lchown(eng->socket_path, eng->svc_uid, (gid_t)-1) < 0)
+        cm_log("warn", "cannot give the socket %s to the service user: %s", eng->socket_path,
+               strerror(errno));
     eng->separated = true; /* the broker cleans up from here, also on failure */
     eng->iso.privsep = &eng->privsep;
     cm_providers *p = eng->providers;
