@@ -149,6 +149,14 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
     if (geteuid() != 0)
         return 0; /* rootless: nothing to split */
     int rc = service_user(eng, err);
+    char why[200];
+    if (rc == 0 && !cm_privsep_possible(why, sizeof why)) {
+        cm_log("warn",
+               "privilege separation: %s; the engine stays one root process here "
+               "(`codemode doctor` says so)",
+               why);
+        return 0;
+    }
     if (rc != 0) {
         if (rc > 0)
             cm_log("warn", "engine.user: root: the engine stays one root process (not "

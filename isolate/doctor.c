@@ -193,22 +193,25 @@ static void who_runs_as_what(const cm_isolation *iso, const cm_iso_config *cfg)
         cm_error err;
         int rc = cm_privsep_service_user(cfg->user, iso->uid_base, iso->gid_base, iso->uid_count,
                                          &su, &sg, &from_range, from, sizeof from, &err);
-        if (rc == 0 && from_range)
+        char why[200] = "";
+        if (rc == 0 && !cm_privsep_possible(why, sizeof why))
+            rc = 2;
+        if (rc == 0 && from_range && cm_privsep_possible(svc, sizeof svc))
             last--; /* the service user's, out of the sandboxes' range */
         if (rc < 0)
             snprintf(svc, sizeof svc, "(%s)", err.message);
         else
             snprintf(svc, sizeof svc, "%u", (unsigned)su);
-        if (rc == 1)
-            printf("%-13s uid 0 (engine.user: root: socket server, RPC, registry, policy, "
-                   "libcurl and the sandbox set-up in one root process; NOT separated)\n",
-                   "engine");
+        if (rc == 1 || rc == 2)
+            printf("%-13s uid 0 (%s: socket server, RPC, registry, policy, libcurl and the "
+                   "sandbox set-up in one root process; NOT separated)\n",
+                   "engine", rc == 1 ? "engine.user: root" : why);
         else
             printf("%-13s uid %s gid %u (%s): socket server, RPC, registry, policy, libcurl, "
                    "sandbox set-up; no capabilities, no_new_privs (dropped after its root "
                    "start)\n",
                    "engine", svc, (unsigned)sg, rc < 0 ? "engine.user" : from);
-        if (rc != 1)
+        if (rc != 1 && rc != 2)
             printf("%-13s uid 0: codemode __sandboxd (isolate/sandboxd.c), the engine's child; "
                    "requests IDS, ATTACH, PROVIDER, SIGNAL, UIDKILL, each checked\n",
                    "privileged");

@@ -284,6 +284,16 @@ int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err)
     return 0;
 }
 
+bool cm_privsep_possible(char *why, size_t cap)
+{
+    if (have_cap(CAP_DAC_OVERRIDE))
+        return true;
+    snprintf(why, cap,
+             "no CAP_DAC_OVERRIDE (a container): the privileged part could not attach sandboxes "
+             "to cgroups the service user owns");
+    return false;
+}
+
 int cm_privsep_service_user(const char *setting, uid_t base, gid_t gbase, unsigned count,
                             uid_t *uid, gid_t *gid, bool *from_range, char *from, size_t from_cap,
                             cm_error *err)

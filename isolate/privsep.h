@@ -59,6 +59,12 @@ typedef struct cm_privsep_spawn {
  * /proc files to be the service user's), no_new_privs.  Checked after. */
 int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err);
 
+/* Whether this root process can be split here: the broker writes the
+ * cgroup.procs files of cgroups the service user owns, which root may only
+ * with CAP_DAC_OVERRIDE (a container without it, the shipped podman and
+ * Kubernetes set, stays one process for now).  false with why. */
+bool cm_privsep_possible(char *why, size_t cap);
+
 /* The service user for the setting engine.user (NULL: not set): "root"
  * returns 1 (one process, not separated); "UID:GID" or a user name; unset,
  * the account `codemode`, else the last uid/gid of the sandbox range
