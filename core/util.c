@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void cm_cleanup_fd(int *fd)
@@ -322,4 +324,31 @@ int cm_mkdir_parents(const char *path, mode_t mode, bool self)
         *p = '/';
     }
     return self && mkdir(buf, mode) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+ssize_t cm_send_fds(int fd, struct iovec *iov, int niov, const int *fds, int nfds)
+{
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    if (nfds < 0 || nfds > 4) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
+    if (nfds > 0) {
+        memset(&u, 0, sizeof u);
+        m.msg_control = u.buf;
+        m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    ssize_t n;
+    while ((n = sendmsg(fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n;
 }

@@ -60,6 +60,10 @@ char *cm_xstrdup(const char *s);
 
 /* Writes all bytes (retrying on EINTR/short writes); blocking fds only. */
 int cm_write_all(int fd, const void *data, size_t len, cm_error *err);
+/* sendmsg of niov buffers with nfds (at most 4) fds as SCM_RIGHTS,
+ * MSG_NOSIGNAL, retried on EINTR: the bytes sent, or -1 with errno. */
+struct iovec;
+ssize_t cm_send_fds(int fd, struct iovec *iov, int niov, const int *fds, int nfds);
 /* Reads a whole file (at most max bytes) into a NUL-terminated buffer. */
 int cm_read_file(const char *path, size_t max, char **out, size_t *out_len, cm_error *err);
 int cm_set_nonblock(int fd, bool on, cm_error *err);

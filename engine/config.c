@@ -282,9 +282,9 @@ static const engine_key *find_engine_key(const char *name)
 
 static int unknown_engine_key(const char *key, cm_error *err)
 {
-    static const char *const other[] = {"rootfs",         "rootfs_full",  "metrics_file", "policy",
-                                        "registration",   "imports",      "test_mode",    "zygote",
-                                        "require_layers", "http",         "provider_jail"};
+    static const char *const other[] = {"rootfs",         "rootfs_full", "metrics_file", "policy",
+                                        "registration",   "imports",     "test_mode",    "zygote",
+                                        "require_layers", "http",        "provider_jail"};
     size_t nk = sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0], no = sizeof other / sizeof *other;
     const char
         *names[sizeof ENGINE_KEYS / sizeof ENGINE_KEYS[0] + sizeof other / sizeof *other + 1];
@@ -318,6 +318,14 @@ static int apply_engine_section(cm_config *cfg, const cJSON *engine, cm_error *e
                                     item->string);
             free(*path);
             *path = resolve_path(cfg->base_dir, item->valuestring);
+            continue;
+        }
+        if (!strcmp(item->string, "user")) {
+            if (!cJSON_IsString(item) || !item->valuestring[0])
+                return cm_error_set(err, CM_ERR_CONFIG,
+                                    "engine.user: must be a user name or uid:gid");
+            free(cfg->user);
+            cfg->user = cm_xstrdup(item->valuestring);
             continue;
         }
         if (!strcmp(item->string, "policy")) {
@@ -654,6 +662,7 @@ void cm_config_free(cm_config *cfg)
     free(cfg->metrics_file);
     free(cfg->rootfs_full);
     free(cfg->runtime_dir);
+    free(cfg->user);
     cJSON_Delete(cfg->root);
     memset(cfg, 0, sizeof *cfg);
 }
@@ -667,6 +676,7 @@ void cm_config_iso(const cm_config *cfg, cm_iso_config *out)
         .sandbox_gid = cfg->sandbox_gid,
         .sandbox_uid_range = (unsigned)cfg->sandbox_uid_range,
         .runtime_dir = cfg->runtime_dir,
+        .user = cfg->user,
         .tmp_size_bytes = cfg->tmp_size_bytes,
         .limits = cm_config_limits(cfg),
         .test_mode = cfg->test_mode,

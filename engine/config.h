@@ -25,6 +25,8 @@ typedef struct cm_config {
     /* engine: section, defaults filled in */
     char *rootfs;             /* engine.rootfs, absolute; default: <dir of binary>/rootfs */
     char *runtime_dir;        /* engine.runtime_dir: host-wide locks (/run/codemode) */
+    char *user;               /* engine.user: the service user a root engine drops to (name, or
+                                 "root": one process); NULL: not set (engine/privdrop.c) */
     bool rootfs_build_on_use; /* rootless default: the user's data-dir rootfs, built if missing */
     char *rootfs_full;        /* engine.rootfs_full: for chains whose imports are widened
                                  (imports: all, or a policy list beyond the default);

@@ -16,6 +16,7 @@
 #include "error.h"
 #include "isolation.h"
 #include "log.h"
+#include "privsep.h"
 #include "registry.h"
 #include "util.h"
 #include "vars.h"
@@ -98,15 +99,22 @@ struct cm_engine {
     pthread_t metrics_thread;
     bool socket_activated; /* listening fd came from systemd: do not unlink it */
     int64_t metrics_written_ms;
-    struct cm_policy_store *policy;     /* NULL: no engine.policy configured */
-    struct cm_providers *providers;     /* provider connections and MCP sessions */
-    struct cm_http *http;               /* streamable HTTP transport, NULL when off (http_transport.h) */
-    cm_isolation iso;                   /* isolation layers (isolate/isolation.h) */
-    struct cm_pool *pool;               /* warm sandboxes + reaper (isolate/pool.h) */
+    struct cm_policy_store *policy; /* NULL: no engine.policy configured */
+    struct cm_providers *providers; /* provider connections and MCP sessions */
+    struct cm_http *http; /* streamable HTTP transport, NULL when off (http_transport.h) */
+    cm_isolation iso;     /* isolation layers (isolate/isolation.h) */
+    struct cm_pool *pool; /* warm sandboxes + reaper (isolate/pool.h) */
     struct cm_chain_tools *chain_tools; /* tool tables per registry generation (chain_tools.h) */
     char *work_dir;                     /* provider temp dirs (workdir.c) */
     cm_cgroup provider_cg;              /* every provider process (workdir.c) */
     char **provider_exec;               /* argv prefix of provider spawns (provider_exec.h) */
+    /* privilege separation (privdrop.c): the broker, and the service user
+     * the engine runs as once separated */
+    cm_privsep privsep;
+    bool separated;
+    uid_t svc_uid;
+    gid_t svc_gid;
+    char svc_from[64]; /* where the service user came from (doctor, log) */
     /* tool-call data in flight for all chains, and its high-water mark since
        the last malloc_trim (engine/chain_budget.h) */
     atomic_size_t inflight_bytes;

@@ -26,7 +26,9 @@
 #include "rootfs.h"
 #include "rpc.h"
 #include "workdir.h"
+#include "privdrop.h"
 #include "provider_exec.h"
+#include "sandboxd.h"
 #include "pctx.h"
 #include "server.h"
 #include "tools.h"
@@ -212,6 +214,10 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         return -1;
     if (cm_providers_new(&eng->providers, err) < 0 || cm_workdir_start(eng, socket_path, err) < 0)
         return -1;
+    /* the root start ends here: the privileged part is started and the
+     * engine drops to its service user before its first thread */
+    if (cm_privdrop_start(eng, socket_path, err) < 0)
+        return -1;
     if (cm_jobs_start(eng, eng->cfg.workers, eng->cfg.queue_max, &eng->jobs, err) < 0)
         return -1;
     cm_engine_load_manuals(eng);
@@ -229,7 +235,8 @@ static int engine_open(cm_engine *eng, const char *config, const char *socket_pa
         cm_log("warn", "pool: no warm sandbox after 30 s; chains build on the request path");
     if (cm_metrics_http_start(eng, err) < 0 || (eng->http && cm_http_start(eng->http, err) < 0))
         return -1;
-    return cm_server_listen(eng, socket_path, err);
+    /* separated: bound before the drop (privdrop.c) */
+    return eng->listen_fd >= 0 ? 0 : cm_server_listen(eng, socket_path, err);
 }
 
 static void engine_close(cm_engine *eng)
@@ -249,6 +256,7 @@ static void engine_close(cm_engine *eng)
     cm_config_free(&eng->cfg);
     cm_metrics_free(eng->metrics);
     free(eng->sandbox_check);
+    cm_privdrop_stop(eng); /* last: the broker removes what is left */
 }
 
 /* Thousands of clients, sandboxes and tool processes each hold fds: take the
@@ -344,6 +352,7 @@ static int cmd_serve(int argc, char **argv)
                      .wake_fd = -1,
                      .signal_fd = -1,
                      .metrics_fd = -1,
+                     .privsep = {.fd = -1, .pid = -1},
                      .metrics = cm_metrics_new()};
     cm_error err;
     int rc = 0;
@@ -365,6 +374,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, CM_PROVIDER_EXEC_CMD) == 0)
         return cm_provider_exec_main(argc - 1, argv + 1);
+    if (strcmp(cmd, CM_SANDBOXD_CMD) == 0)
+        return cm_sandboxd_main(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -107,8 +107,9 @@ static int take_ids(void *ctx, unsigned *uid, unsigned *gid, cm_error *err)
     return 0;
 }
 
-static void release_ids(void *ctx, unsigned uid)
+static void release_ids(void *ctx, unsigned uid, const char *dir)
 {
+    (void)dir;                        /* the caller removes it: still the engine's to remove */
     cm_provider_uid_kill((uid_t)uid); /* what the process left running */
     cm_isolation_release_ids(ctx, (uid_t)uid);
 }
@@ -161,7 +162,7 @@ static int check_jail(cm_engine *eng, cm_error *err)
                "server will fail to start; `codemode doctor` shows the same (engine.provider_jail: "
                "false runs them unjailed as the engine's uid)",
                why);
-    cm_providers_release_ids(eng->providers, &ids);
+    cm_providers_release_ids(eng->providers, &ids, NULL);
     return 0;
 }
 
@@ -193,6 +194,13 @@ int cm_workdir_start(cm_engine *eng, const char *socket_path, cm_error *err)
 
 void cm_workdir_stop(cm_engine *eng)
 {
+    if (eng->separated) { /* the privileged part removes both, at its end */
+        cm_provider_exec_free(eng->provider_exec);
+        eng->provider_exec = NULL;
+        free(eng->work_dir);
+        eng->work_dir = NULL;
+        return;
+    }
     if (eng->provider_cg.created)
         cm_cgroup_destroy(&eng->provider_cg);
     cm_provider_exec_free(eng->provider_exec);

@@ -204,6 +204,11 @@ static void remove_instance(const char *dir, bool v2)
     remove_cgroup_dir(dir, v2);
 }
 
+void cm_cgroup_remove_instance(const char *dir, bool v2)
+{
+    remove_instance(dir, v2);
+}
+
 static void reap_dead_under(const char *root, bool v2, pid_t self)
 {
     DIR *d = opendir(root);
@@ -366,6 +371,40 @@ int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err)
         return -1;
     }
     cm_cgroup_reap_dead_instances(root);
+    return 0;
+}
+
+int cm_cgroup_instance_dirs(const cm_cgroup_root *root, char (*dirs)[512], bool *v2, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < 4 && n < cap; i++) {
+        if (!root->v1_roots[i][0])
+            continue;
+        snprintf(dirs[n], 512, "%s/%s", root->v1_roots[i], root->instance);
+        v2[n++] = false;
+    }
+    if (root->unified_instance[0] && n < cap) {
+        snprintf(dirs[n], 512, "%s", root->unified_instance);
+        v2[n++] = true;
+    }
+    return n;
+}
+
+int cm_cgroup_chown_instance(const cm_cgroup_root *root, uid_t uid, gid_t gid, cm_error *err)
+{
+    static const char *const files[] = {"", "/cgroup.procs", "/tasks", "/cgroup.subtree_control",
+                                        "/cgroup.threads"};
+    char dirs[5][512];
+    bool v2[5];
+    int n = cm_cgroup_instance_dirs(root, dirs, v2, 5);
+    for (int i = 0; i < n; i++)
+        for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+            char path[600];
+            if (snprintf(path, sizeof path, "%.511s%s", dirs[i], files[f]) >= (int)sizeof path)
+                continue;
+            if (lchown(path, uid, gid) < 0 && (f == 0 || errno != ENOENT))
+                return cm_error_sys(err, CM_ERR_IO, "chown %s to the service user", path);
+        }
     return 0;
 }
 

@@ -54,6 +54,13 @@ typedef struct cm_cgroup_usage {
 /* Finds the hierarchy, makes this engine's instance directories, removes
  * those of dead engines.  -1 (root->mode NONE) when there is no usable one. */
 int cm_cgroup_setup(cm_cgroup_root *root, cm_error *err);
+/* This engine's instance directories, one per hierarchy (v2[i]: on
+ * cgroup2), into dirs; returns how many (at most cap). */
+int cm_cgroup_instance_dirs(const cm_cgroup_root *root, char (*dirs)[512], bool *v2, int cap);
+/* Gives the instance directories to uid:gid (the engine's service user,
+ * before its drop): the directory and the files its owner writes
+ * (cgroup.procs, tasks, cgroup.subtree_control, cgroup.threads). */
+int cm_cgroup_chown_instance(const cm_cgroup_root *root, uid_t uid, gid_t gid, cm_error *err);
 /* Removes this engine's instance directories (engine stop). */
 void cm_cgroup_teardown(cm_cgroup_root *root);
 /* Makes one sandbox's cgroups (`<instance>/<seq>`); with limits, in every
@@ -75,6 +82,10 @@ void cm_cgroup_destroy(cm_cgroup *cg);
 /* Rewrites a live cgroup's limits from `from` to `to` (warm pool take). */
 int cm_cgroup_update_limits(const cm_cgroup *cg, const cm_limits *from, const cm_limits *to,
                             cm_error *err);
+/* Kills what is in dir and in each directory below it (v2: cgroup.kill,
+ * v1: the listed pids) and removes them all (the privileged part's
+ * clean-up of an instance it was handed, sandboxd.c). */
+void cm_cgroup_remove_instance(const char *dir, bool v2);
 /* Removes cgroups of engine instances whose process is gone. */
 void cm_cgroup_reap_dead_instances(cm_cgroup_root *root);
 /* CPU time used so far in ms (one file read: a chain's baseline), or -1. */

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "isolation.h"
+#include "privsep.h"
 #include "provider_exec.h"
 #include "provider_jail.h"
 #include "util.h"
@@ -184,10 +185,41 @@ static void who_runs_as_what(const cm_isolation *iso, const cm_iso_config *cfg)
 {
     bool root = geteuid() == 0;
     unsigned first = (unsigned)iso->uid_base, last = (unsigned)(iso->uid_base + iso->uid_count - 1);
-    printf("%-13s uid %u (%s)\n", "engine", (unsigned)geteuid(),
-           root ? "root: socket server, RPC, registry, policy, libcurl and the sandbox set-up "
-                  "in one process; privilege separation is not built (isolate/README.md, plan)"
-                : "rootless: no privileges beyond this user's");
+    if (root) {
+        uid_t su = 0;
+        gid_t sg = 0;
+        bool from_range = false;
+        char from[64] = "", svc[1100];
+        cm_error err;
+        int rc = cm_privsep_service_user(cfg->user, iso->uid_base, iso->gid_base, iso->uid_count,
+                                         &su, &sg, &from_range, from, sizeof from, &err);
+        char why[200] = "";
+        if (rc == 0 && !cm_privsep_possible(why, sizeof why))
+            rc = 2;
+        if (rc == 0 && from_range && cm_privsep_possible(svc, sizeof svc))
+            last--; /* the service user's, out of the sandboxes' range */
+        if (rc < 0)
+            snprintf(svc, sizeof svc, "(%s)", err.message);
+        else
+            snprintf(svc, sizeof svc, "%u", (unsigned)su);
+        if (rc == 1 || rc == 2)
+            printf("%-13s uid 0 (%s: socket server, RPC, registry, policy, libcurl and the "
+                   "sandbox set-up in one root process; NOT separated)\n",
+                   "engine", rc == 1 ? "engine.user: root" : why);
+        else
+            printf("%-13s uid %s gid %u (%s): socket server, RPC, registry, policy, libcurl, "
+                   "sandbox set-up; no capabilities, no_new_privs (dropped after its root "
+                   "start)\n",
+                   "engine", svc, (unsigned)sg, rc < 0 ? "engine.user" : from);
+        if (rc != 1 && rc != 2)
+            printf("%-13s uid 0: codemode __sandboxd (isolate/sandboxd.c), the engine's child; "
+                   "requests IDS, ATTACH, PROVIDER, SIGNAL, UIDKILL, each checked\n",
+                   "privileged");
+    } else {
+        printf("%-13s uid %u (rootless: no privileges beyond this user's; nothing runs as "
+               "root)\n",
+               "engine", (unsigned)geteuid());
+    }
     if (root)
         printf("%-13s host uids %u..%u, one per live sandbox (root inside its user namespace)\n",
                "sandboxes", first, last);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "privsep.h"
 #include "provider_jail.h"
 #include "ucounts.h"
 #include "util.h"
@@ -220,7 +221,8 @@ int cm_isolation_init(cm_isolation *iso, uid_t uid_base, gid_t gid_base, unsigne
 void cm_isolation_free(cm_isolation *iso)
 {
     cm_guard_detach(iso);
-    if (iso->cgroups.mode != CM_CGROUP_NONE || iso->cgroups.have_unified)
+    /* separated: the privileged part removes the instance at its end */
+    if (!iso->privsep && (iso->cgroups.mode != CM_CGROUP_NONE || iso->cgroups.have_unified))
         cm_cgroup_teardown(&iso->cgroups);
     free(iso->seccomp_insns);
     free(iso->uid_used);
@@ -267,10 +269,56 @@ void cm_isolation_release_ids(cm_isolation *iso, uid_t uid)
     pthread_mutex_unlock(&iso->uid_lock);
 }
 
+int cm_isolation_reserve_last(cm_isolation *iso, uid_t *uid, gid_t *gid, cm_error *err)
+{
+    pthread_mutex_lock(&iso->uid_lock);
+    unsigned last = iso->uid_count - 1;
+    bool ok = iso->uid_count >= 2 && !iso->uid_used[last];
+    if (ok)
+        iso->uid_count = last; /* the allocator no longer reaches it */
+    pthread_mutex_unlock(&iso->uid_lock);
+    if (!ok)
+        return cm_error_set(err, CM_ERR_CONFIG,
+                            "engine.user: the sandbox uid range %u..%u cannot spare its last uid "
+                            "for the service user",
+                            (unsigned)iso->uid_base,
+                            (unsigned)(iso->uid_base + iso->uid_count - 1));
+    *uid = iso->uid_base + last;
+    *gid = iso->gid_base + last;
+    return 0;
+}
+
+/* The per-sandbox cgroup's name below the instance (cgroup.c `<seq>`). */
+static const char *cg_name(const cm_cgroup *cg)
+{
+    const char *slash = strrchr(cg->paths[0], '/');
+    return slash ? slash + 1 : cg->paths[0];
+}
+
+int cm_jail_attach(cm_jail *j, pid_t pid, int pidfd, cm_error *err)
+{
+    if (j->cg.npaths == 0)
+        return 0;
+    if (!j->iso->privsep)
+        return cm_cgroup_attach(&j->cg, pid, err);
+    int fd = pidfd >= 0 ? pidfd : (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "pidfd_open %d", (int)pid);
+    int rc = cm_privsep_attach(j->iso->privsep, fd, cg_name(&j->cg), err);
+    if (fd != pidfd)
+        close(fd);
+    return rc;
+}
+
 static int jail_attach(void *ctx, pid_t pid, cm_error *err)
 {
+    return cm_jail_attach(ctx, pid, -1, err);
+}
+
+static int jail_id_maps(void *ctx, int pidfd, cm_error *err)
+{
     cm_jail *j = ctx;
-    return cm_cgroup_attach(&j->cg, pid, err);
+    return cm_privsep_ids(j->iso->privsep, pidfd, j->uid, err);
 }
 
 int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sandbox_spec *spec,
@@ -291,6 +339,10 @@ int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sand
     if (j->cg.npaths > 0) {
         spec->attach = jail_attach;
         spec->attach_ctx = j;
+    }
+    if (iso->privsep) {
+        spec->id_maps = jail_id_maps;
+        spec->id_maps_ctx = j;
     }
     if (cm_isolation_active(iso, CM_LAYER_SECCOMP)) {
         spec->seccomp_insns = iso->seccomp_insns;

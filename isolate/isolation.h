@@ -48,6 +48,7 @@ typedef struct cm_layer_status {
 } cm_layer_status;
 
 struct cm_guard;
+struct cm_privsep;
 struct cJSON;
 
 /* What isolate needs of the engine's configuration (`engine:` keys; the
@@ -70,6 +71,7 @@ typedef struct cm_iso_config {
     int pool_full_size;                 /* engine.pool_full_size: warm full-rootfs sandboxes */
     int pool_refill_concurrency;        /* engine.pool_refill_concurrency */
     bool provider_jail;                 /* engine.provider_jail (doctor reports it) */
+    const char *user; /* engine.user (NULL: unset): the service user (doctor reports it) */
 } cm_iso_config;
 
 typedef struct cm_isolation {
@@ -89,6 +91,10 @@ typedef struct cm_isolation {
     unsigned uid_next;
     cm_uid_slot uid_slot; /* the host-wide claim on [uid_base, +uid_count) (uidslot.h) */
     struct cm_guard *guard;
+    /* the privileged part (privsep.h) once the engine dropped to its
+     * service user: id maps and cgroup attaches are requests; NULL: the
+     * engine does them itself (root, or rootless) */
+    struct cm_privsep *privsep;
 } cm_isolation;
 
 const char *cm_layer_name(cm_layer l);
@@ -109,6 +115,10 @@ void cm_isolation_log(const cm_isolation *iso);
  * allows); release after reap. */
 int cm_isolation_take_ids(cm_isolation *iso, uid_t *uid, gid_t *gid, cm_error *err);
 void cm_isolation_release_ids(cm_isolation *iso, uid_t uid);
+/* Takes the range's last uid/gid out of the allocator for good (the
+ * service user when no account is configured): -1 when the range is too
+ * small to give one away. */
+int cm_isolation_reserve_last(cm_isolation *iso, uid_t *uid, gid_t *gid, cm_error *err);
 
 /* The per-sandbox side: ids, cgroups, and the spec's hardening fields. */
 typedef struct cm_jail {
@@ -126,6 +136,9 @@ int cm_jail_prepare(cm_isolation *iso, const cm_limits *lim, cm_jail *j, cm_sand
 /* After the sandbox is reaped: reads its cgroup usage (u may be NULL),
  * removes the cgroups, releases the ids.  Idempotent. */
 void cm_jail_finish(cm_jail *j, cm_cgroup_usage *u);
+/* Moves pid (pidfd: the same process, or -1) into j's cgroups, through
+ * the privileged part when the engine has one (a zygote's child). */
+int cm_jail_attach(cm_jail *j, pid_t pid, int pidfd, cm_error *err);
 
 /* ---- seccomp.c ---- */
 int cm_seccomp_compile(cm_isolation *iso, cm_error *err);

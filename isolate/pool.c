@@ -187,6 +187,17 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *m, int ms)
  * a sandbox gets normal priority back when a chain takes it. */
 #define REFILL_NICE 10
 
+/* An engine separated from its privileged part (iso->privsep) has no
+ * CAP_SYS_NICE and RLIMIT_NICE 0: it can lower a thread's priority but
+ * never raise it again, and a sandbox cloned at nice 10 would keep it.
+ * Its refill and reaper threads stay at normal priority (refills then
+ * compete with served chains; giving nice back through the privileged
+ * part is a later step, isolate/README.md "Privilege separation"). */
+static bool may_renice(const cm_pool *p)
+{
+    return !p->iso->privsep;
+}
+
 /* A sandbox's tasks as its cgroup lists them (up to cap); their number. */
 static int list_tasks(const cm_cgroup *cg, pid_t *tids, int cap)
 {
@@ -332,7 +343,8 @@ static bool reprime_idle_locked(cm_pool *p)
 static void *refill_main(void *arg)
 {
     cm_pool *p = arg;
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), REFILL_NICE);
+    if (may_renice(p))
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), REFILL_NICE);
     cm_limits lim = p->cfg.limits;
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
@@ -388,8 +400,13 @@ static void *refill_main(void *arg)
 #define TEARDOWN_NICE 19
 #define TEARDOWN_BACKLOG 4
 
-static void teardown_priority(const dispose_item *d, bool behind)
+static void teardown_priority(const cm_pool *p, const dispose_item *d, bool behind)
 {
+    if (!may_renice(p)) {
+        if (!behind && d->jail.cg.npaths > 0 && d->sb.pid > 0) /* it dies: one way is enough */
+            setpriority(PRIO_PROCESS, (id_t)d->sb.pid, TEARDOWN_NICE);
+        return;
+    }
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), behind ? 0 : TEARDOWN_NICE);
     if (d->jail.cg.npaths == 0 || d->sb.pid <= 0)
         return;
@@ -406,7 +423,8 @@ static void teardown_priority(const dispose_item *d, bool behind)
 static void *reaper_main(void *arg)
 {
     cm_pool *p = arg;
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), TEARDOWN_NICE);
+    if (may_renice(p))
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), TEARDOWN_NICE);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         dispose_item *d = p->dispose_head;
@@ -421,7 +439,7 @@ static void *reaper_main(void *arg)
             p->dispose_tail = NULL;
         bool behind = p->disposing > TEARDOWN_BACKLOG;
         pthread_mutex_unlock(&p->lock);
-        teardown_priority(d, behind);
+        teardown_priority(p, d, behind);
         destroy_now(&d->sb, &d->jail);
         free(d);
         pthread_mutex_lock(&p->lock);

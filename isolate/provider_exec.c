@@ -13,11 +13,14 @@
 #include "provider_exec.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <spawn.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,8 +67,100 @@ static int parse_ids(const char *s, cm_provider_jail *j)
     return 0;
 }
 
+#define OWN_MAX_FILES 64
+
+/* The entries of the call directory dfd, each opened (nothing followed) and
+ * checked: a regular file of the directory's owner with one link (a hard
+ * link the engine planted to a file not its own is never given away).
+ * Their count, or -1. */
+static int open_entries(int dfd, uid_t owner, int *fds, const char *dir)
+{
+    int lfd = dup(dfd), n = 0;
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (!d) {
+        if (lfd >= 0)
+            close(lfd);
+        return -1;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        struct stat es;
+        int fd =
+            n < OWN_MAX_FILES
+                ? openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                : -1;
+        if (fd < 0 || fstat(fd, &es) < 0 || !S_ISREG(es.st_mode) || es.st_nlink != 1 ||
+            es.st_uid != owner) {
+            fprintf(stderr, "codemode: provider call directory %s: %s is not a file of its own\n",
+                    dir, e->d_name);
+            if (fd >= 0)
+                close(fd);
+            n = -1 - n; /* close what was opened */
+            break;
+        }
+        fds[n++] = fd;
+    }
+    closedir(d);
+    if (n < 0)
+        for (int i = 0; i < -1 - n; i++)
+            close(fds[i]);
+    return n < 0 ? -1 : n;
+}
+
+/* --own DIR, still as root: the call directory the unprivileged engine
+ * made (its uid and group) becomes the provider uid's, keeping the
+ * engine's group with read and search (02750: what the uid creates in it
+ * keeps that group, so the engine can stat and read the step files), and
+ * so does every file in it (open_entries).  Opened and read with the
+ * engine's fs ids (the owner of the work dir above it: a container's root
+ * has no CAP_DAC_OVERRIDE for the engine's 0700 directory), changed
+ * through the fds as root again (CAP_CHOWN). */
+static int own_dir(const char *dir, const cm_provider_jail *j)
+{
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    struct stat ps, st;
+    if (!j->ids || !slash || slash == parent || (*slash = '\0', stat(parent, &ps)) < 0) {
+        fprintf(stderr, "codemode: provider call directory %s: no --ids or no parent\n", dir);
+        return -1;
+    }
+    setfsgid(ps.st_gid);
+    setfsuid(ps.st_uid);
+    int fds[OWN_MAX_FILES], n = 0, rc = -1, e = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || fstat(dfd, &st) < 0)
+        e = errno;
+    else if (st.st_uid != ps.st_uid)
+        e = EPERM; /* not the engine's */
+    else if ((n = open_entries(dfd, st.st_uid, fds, dir)) < 0)
+        n = 0; /* it said why */
+    /* the mode as its owner (root without CAP_FOWNER may not), before the
+     * chown: chown keeps a directory's setgid bit */
+    else if (fchmod(dfd, 02750) < 0)
+        e = errno;
+    else
+        rc = 0;
+    setfsuid(0);
+    setfsgid(0);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && fchown(fds[i], j->uid, st.st_gid) < 0)
+            rc = -1, e = errno;
+        close(fds[i]);
+    }
+    if (rc == 0 && fchown(dfd, j->uid, st.st_gid) < 0)
+        rc = -1, e = errno;
+    if (e)
+        fprintf(stderr, "codemode: provider call directory %s: %s\n", dir, strerror(e));
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
 /* One option at argv[*i] (its value, if any, at argv[*i + 1]). */
-static int parse_option(int argc, char **argv, int *i, cm_provider_jail *j, const char **procs)
+static int parse_option(int argc, char **argv, int *i, cm_provider_jail *j, const char **procs,
+                        const char **own)
 {
     const char *o = argv[*i];
     if (!strcmp(o, "--jail"))
@@ -85,16 +180,18 @@ static int parse_option(int argc, char **argv, int *i, cm_provider_jail *j, cons
         return j->hide[j->nhide++] = v, 0;
     if (!strcmp(o, "--rw") && j->nrw < CM_JAIL_MAX_RW && v[0] == '/')
         return j->rw[j->nrw++] = v, 0;
+    if (!strcmp(o, "--own") && !*own && v[0] == '/')
+        return *own = v, 0;
     return -1;
 }
 
 int cm_provider_exec_main(int argc, char **argv)
 {
     cm_provider_jail j = {0};
-    const char *procs = NULL;
+    const char *procs = NULL, *own = NULL;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
-        if (parse_option(argc, argv, &i, &j, &procs) < 0) {
+        if (parse_option(argc, argv, &i, &j, &procs, &own) < 0) {
             fprintf(stderr, "codemode %s: bad option '%s' (internal)\n", CM_PROVIDER_EXEC_CMD,
                     argv[i]);
             return 126;
@@ -105,7 +202,7 @@ int cm_provider_exec_main(int argc, char **argv)
                 CM_PROVIDER_EXEC_CMD);
         return 126;
     }
-    if (procs && join_all(procs) < 0)
+    if ((procs && join_all(procs) < 0) || (own && own_dir(own, &j) < 0))
         return 126;
     char why[512];
     if (cm_provider_jail_enter(&j, why, sizeof why) < 0) {

@@ -9,9 +9,12 @@
 /* The subcommand the engine's own binary runs as, in front of a provider's
  * command line:
  *   codemode __provider-exec [--procs F1:F2] [--jail] [--userns] [--tmp-mb N]
- *            [--hide PATH]... [--ids UID:GID] [--rw DIR]... -- PROGRAM ARGV0 ARGS...
+ *            [--hide PATH]... [--ids UID:GID] [--rw DIR]... [--own DIR]
+ *            -- PROGRAM ARGV0 ARGS...
  * The engine builds everything up to --ids once (cm_provider_exec_prepare);
- * --ids and --rw are per spawn (providers/pctx.c). */
+ * --ids and --rw are per spawn (providers/pctx.c); --own, from the
+ * privileged part only (sandboxd.c), gives the call directory DIR and its
+ * files to --ids (keeping their group, mode 02750) before the jail. */
 #define CM_PROVIDER_EXEC_CMD "__provider-exec"
 
 /* The child side: joins every cgroup.procs file of --procs, enters the

@@ -595,7 +595,8 @@ int cm_sandbox_spawn(const cm_sandbox_spec *spec, cm_sandbox *out, cm_error *err
     cm_cleanup_fd(&sync_child);
     cm_cleanup_fd(&err_write);
 
-    if (write_id_maps(sb.pid, spec->host_uid, spec->host_gid, err) < 0 ||
+    if ((spec->id_maps ? spec->id_maps(spec->id_maps_ctx, sb.pidfd, err)
+                       : write_id_maps(sb.pid, spec->host_uid, spec->host_gid, err)) < 0 ||
         (spec->attach && spec->attach(spec->attach_ctx, sb.pid, err) < 0) ||
         send_sync_byte(sync_parent, err) < 0)
         return abort_child(&sb, err_read, err);

@@ -49,6 +49,10 @@ typedef struct cm_sandbox_spec {
      * proceed past its id maps (cgroup attach).  Optional. */
     int (*attach)(void *ctx, pid_t pid, cm_error *err);
     void *attach_ctx;
+    /* Writes the child's id maps instead of the parent (an unprivileged
+     * engine asks the privileged part: isolation.c).  Optional. */
+    int (*id_maps)(void *ctx, int pidfd, cm_error *err);
+    void *id_maps_ctx;
 } cm_sandbox_spec;
 
 typedef struct cm_sandbox {

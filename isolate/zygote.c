@@ -70,26 +70,7 @@ void cm_zygote_init(cm_zygote *z, bool full, const cm_iso_config *cfg, cm_isolat
 static int send_msg(int fd, const char *text, const int *fds, int nfds, cm_error *err)
 {
     struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        memset(&u, 0, sizeof u);
-        m.msg_control = u.buf;
-        m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    }
-    ssize_t n;
-    do {
-        n = sendmsg(fd, &m, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
+    if (cm_send_fds(fd, &iov, 1, fds, nfds) < 0)
         return cm_error_sys(err, CM_ERR_SANDBOX_FAILURE, "zygote: send");
     return 0;
 }
@@ -445,7 +426,7 @@ int cm_zygote_spawn(cm_zygote *z, const cm_limits *lim, int engine_ctl, int chil
     }
     *sb = (cm_sandbox){.pid = -1, .pidfd = pidfd, .foreign = true};
     sb->pid = pidfd_host_pid(pidfd, err);
-    if (sb->pid < 0 || (jail->cg.npaths > 0 && cm_cgroup_attach(&jail->cg, sb->pid, err) < 0) ||
+    if (sb->pid < 0 || cm_jail_attach(jail, sb->pid, sb->pidfd, err) < 0 ||
         match_caller_priority(sb->pid, err) < 0 || send_go(engine_ctl, err) < 0) {
         cm_error ignored;
         cm_sandbox_kill(sb);

@@ -298,11 +298,11 @@ static int write_script(const char *dir, const cm_buf *script, char **path, cm_e
 
 /* The call's directory belongs to the uid its script runs as (it writes
  * each step's output there); nobody else's. */
-static int give_dir(const char *dir, const char *script_path, const cm_provider_ids *ids,
-                    cm_error *err)
+static int give_dir(const cm_providers *p, const char *dir, const char *script_path,
+                    const cm_provider_ids *ids, cm_error *err)
 {
-    if (!ids->set)
-        return 0;
+    if (!ids->set || (p && p->spawn_hook))
+        return 0; /* none, or the privileged part's exec step does it (--own) */
     /* the script first: once the 0700 directory is the provider's, an
      * engine without CAP_DAC_OVERRIDE (the container) cannot reach into it */
     if (chown(script_path, ids->uid, ids->gid) < 0 || chown(dir, ids->uid, ids->gid) < 0)
@@ -466,7 +466,8 @@ static int spawn_shell(const cm_call_ctx *ctx, const char *dir, const cm_provide
                                    .out_fd = out_fd,
                                    .err_fd = out_fd,
                                    .ids = ids,
-                                   .rw = rw};
+                                   .rw = rw,
+                                   .own = dir};
     int rc = cm_providers_spawn(ctx->providers, &req, pid);
     if (rc == 0)
         return 0;
@@ -732,13 +733,13 @@ static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx
     if (cm_providers_take_ids(ctx->providers, &ids, err) < 0)
         return -1;
     if (!mkdtemp(dir)) {
-        cm_providers_release_ids(ctx->providers, &ids);
+        cm_providers_release_ids(ctx->providers, &ids, NULL);
         return cm_error_sys(err, CM_ERR_IO, "mkdtemp");
     }
     if (build_script(job, dir, names, &script, err) < 0 ||
         build_envp(job, ctx->providers, args, names, &envp, err) < 0 ||
         write_script(dir, &script, &script_path, err) < 0 ||
-        give_dir(dir, script_path, &ids, err) < 0 ||
+        give_dir(ctx->providers, dir, script_path, &ids, err) < 0 ||
         run_script(job, dir, &ids, script_path, envp, ctx, &res, err) < 0)
         goto out;
     if (!WIFEXITED(res.status) || WEXITSTATUS(res.status) != 0) {
@@ -750,7 +751,9 @@ static int execute(const cli_job *job, const cJSON *args, const cm_call_ctx *ctx
     res.out = (cm_buf){0};
     rc = 0;
 out:
-    cm_providers_release_ids(ctx->providers, &ids); /* kills what it left running */
+    /* kills what it left running; the privileged part also removes the
+     * directory it gave the uid (an unprivileged engine cannot) */
+    cm_providers_release_ids(ctx->providers, &ids, dir);
     cm_remove_tree(dir);
     cm_buf_free(&res.out);
     cm_buf_free(&script);

@@ -191,7 +191,7 @@ static void session_close(cm_mcp_session *s)
     } else {
         cm_mcp_stop_stdio(s);
     }
-    cm_providers_release_ids(s->p, &s->ids); /* kills what the server left running */
+    cm_providers_release_ids(s->p, &s->ids, NULL); /* kills what the server left running */
     pthread_mutex_lock(&s->lock);
     while (s->refs > 0)
         cm_mcp_wait_ms(s, 50);

@@ -84,10 +84,10 @@ int cm_providers_take_ids(const cm_providers *p, cm_provider_ids *ids, cm_error 
     return 0;
 }
 
-void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids)
+void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids, const char *dir)
 {
     if (p && p->release_ids && ids->set)
-        p->release_ids(p->ids_ctx, ids->uid);
+        p->release_ids(p->ids_ctx, ids->uid, dir);
     ids->set = false;
 }
 

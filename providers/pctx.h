@@ -19,6 +19,7 @@ typedef struct cm_providers cm_providers;
 typedef struct cm_mcp_session cm_mcp_session;
 typedef struct cm_oauth_token cm_oauth_token;
 typedef struct cm_http_loop cm_http_loop;
+struct cm_provider_spawn;
 
 struct cm_providers {
     CURLSH *share;
@@ -39,8 +40,15 @@ struct cm_providers {
      * NULL: none (the process keeps the engine's uid); release kills what
      * still runs as the uid before it is used again */
     int (*take_ids)(void *ctx, unsigned *uid, unsigned *gid, cm_error *err);
-    void (*release_ids)(void *ctx, unsigned uid);
+    /* dir: the call directory the uid was given (removed with it), or NULL */
+    void (*release_ids)(void *ctx, unsigned uid, const char *dir);
     void *ids_ctx;
+    /* privilege separation (engine/workdir.c): provider processes that
+     * get ids are started (0 or an errno value) and signalled by the
+     * engine's privileged part; NULL: here (pspawn.c) */
+    int (*spawn_hook)(void *ctx, const struct cm_provider_spawn *req, pid_t *pid);
+    void (*signal_hook)(void *ctx, pid_t pgid, int sig);
+    void *hook_ctx;
     /* parent of provider temp dirs (the engine's own, removed with it);
      * NULL: $TMPDIR or /tmp */
     const char *work_dir;
@@ -57,9 +65,10 @@ typedef struct cm_provider_ids {
     char arg[32]; /* "uid:gid", the exec step's --ids value */
 } cm_provider_ids;
 /* Takes ids for one provider process (ids->set false when the engine gives
- * none); release once the process is reaped.  p may be NULL. */
+ * none); release once the process is reaped (dir: the call directory it
+ * was given, removed with it, or NULL).  p may be NULL. */
 int cm_providers_take_ids(const cm_providers *p, cm_provider_ids *ids, cm_error *err);
-void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids);
+void cm_providers_release_ids(const cm_providers *p, cm_provider_ids *ids, const char *dir);
 /* What to spawn for a provider process running prog with argv: *path gets
  * the program to exec (prog itself when there is no prefix) and the result
  * the argv (prefix + per-spawn options (ids; rw: NULL-terminated absolute
@@ -80,6 +89,7 @@ typedef struct cm_provider_spawn {
     int err_fd;                 /* its fd 2, -1: the engine's stderr */
     const cm_provider_ids *ids; /* its ids (cm_providers_take_ids), NULL: none */
     char *const *rw;            /* NULL-terminated directories it may write (jail), or NULL */
+    const char *own; /* the call directory its exec step gives to its ids (spawn_hook), or NULL */
 } cm_provider_spawn;
 /* Starts a provider process (pspawn.c) through cm_providers_exec_argv, as
  * the leader of a process group of its own, with an empty signal mask,

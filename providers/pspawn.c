@@ -5,7 +5,7 @@
  * it is where privilege separation puts its seam: an unprivileged engine
  * can neither switch a provider to its uid nor signal it afterwards, so
  * both become requests to the privileged part here and nowhere else
- * (isolate/README.md, "Plan: privilege separation"). */
+ * (isolate/README.md, "Privilege separation"): the hooks in pctx.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +16,8 @@
 
 int cm_providers_spawn(const cm_providers *p, const cm_provider_spawn *req, pid_t *pid)
 {
+    if (p && p->spawn_hook && req->ids && req->ids->set)
+        return p->spawn_hook(p->hook_ctx, req, pid);
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, all;
@@ -51,7 +53,10 @@ int cm_providers_spawn(const cm_providers *p, const cm_provider_spawn *req, pid_
 
 void cm_providers_signal(const cm_providers *p, pid_t pid, int sig)
 {
-    (void)p; /* the privileged part's channel hangs off it once split */
-    if (pid > 0)
+    if (pid <= 0)
+        return;
+    if (p && p->signal_hook)
+        p->signal_hook(p->hook_ctx, pid, sig);
+    else
         kill(-pid, sig);
 }

@@ -205,6 +205,12 @@ class Engine:
     def __init__(self, config=None, config_name="config.yaml", files=None, args=None):
         self.args = list(args or [])  # more `codemode serve` options (e.g. --http ADDR)
         self.dir = tempfile.mkdtemp(prefix="codemode-test-")
+        # a root engine drops to its service user after its start (isolate/
+        # README.md "Privilege separation"): that user reads the manual and
+        # policy files here at run time and writes the metrics file (temp +
+        # rename) and removes its socket at stop; which uid it is (the
+        # claimed sandbox range's last) is known only once the engine runs
+        os.chmod(self.dir, 0o1777)
         self.socket = os.path.join(self.dir, "engine.sock")
         self.config_path = None
         for name, text in (files or {}).items():

@@ -25,6 +25,8 @@ class Install(unittest.TestCase):
 
     def test_install_serve_uninstall(self):
         dest = tempfile.mkdtemp(prefix="codemode-install-")
+        # searchable: the engine's service user binds the installed rootfs
+        os.chmod(dest, 0o755)
         env = dict(os.environ, DESTDIR=dest, PREFIX="/usr/local", SYSCONFDIR="/etc")
         eng = None
         try:

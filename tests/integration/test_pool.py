@@ -9,7 +9,9 @@ import time
 
 from tests.integration.engine import EngineTest, Engine, codemode_cgroup_roots
 
-UID_LO, UID_HI = 310000, 310016
+# the range's last uid is the engine's own (its service user, no codemode
+# account here): sandboxes have the others
+UID_LO, UID_HI = 310000, 310015
 CONFIG = """
 engine:
   pool_size: 2

@@ -4,27 +4,26 @@ tool, every process of the engine and its providers is listed from /proc
 (the engine's descendants, and anything in its cgroups codemode/e<pid> and
 codemode/p<pid> that was reparented), several times while the CLI command
 runs.  Asserted: the snapshot holds a sandbox process, the MCP server and
-the CLI command (so it was taken at the right moment); none of them runs
-as root; the only root processes are the engine itself and its transient
-set-up steps (a `__provider-exec` step before its uid switch, a fork of
-the engine before it execs or becomes a provider uid).
+the CLI command (so it was taken at the right moment); none of them, and
+not the engine itself, runs as root; the only root processes are the
+documented privileged part, `codemode __sandboxd` (one, the engine's
+child), and its transient steps (a `__provider-exec` exec step before its
+uid switch, a fork of the broker before it execs or becomes another uid;
+isolate/README.md "Privilege separation").
 
 The process holding the listening socket (the socket-facing one) is found
-through /proc/net/unix.  That it runs with uid != 0 and empty CapEff,
-CapPrm and CapBnd is issue 17 deliverable 1 (privilege separation), which
-is not built: that test is an expected failure until it is (the design and
-its step plan: isolate/README.md, "Plan: privilege separation"); when the
-split lands it passes, unittest reports an unexpected success, and the
-marker must go, as must the exceptions for the engine in the root test."""
+through /proc/net/unix; it runs with uid != 0 and empty CapEff, CapPrm and
+CapBnd (issue 17 deliverable 1)."""
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from tests.integration.engine import ROOT, Engine, chain_result, status_fields
+from tests.integration.engine import BIN, ROOT, Engine, chain_result, status_fields
 
 STUB = os.path.join(ROOT, "tests", "integration", "env_mcp_server.py")
 NAP = "2.7"  # seconds the CLI command sleeps; its argv marks it in /proc
@@ -183,14 +182,20 @@ class PrivilegeModel(unittest.TestCase):
                 out["sandbox"].add(pid)  # v1's <instance>/providers holds providers
         return out
 
-    def transient(self, pid, snap):
-        """The engine's set-up steps that are root for a moment today: the
-        provider exec step before its uid switch, and a fork of the engine
-        (posix_spawn before exec, the uid clean-up before setresuid)."""
+    def broker(self, snap):
+        """The privileged part: the engine's child running `__sandboxd`."""
+        eng = self.eng.proc.pid
+        return {p for p, (ppid, _, argv, _) in snap.items()
+                if ppid == eng and len(argv) > 1 and argv[1] == "__sandboxd"}
+
+    def transient(self, pid, snap, brokers):
+        """The privileged part's own steps that are root for a moment: the
+        provider exec step before its uid switch, and a fork of the broker
+        (a provider's clone before it execs the step, a map writer or uid
+        clean-up before it changes uid)."""
         ppid, _, argv, _ = snap[pid]
-        eng_argv = snap[self.eng.proc.pid][2] if self.eng.proc.pid in snap else None
-        return (len(argv) > 1 and argv[1] == "__provider-exec") or (
-            ppid == self.eng.proc.pid and argv == eng_argv)
+        broker_argv = [snap[b][2] for b in brokers]
+        return (len(argv) > 1 and argv[1] == "__provider-exec") or argv in broker_argv
 
     def test_chain_ran_and_was_seen(self):
         self.assertIsNotNone(self.result)
@@ -201,22 +206,24 @@ class PrivilegeModel(unittest.TestCase):
         for what in ("sandbox", "mcp", "cli"):
             self.assertTrue(k[what], "no %s process in the snapshot" % what)
 
-    def test_no_root_but_the_engine(self):
+    def test_no_root_but_the_privileged_part(self):
         for snap in self.snapshots:
             k = self.kinds(snap)
             for what in ("sandbox", "mcp", "cli"):
                 for pid in k[what]:
                     self.assertFalse(is_root(snap[pid][1]), "%s pid %d runs as root: %s %s" % (
                         what, pid, snap[pid][2], snap[pid][1]["Uid"]))
+            eng = self.eng.proc.pid
+            self.assertFalse(is_root(snap[eng][1]), "the engine runs as root: %s" % snap[eng][1])
+            brokers = self.broker(snap)
+            self.assertEqual(len(brokers), 1, "not one privileged part: %s" % brokers)
             root = {p for p, info in snap.items() if is_root(info[1])}
-            # today the engine is one root process (deliverable 1 not built)
-            others = {p for p in root - {self.eng.proc.pid} if not self.transient(p, snap)}
+            others = {p for p in root - brokers if not self.transient(p, snap, brokers)}
             self.assertEqual(others, set(), {p: snap[p][2] for p in others})
 
     def test_socket_holder_found(self):
         self.assertTrue(self.socket_holders, "no process of the engine holds its socket")
 
-    @unittest.expectedFailure  # issue 17 deliverable 1 not built (isolate/README.md, plan)
     def test_socket_facing_process_is_unprivileged(self):
         if not self.socket_holders:
             self.skipTest("no socket holder found (test_socket_holder_found fails)")
@@ -226,6 +233,40 @@ class PrivilegeModel(unittest.TestCase):
             self.assertFalse(is_root(st), "socket-facing pid %d: Uid %s" % (pid, st["Uid"]))
             for cap in ("CapEff", "CapPrm", "CapBnd"):
                 self.assertEqual(int(st[cap], 16), 0, "socket-facing pid %d %s" % (pid, cap))
+
+
+class DoctorSaysWhoRunsAsWhat(unittest.TestCase):
+    """`codemode doctor`'s engine and privileged lines, separated (the
+    default) and with engine.user: root (one process, said so)."""
+
+    def doctor(self, config):
+        d = tempfile.mkdtemp(prefix="privmodel-doctor-")
+        try:
+            cfg = os.path.join(d, "c.yaml")
+            with open(cfg, "w") as f:
+                f.write(config)
+            return subprocess.run([BIN, "doctor", "--config", cfg], capture_output=True,
+                                  text=True, timeout=60).stdout
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_separated(self):
+        out = self.doctor("engine:\n  user: '54321:54321'\n")
+        self.assertRegex(out, r"engine\s+uid 54321 gid 54321 \(engine.user\): socket server, RPC,"
+                              r".*no capabilities")
+        self.assertRegex(out, r"privileged\s+uid 0: codemode __sandboxd .*IDS, ATTACH, PROVIDER, "
+                              r"SIGNAL, UIDKILL")
+
+    def test_default_service_user_is_the_ranges_last_uid(self):
+        out = self.doctor("engine:\n  sandbox_uid: 310000\n  sandbox_gid: 310000\n"
+                          "  sandbox_uid_range: 8\n")
+        self.assertRegex(out, r"engine\s+uid 310007 gid 310007 \(the sandbox range's last uid\)")
+        self.assertRegex(out, r"sandboxes\s+host uids 310000\.\.310006")
+
+    def test_root_is_not_separated(self):
+        out = self.doctor("engine:\n  user: root\n")
+        self.assertRegex(out, r"engine\s+uid 0 \(engine.user: root: .*NOT separated\)")
+        self.assertNotIn("privileged", out)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,8 @@ class ProviderJail(unittest.TestCase):
     def test_doctor_reports_the_jail(self):
         p = subprocess.run([BIN, "doctor", "--config", self.config], capture_output=True,
                            text=True, timeout=60)
-        self.assertRegex(p.stdout, r"engine\s+uid 0 \(root")
+        self.assertRegex(p.stdout, r"engine\s+uid [1-9]\d* gid \d+ \(")
+        self.assertRegex(p.stdout, r"privileged\s+uid 0: codemode __sandboxd")
         self.assertRegex(p.stdout, r"providers\s+jailed: a uid of its own per process")
         self.assertRegex(p.stdout, r"provider check\s+ok")
 

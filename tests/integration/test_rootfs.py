@@ -24,6 +24,7 @@ class RootfsBuildVerify(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="codemode-rootfs-test-")
+        os.chmod(cls.tmp, 0o755)  # the engine's service user binds the rootfs
         cls.ids = []
         for name in ("a", "b"):
             r = codemode("rootfs", "build", "--out", os.path.join(cls.tmp, name))

@@ -1,7 +1,9 @@
 """Clean-up: after many chains (a fifth of them killed for timeout or
 memory) the host shows no leftover cgroup directory, sandbox process, mount
-or engine fd; and an engine killed with SIGKILL leaves cgroups that the next
-engine removes at start-up (killing anything still inside).
+or engine fd; an engine killed with SIGKILL is cleaned up at once by its
+privileged part (`codemode __sandboxd`, which reads end-of-file); and when
+both die with SIGKILL, the cgroups they leave are removed by the next
+engine at start-up (killing anything still inside).
 
 CODEMODE_SOAK_CHAINS sets the count (default 100 in `make test`; `make
 soak-isolation` runs 500)."""
@@ -28,7 +30,9 @@ engine:
   pool_size: 1
   pool_full_size: 2
 """
-UID_LO, UID_HI = 300000, 300064
+# the engine itself runs as the range's last uid (its service user: no
+# codemode account here), so sandboxes have the others
+UID_LO, UID_HI = 300000, 300063
 
 
 def sandbox_pids():
@@ -169,27 +173,56 @@ class CleanupTest(unittest.TestCase):
         self.assertEqual([d for r in codemode_cgroup_roots() for d in glob.glob(os.path.join(r, "e%d" % eng.proc.pid))], [])
         self.assertEqual(sandbox_pids(), [])
 
-    def test_sigkilled_engine_is_cleaned_up_by_successor(self):
+    def start_three_chains(self):
         eng = harness.Engine(CONFIG).start()
         pool = concurrent.futures.ThreadPoolExecutor(3)
+        futs = [pool.submit(lambda: eng.client(timeout=30).chain(
+            "import time\ntime.sleep(20)", timeout=25)) for _ in range(3)]
+        deadline = time.time() + 10
+        while len(instance_dirs(eng.proc.pid)) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(instance_dirs(eng.proc.pid)), 3)
+        return eng, pool, futs
+
+    def wait_killed(self, eng, futs):
+        eng.proc.wait()
+        for f in futs:
+            with self.assertRaises(Exception):
+                f.result(timeout=30)
+        # the sandboxes died with their spawning threads (parent-death signal)
+        deadline = time.time() + 10
+        while sandbox_pids() and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(sandbox_pids(), [])
+
+    def test_sigkilled_engine_is_cleaned_up_by_its_privileged_part(self):
+        eng, pool, futs = self.start_three_chains()
         try:
-            futs = [pool.submit(lambda: eng.client(timeout=30).chain(
-                "import time\ntime.sleep(20)", timeout=25)) for _ in range(3)]
-            deadline = time.time() + 10
-            while len(instance_dirs(eng.proc.pid)) < 3 and time.time() < deadline:
-                time.sleep(0.05)
-            self.assertGreaterEqual(len(instance_dirs(eng.proc.pid)), 3)
+            self.assertTrue(broker_pid(eng.proc.pid))
             eng.proc.send_signal(signal.SIGKILL)
-            eng.proc.wait()
-            for f in futs:
-                with self.assertRaises(Exception):
-                    f.result(timeout=30)
+            self.wait_killed(eng, futs)
             dead = eng.proc.pid
-            # the sandboxes died with their spawning threads (parent-death signal)
             deadline = time.time() + 10
-            while sandbox_pids() and time.time() < deadline:
+            while instance_dirs(dead) and time.time() < deadline:
                 time.sleep(0.05)
-            self.assertEqual(sandbox_pids(), [])
+            self.assertEqual(instance_dirs(dead), [])
+            self.assertEqual([d for r in codemode_cgroup_roots()
+                              for d in glob.glob(os.path.join(r, "e%d" % dead))], [])
+            self.assertFalse(os.path.exists(os.path.join(
+                os.environ.get("TMPDIR", "/tmp"), "codemode-e%d" % dead)))
+        finally:
+            pool.shutdown(wait=False)
+            eng.cleanup()
+
+    def test_sigkilled_engine_and_broker_are_cleaned_up_by_successor(self):
+        eng, pool, futs = self.start_three_chains()
+        try:
+            broker = broker_pid(eng.proc.pid)
+            self.assertTrue(broker)
+            os.kill(broker, signal.SIGKILL)  # first: it would clean up after the engine
+            eng.proc.send_signal(signal.SIGKILL)
+            self.wait_killed(eng, futs)
+            dead = eng.proc.pid
             self.assertTrue(instance_dirs(dead), "SIGKILL should have left cgroups behind")
         finally:
             pool.shutdown(wait=False)
@@ -202,6 +235,21 @@ class CleanupTest(unittest.TestCase):
         finally:
             succ.stop()
             succ.cleanup()
+
+
+def broker_pid(engine_pid):
+    """The engine's privileged part: its child running `__sandboxd`."""
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if ppid == engine_pid and len(argv) > 1 and argv[1] == b"__sandboxd":
+            return int(name)
+    return None
 
 
 if __name__ == "__main__":
