@@ -35,6 +35,12 @@ cat > "$root/DEBIAN/postinst" <<'POSTINST'
 set -e
 if [ "$1" = configure ]; then
     getent group codemode >/dev/null || addgroup --system codemode >/dev/null
+    # the engine's service user (engine.user's default): a group of its own,
+    # not the socket's codemode group, so socket clients cannot read the CLI
+    # call directories the engine keeps group-readable (isolate/README.md)
+    getent group codemode-engine >/dev/null || addgroup --system codemode-engine >/dev/null
+    getent passwd codemode >/dev/null || adduser --system --ingroup codemode-engine \
+        --no-create-home --home /nonexistent --shell /usr/sbin/nologin codemode >/dev/null
     if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 fi
 POSTINST
@@ -42,7 +48,11 @@ cat > "$root/DEBIAN/postrm" <<'POSTRM'
 #!/bin/sh
 set -e
 if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
-if [ "$1" = purge ] && getent group codemode >/dev/null; then delgroup --system codemode >/dev/null || true; fi
+if [ "$1" = purge ]; then
+    getent passwd codemode >/dev/null && { deluser --system codemode >/dev/null || true; }
+    getent group codemode-engine >/dev/null && { delgroup --system codemode-engine >/dev/null || true; }
+    getent group codemode >/dev/null && { delgroup --system codemode >/dev/null || true; }
+fi
 POSTRM
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
 out="build/codemode_${version}_${arch}.deb"

@@ -16,7 +16,17 @@ unit() { # unit NAME: render a systemd unit template with the install paths
     sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" "deploy/systemd/$1.in"
 }
 
+# The engine's service user (engine.user's default, as the package's
+# postinst makes it): only for an install into the running system as root.
+service_user() {
+    [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ] || return 0
+    getent group codemode-engine >/dev/null || groupadd --system codemode-engine
+    getent passwd codemode >/dev/null || useradd --system --gid codemode-engine \
+        --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin codemode
+}
+
 do_install() {
+    service_user
     install -D -m 0755 build/codemode "$DESTDIR$BINDIR/codemode"
     # the rootfs trees (minimal, and full for widened imports): exactly the
     # built trees (their MANIFESTs), replaced atomically

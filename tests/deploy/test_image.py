@@ -135,6 +135,19 @@ class ImageRun(unittest.TestCase):
         self.assertIsNone(r["error"], r)
         return r["result"]
 
+    def test_package_made_the_service_user_outside_the_socket_group(self):
+        # engine.user's default account, with a group of its own: a socket
+        # client (group codemode) must not share the engine's group
+        pw = self.exec_engine("getent", "passwd", "codemode")
+        self.assertEqual(pw.returncode, 0, "the package's postinst made no codemode account")
+        fields = pw.stdout.strip().split(":")
+        self.assertNotEqual(fields[2], "0")
+        self.assertEqual(fields[6], "/usr/sbin/nologin")
+        grp = self.exec_engine("getent", "group", fields[3])
+        self.assertEqual(grp.stdout.split(":")[0], "codemode-engine", grp.stdout)
+        sock = self.exec_engine("getent", "group", "codemode")
+        self.assertNotIn("codemode", sock.stdout.strip().split(":")[3].split(","), sock.stdout)
+
     def test_pod_client_gets_the_default_profile(self):
         p = self.exec_engine("codemode", "run", "-", user="65534:990", stdin=h.CHAIN)
         r = json.loads(p.stdout)
