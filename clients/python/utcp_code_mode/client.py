@@ -108,6 +108,15 @@ def _resolve_config(cfg, base):
                 if key in eng["policy"]:
                     eng["policy"][key] = _abs(eng["policy"][key], base)
         cfg["engine"] = eng
+    if os.geteuid() == 0:
+        # a private engine serves this process alone and reads the caller's
+        # own files (manuals registered later, relative to its cwd): it keeps
+        # the caller's identity instead of dropping to the service user of a
+        # shared engine (README, "who runs as what"); a non-root caller's
+        # engine is that user anyway
+        eng = dict(cfg.get("engine") or {})
+        eng.setdefault("user", "root")
+        cfg["engine"] = eng
     return cfg
 
 
