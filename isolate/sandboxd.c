@@ -253,18 +253,24 @@ static int check_target(sbd *s, int pidfd, bool ids, int *procfd, pid_t *pid)
     return 0;
 }
 
-/* Runs fn in a fork of the broker and returns its status (0 or an errno). */
-static int in_fork(const sbd *s, int (*fn)(const sbd *, void *), void *arg)
+/* The exit status of a fork (pid < 0: fork's errno; killed: EIO). */
+static int fork_status(pid_t pid)
 {
-    pid_t pid = fork();
-    if (pid == 0)
-        _exit(fn(s, arg) & 0xff);
     if (pid < 0)
         return errno;
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     return WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+}
+
+/* Runs fn in a fork of the broker and returns its status (0 or an errno). */
+static int in_fork(const sbd *s, int (*fn)(const sbd *, void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(fn(s, arg) & 0xff);
+    return fork_status(pid);
 }
 
 typedef struct sbd_maps {
@@ -474,12 +480,7 @@ static int as_uid(const sbd *s, uid_t uid, gid_t gid, int (*fn)(const sbd *, voi
             _exit(EPERM);
         _exit(fn(s, arg) & 0xff);
     }
-    if (pid < 0)
-        return errno;
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : EIO;
+    return fork_status(pid);
 }
 
 static int kill_group(const sbd *s, void *arg)
