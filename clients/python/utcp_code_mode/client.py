@@ -120,6 +120,23 @@ def _resolve_config(cfg, base):
     return cfg
 
 
+def _root_config(config, base):
+    """For a root caller: its config (a path, or None: base's
+    .utcp_config.json) as a dict and the directory its relative paths
+    resolve against, so that _resolve_config can keep the engine root; a
+    file that is not JSON (a YAML config) is passed on as it is."""
+    path = _abs(os.fspath(config), base) if config is not None else \
+        os.path.join(base, ".utcp_config.json")
+    if not os.path.exists(path):
+        return ({} if config is None else config), base
+    try:
+        with open(path) as f:
+            loaded = json.load(f)
+    except (OSError, ValueError):
+        return config, base
+    return (loaded, os.path.dirname(path)) if isinstance(loaded, dict) else (config, base)
+
+
 def _engine_binary():
     env = os.environ.get("CODEMODE_BIN")
     if env:
@@ -240,11 +257,17 @@ class CodeModeUtcpClient:
             return client
         tmpdir = tempfile.mkdtemp(prefix="utcp-code-mode-")
         config_path = written = None
+        cfg_base = base
+        if os.geteuid() == 0 and not isinstance(config, dict):
+            # a root caller's engine keeps its identity (_resolve_config), so
+            # a JSON config file is read here and written again with that
+            config, cfg_base = _root_config(config, base)
         if isinstance(config, dict):
             # the engine resolves relative paths (tool templates' too) against
             # its config file's directory: write it into base when we may,
             # and remove it once the engine has read it
-            written = config_path = _write_config(_resolve_config(config, base), base, tmpdir)
+            written = config_path = _write_config(_resolve_config(config, cfg_base), cfg_base,
+                                                  tmpdir)
         elif config is not None:
             config_path = _abs(os.fspath(config), base)
         elif os.path.exists(os.path.join(base, ".utcp_config.json")):
