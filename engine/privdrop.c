@@ -36,36 +36,6 @@ static int service_user(cm_engine *eng, cm_error *err)
     return rc;
 }
 
-/* The sandbox child binds the rootfs with the service user's credentials:
- * every directory on its path must be searchable by that user. */
-static int check_searchable(const char *path, uid_t uid, gid_t gid, cm_error *err)
-{
-    if (!path)
-        return 0;
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    size_t n = strlen(buf);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0')
-            continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        struct stat st;
-        bool ok = stat(buf, &st) == 0 && S_ISDIR(st.st_mode) &&
-                  (st.st_uid == uid   ? (st.st_mode & S_IXUSR)
-                   : st.st_gid == gid ? (st.st_mode & S_IXGRP)
-                                      : (st.st_mode & S_IXOTH));
-        if (!ok)
-            return cm_error_set(err, CM_ERR_CONFIG,
-                                "rootfs %s: directory %s is not searchable by the service user "
-                                "uid %u, which binds it into every sandbox (make it o+x, or move "
-                                "the rootfs; engine.user: root keeps one root process)",
-                                path, buf, (unsigned)uid);
-        buf[i] = c;
-    }
-    return 0;
-}
-
 /* ---- the providers' hooks (pctx.h) ------------------------------------ */
 
 static int spawn_hook(void *ctx, const struct cm_provider_spawn *req, pid_t *pid)
@@ -149,7 +119,7 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
     if (geteuid() != 0)
         return 0; /* rootless: nothing to split */
     int rc = service_user(eng, err);
-    char why[200];
+    char why[512];
     if (rc == 0 && !cm_privsep_possible(why, sizeof why)) {
         cm_log("warn",
                "privilege separation: %s; the engine stays one root process here "
@@ -168,9 +138,22 @@ int cm_privdrop_start(cm_engine *eng, const char *socket_path, cm_error *err)
                             "engine.provider_jail: false runs providers as the engine's uid, which "
                             "a separated engine cannot start them as (its privileged part starts "
                             "every provider as a uid of its own); set engine.user: root for it");
-    if (check_searchable(eng->cfg.rootfs, eng->svc_uid, eng->svc_gid, err) < 0 ||
-        check_searchable(eng->cfg.rootfs_full, eng->svc_uid, eng->svc_gid, err) < 0)
-        return -1;
+    /* the rootfs must be reachable by the service user: with engine.user
+     * set that is the operator's promise (refused otherwise); by default a
+     * rootfs below a private directory (a checkout under /root) keeps one
+     * root process, said loudly, as doctor says */
+    if (!cm_privsep_path_reachable(eng->cfg.rootfs, eng->svc_uid, eng->svc_gid, why, sizeof why) ||
+        !cm_privsep_path_reachable(eng->cfg.rootfs_full, eng->svc_uid, eng->svc_gid, why,
+                                   sizeof why)) {
+        if (eng->cfg.user)
+            return cm_error_set(err, CM_ERR_CONFIG, "%s; engine.user: root keeps one root process",
+                                why);
+        cm_log("warn",
+               "privilege separation: %s; the engine stays one root process here "
+               "(`codemode doctor` says so)",
+               why);
+        return 0;
+    }
     if (cm_cgroup_chown_instance(&eng->iso.cgroups, eng->svc_uid, eng->svc_gid, err) < 0 ||
         (eng->work_dir && chown(eng->work_dir, eng->svc_uid, eng->svc_gid) < 0 &&
          cm_error_sys(err, CM_ERR_IO, "chown %s to the service user", eng->work_dir) < 0))

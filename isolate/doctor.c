@@ -193,8 +193,12 @@ static void who_runs_as_what(const cm_isolation *iso, const cm_iso_config *cfg)
         cm_error err;
         int rc = cm_privsep_service_user(cfg->user, iso->uid_base, iso->gid_base, iso->uid_count,
                                          &su, &sg, &from_range, from, sizeof from, &err);
-        char why[200] = "";
+        char why[512] = "";
         if (rc == 0 && !cm_privsep_possible(why, sizeof why))
+            rc = 2;
+        if (rc == 0 && !cfg->user &&
+            (!cm_privsep_path_reachable(cfg->rootfs, su, sg, why, sizeof why) ||
+             !cm_privsep_path_reachable(cfg->rootfs_full, su, sg, why, sizeof why)))
             rc = 2;
         if (rc == 0 && from_range && cm_privsep_possible(svc, sizeof svc))
             last--; /* the service user's, out of the sandboxes' range */

@@ -22,6 +22,7 @@
 #include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -334,4 +335,33 @@ int cm_privsep_service_user(const char *setting, uid_t base, gid_t gbase, unsign
         return cm_error_set(err, CM_ERR_CONFIG,
                             "engine.user: uid/gid 0 is root (engine.user: root keeps one process)");
     return 0;
+}
+
+bool cm_privsep_path_reachable(const char *path, uid_t uid, gid_t gid, char *why, size_t cap)
+{
+    if (!path)
+        return true;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        struct stat st;
+        bool ok = stat(buf, &st) == 0 && S_ISDIR(st.st_mode) &&
+                  (st.st_uid == uid   ? (st.st_mode & S_IXUSR)
+                   : st.st_gid == gid ? (st.st_mode & S_IXGRP)
+                                      : (st.st_mode & S_IXOTH));
+        if (!ok) {
+            snprintf(why, cap,
+                     "rootfs %.200s: directory %.200s is not searchable by the service user uid "
+                     "%u, which binds it into every sandbox (make it o+x, or move the rootfs)",
+                     path, buf, (unsigned)uid);
+            return false;
+        }
+        buf[i] = c;
+    }
+    return true;
 }

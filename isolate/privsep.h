@@ -65,6 +65,11 @@ int cm_privsep_drop(uid_t uid, gid_t gid, bool *bounding_kept, cm_error *err);
  * Kubernetes set, stays one process for now).  false with why. */
 bool cm_privsep_possible(char *why, size_t cap);
 
+/* Whether uid/gid may search every directory on the way to path (the
+ * sandbox child binds the rootfs with the service user's credentials);
+ * NULL path: true.  false with why naming the first directory that is not. */
+bool cm_privsep_path_reachable(const char *path, uid_t uid, gid_t gid, char *why, size_t cap);
+
 /* The service user for the setting engine.user (NULL: not set): "root"
  * returns 1 (one process, not separated); "UID:GID" or a user name; unset,
  * the account `codemode`, else the last uid/gid of the sandbox range

@@ -269,5 +269,50 @@ class DoctorSaysWhoRunsAsWhat(unittest.TestCase):
         self.assertNotIn("privileged", out)
 
 
+class RootfsTheServiceUserCannotReach(unittest.TestCase):
+    """A rootfs below a directory the service user may not search (a
+    checkout under a 0700 /root): by default the engine stays one root
+    process and says so (in its log and in doctor); with engine.user set it
+    refuses to start, naming the directory."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.private = tempfile.mkdtemp(prefix="privmodel-rootfs-")  # 0700, root's
+        cls.rootfs = os.path.join(cls.private, "rootfs")
+        subprocess.run(["cp", "-a", os.path.join(ROOT, "build", "rootfs"), cls.rootfs], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.private, ignore_errors=True)
+
+    def config(self, user=None):
+        eng = {"rootfs": self.rootfs, "rootfs_full": self.rootfs, "pool_size": 0}
+        if user:
+            eng["user"] = user
+        return {"engine": eng}
+
+    def test_default_stays_one_root_process_and_says_so(self):
+        eng = Engine(self.config()).start()
+        try:
+            self.assertEqual(chain_result(eng.socket, "return 1 + 1"), 2)
+            log = eng.read_log()
+            self.assertRegex(log, r"privilege separation: rootfs .*: directory %s is not searchable"
+                                  r" by the service user .*stays one root process" % self.private)
+            out = subprocess.run([BIN, "doctor", "--config", eng.config_path], capture_output=True,
+                                 text=True, timeout=60).stdout
+            self.assertRegex(out, r"engine\s+uid 0 \(rootfs .*not searchable.*NOT separated\)")
+            self.assertNotIn("privileged", out)
+        finally:
+            eng.stop()
+
+    def test_an_explicit_service_user_is_refused(self):
+        eng = Engine(self.config("54321:54321"))
+        with self.assertRaises(RuntimeError) as cm:
+            eng.start()
+        eng.stop()
+        self.assertRegex(str(cm.exception), r"directory %s is not searchable by the service user "
+                                            r"uid 54321" % self.private)
+
+
 if __name__ == "__main__":
     unittest.main()
